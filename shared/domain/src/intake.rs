@@ -1,0 +1,404 @@
+//! Intake: a form submission becomes a contact, a lead and an interaction, exactly once.
+//!
+//! The flow is read → decide → write, where the write is one atomic commit guarded by
+//! conditions. If another writer got there first (a concurrent submission of the same new
+//! person, a double click), the commit reports a conflict and the flow reads again and
+//! decides again, now seeing the other writer's records. No read-then-write race can create
+//! a duplicate, because uniqueness lives in the commit's conditions, not in the read.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::email::Email;
+use crate::form::FormDefinition;
+use crate::matching::{key_for, MatchKey};
+use crate::message::InteractionMessage;
+use crate::ports::{Commit, IntakeStore, InteractionQueue, StoreError};
+use crate::records::{
+    Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead, LeadId, LeadStatus, Stage,
+};
+use crate::submission::{validate, FieldError, RawSubmission, ValidSubmission, Validated};
+
+/// How long an `Idempotency-Key` replays its first answer.
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+/// How long spam is kept for inspection.
+pub const SPAM_TTL_DAYS: i64 = 30;
+/// Attempts at read → decide → commit before answering "busy".
+pub const MAX_ATTEMPTS: u32 = 6;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    Created,
+    Matched,
+}
+
+/// The answer to an accepted submission, stored so that a replay answers the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub contact_id: ContactId,
+    pub lead_id: LeadId,
+    pub contact: Resolution,
+    pub lead: Resolution,
+}
+
+/// A receipt kept for replay: what was submitted (its fingerprint) and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReceipt {
+    pub receipt: Receipt,
+    pub fingerprint: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Facts about the request that are not form fields.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionMeta {
+    pub received_at: DateTime<Utc>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The keys a submission is looked up by, computed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub contact_key: MatchKey,
+    pub lead_key: MatchKey,
+    /// Same person, same form, same values: a double click.
+    pub dedup_key: String,
+    /// The client's idempotency key, scoped to the form and hashed.
+    pub idempotency_key: Option<String>,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupResult {
+    pub contact: Option<ContactId>,
+    /// A lead already under the lead key, with the contact it belongs to.
+    pub lead: Option<(LeadId, ContactId)>,
+    pub dedup: Option<StoredReceipt>,
+    pub idempotency: Option<StoredReceipt>,
+}
+
+/// How consent evidence is written to an existing contact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsentWrite {
+    /// A new opt-in: always recorded, it is the freshest evidence.
+    Replace(Consent),
+    /// A declined box: recorded only if the contact has no consent record yet, so it
+    /// never overrides an earlier opt-in (withdrawal is the unsubscribe flow's job).
+    IfAbsent(Consent),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactWrite {
+    Create { contact: Contact, key: MatchKey },
+    Update {
+        contact_id: ContactId,
+        email: Option<Email>,
+        /// Only the non-empty submitted values: an empty value never blanks a stored one.
+        fields: ContactFields,
+        consent: Option<ConsentWrite>,
+        /// A matching key this contact does not own yet (matched through its lead).
+        add_key: Option<MatchKey>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeadWrite {
+    Create { lead: Lead, key: MatchKey },
+    Update { lead_id: LeadId, fields: BTreeMap<String, String> },
+}
+
+/// A claim that must not exist yet (or must have expired) for the commit to succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptClaim {
+    pub key: String,
+    pub stored: StoredReceipt,
+}
+
+/// Everything one submission writes, as one atomic unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakePlan {
+    pub now: DateTime<Utc>,
+    pub contact: ContactWrite,
+    pub lead: LeadWrite,
+    pub interaction: Interaction,
+    pub dedup: ReceiptClaim,
+    pub idempotency: Option<ReceiptClaim>,
+}
+
+impl IntakePlan {
+    pub fn receipt(&self) -> &Receipt {
+        &self.dedup.stored.receipt
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Answer with an earlier receipt; write nothing.
+    Replay(Receipt),
+    Write(Box<IntakePlan>),
+    /// The idempotency key was used before with a different submission.
+    KeyReused,
+}
+
+/// A spam submission, kept apart with what it carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpamRecord {
+    pub spam_id: uuid::Uuid,
+    pub form_id: String,
+    pub received_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub fields: BTreeMap<String, String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The keys of a valid submission; `Err` names a strategy field it lacks.
+pub fn lookup_request(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMeta) -> Result<LookupRequest, FieldError> {
+    let missing = |f: String| FieldError::new(f, "is required");
+    let contact_key = key_for(&form.contact_match, form, sub).map_err(missing)?;
+    let lead_key = key_for(&form.lead_match, form, sub).map_err(missing)?;
+    let fingerprint = sub.fingerprint(&form.id);
+    let dedup_key = digest(&[&form.id, contact_key.as_str(), &fingerprint]);
+    let idempotency_key = meta.idempotency_key.as_deref().map(|k| digest(&[&form.id, k]));
+    Ok(LookupRequest { contact_key, lead_key, dedup_key, idempotency_key, fingerprint })
+}
+
+/// Decides what a submission does given what the store holds. Pure: no I/O, no clock.
+pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMeta, req: &LookupRequest, found: &LookupResult) -> Decision {
+    let now = meta.received_at;
+    if let (Some(_), Some(prior)) = (&req.idempotency_key, &found.idempotency) {
+        if prior.expires_at > now {
+            return if prior.fingerprint == req.fingerprint { Decision::Replay(prior.receipt.clone()) } else { Decision::KeyReused };
+        }
+    }
+    if let Some(prior) = &found.dedup {
+        if prior.expires_at > now && prior.fingerprint == req.fingerprint {
+            return Decision::Replay(prior.receipt.clone());
+        }
+    }
+
+    let consent = sub.consent.map(|opt_in| Consent {
+        opt_in,
+        wording_version: form.consent.as_ref().map(|c| c.version.clone()),
+        at: now,
+        source_form: form.id.clone(),
+        ip: meta.source_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+    });
+
+    // The lead key is the more specific match: when it finds a lead, that lead's contact is the person.
+    let existing_contact = found.lead.map(|(_, c)| c).or(found.contact);
+    let (contact_id, contact_res, contact) = match existing_contact {
+        Some(contact_id) => {
+            let add_key = if found.contact.is_none() { Some(req.contact_key.clone()) } else { None };
+            let write = ContactWrite::Update {
+                contact_id,
+                email: sub.email.clone(),
+                fields: sub.contact.clone(),
+                consent: consent.map(|c| if c.opt_in { ConsentWrite::Replace(c) } else { ConsentWrite::IfAbsent(c) }),
+                add_key,
+            };
+            (contact_id, Resolution::Matched, write)
+        }
+        None => {
+            let contact_id = ContactId::generate();
+            let contact = Contact {
+                contact_id,
+                email: sub.email.clone(),
+                fields: sub.contact.clone(),
+                consent,
+                unsubscribed_at: None,
+                suppressed: None,
+                owner: None,
+                created_at: now,
+                updated_at: now,
+            };
+            (contact_id, Resolution::Created, ContactWrite::Create { contact, key: req.contact_key.clone() })
+        }
+    };
+
+    let (lead_id, lead_res, lead) = match found.lead {
+        Some((lead_id, _)) => (lead_id, Resolution::Matched, LeadWrite::Update { lead_id, fields: sub.custom.clone() }),
+        None => {
+            let lead_id = LeadId::generate();
+            let lead = Lead {
+                lead_id,
+                contact_id,
+                form_id: form.id.clone(),
+                campaign: form.campaign.clone(),
+                source: form.source,
+                stage: Stage::Inquiry,
+                status: LeadStatus::Open,
+                created_at: now,
+                last_activity_at: now,
+                submissions: 1,
+                fields: sub.custom.clone(),
+            };
+            (lead_id, Resolution::Created, LeadWrite::Create { lead, key: req.lead_key.clone() })
+        }
+    };
+
+    let receipt = Receipt { contact_id, lead_id, contact: contact_res, lead: lead_res };
+    let mut properties = serde_json::Map::new();
+    properties.insert("form_id".into(), form.id.clone().into());
+    properties.insert("form_version".into(), form.version.into());
+    if let Some(c) = &form.campaign {
+        properties.insert("campaign".into(), c.clone().into());
+    }
+    if let Some(v) = &sub.visitor_id {
+        properties.insert("visitor_id".into(), v.clone().into());
+    }
+    if !sub.custom.is_empty() {
+        properties.insert("fields".into(), serde_json::to_value(&sub.custom).unwrap_or_default());
+    }
+    let interaction = Interaction {
+        interaction_id: InteractionId::generate(),
+        lead_id,
+        contact_id,
+        kind: InteractionKind::FormSubmitted,
+        occurred_at: now,
+        properties,
+    };
+    let dedup = ReceiptClaim {
+        key: req.dedup_key.clone(),
+        stored: StoredReceipt {
+            receipt: receipt.clone(),
+            fingerprint: req.fingerprint.clone(),
+            expires_at: now + Duration::seconds(i64::from(form.dedup_window_secs)),
+        },
+    };
+    let idempotency = req.idempotency_key.as_ref().map(|key| ReceiptClaim {
+        key: key.clone(),
+        stored: StoredReceipt {
+            receipt: receipt.clone(),
+            fingerprint: req.fingerprint.clone(),
+            expires_at: now + Duration::hours(IDEMPOTENCY_TTL_HOURS),
+        },
+    });
+    Decision::Write(Box::new(IntakePlan { now, contact, lead, interaction, dedup, idempotency }))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntakeOutcome {
+    Accepted {
+        receipt: Receipt,
+        /// An earlier answer replayed (idempotency key or double click); nothing was written.
+        replayed: bool,
+        /// The scoring message went out now; if not, the outbox sends it later.
+        queued: bool,
+    },
+    /// Answered like a success; kept apart as spam.
+    Spam { receipt: Receipt },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IntakeError {
+    #[error("invalid submission ({} field errors)", .0.len())]
+    Invalid(Vec<FieldError>),
+    #[error("idempotency key was already used for a different submission")]
+    IdempotencyKeyReused,
+    #[error("too much contention on the same records; retry later")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs a submission through validation, matching and the atomic commit, then publishes it.
+pub struct IntakeService<S, Q> {
+    pub store: S,
+    pub queue: Q,
+}
+
+impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
+    pub fn new(store: S, queue: Q) -> Self {
+        Self { store, queue }
+    }
+
+    pub async fn submit(&self, form: &FormDefinition, raw: &RawSubmission, meta: &SubmissionMeta) -> Result<IntakeOutcome, IntakeError> {
+        if let Some(k) = &meta.idempotency_key {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(IntakeError::Invalid(vec![FieldError::new(
+                    "Idempotency-Key",
+                    format!("must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                )]));
+            }
+        }
+        let sub = match validate(form, raw).map_err(IntakeError::Invalid)? {
+            Validated::Spam => return self.keep_spam(form, raw, meta).await,
+            Validated::Valid(sub) => sub,
+        };
+        let req = lookup_request(form, &sub, meta).map_err(|e| IntakeError::Invalid(vec![e]))?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let found = self.store.lookup(&req).await?;
+            let plan = match decide(form, &sub, meta, &req, &found) {
+                Decision::Replay(receipt) => return Ok(IntakeOutcome::Accepted { receipt, replayed: true, queued: false }),
+                Decision::KeyReused => return Err(IntakeError::IdempotencyKeyReused),
+                Decision::Write(plan) => plan,
+            };
+            match self.store.commit(&plan).await? {
+                Commit::Committed => {
+                    let message = InteractionMessage::for_interaction(&plan.interaction);
+                    // Durable already: a failed send is retried by the outbox relay, never lost.
+                    let queued = match self.queue.publish(&message).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(interaction_id = %plan.interaction.interaction_id, error = %e, "scoring message not sent; left in the outbox");
+                            false
+                        }
+                    };
+                    return Ok(IntakeOutcome::Accepted { receipt: plan.receipt().clone(), replayed: false, queued });
+                }
+                Commit::Conflict => {
+                    tracing::debug!(attempt, "intake commit conflicted; reading again");
+                }
+            }
+        }
+        Err(IntakeError::Busy)
+    }
+
+    async fn keep_spam(&self, form: &FormDefinition, raw: &RawSubmission, meta: &SubmissionMeta) -> Result<IntakeOutcome, IntakeError> {
+        let fields = raw
+            .fields
+            .iter()
+            .filter_map(|(k, v)| match v {
+                crate::submission::RawValue::Text(t) => Some((k.chars().take(64).collect(), t.chars().take(1000).collect())),
+                _ => None,
+            })
+            .collect();
+        let spam = SpamRecord {
+            spam_id: uuid::Uuid::now_v7(),
+            form_id: form.id.clone(),
+            received_at: meta.received_at,
+            expires_at: meta.received_at + Duration::days(SPAM_TTL_DAYS),
+            fields,
+            source_ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        self.store.store_spam(&spam).await?;
+        tracing::info!(form_id = %form.id, "honeypot filled; kept as spam");
+        // Look like a success so the bot learns nothing; the ids lead nowhere.
+        let receipt = Receipt {
+            contact_id: ContactId::generate(),
+            lead_id: LeadId::generate(),
+            contact: Resolution::Created,
+            lead: Resolution::Created,
+        };
+        Ok(IntakeOutcome::Spam { receipt })
+    }
+}

@@ -1,0 +1,16 @@
+//! leadflow's domain: records, typed values, form validation, matching and the intake
+//! decision. Pure Rust with no AWS types; the outside world is reached through [`ports`].
+
+pub mod email;
+pub mod form;
+pub mod intake;
+pub mod matching;
+pub mod message;
+pub mod normalize;
+pub mod outbox;
+pub mod ports;
+pub mod records;
+pub mod submission;
+
+#[cfg(test)]
+mod tests;

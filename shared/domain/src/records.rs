@@ -1,0 +1,271 @@
+//! The records of SPEC.md: contact, lead, interaction, and their typed ids.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::email::Email;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered id (UUIDv7), so ids sort by creation in range keys.
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                Uuid::parse_str(s).ok().map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a contact (a person).
+    ContactId
+);
+id_type!(
+    /// Identifies a lead (one contact's interest in one marketing context).
+    LeadId
+);
+id_type!(
+    /// Identifies an interaction; stable, so every consumer can be idempotent on it.
+    InteractionId
+);
+
+/// The standard contact attributes a form may carry. Every value is already normalised
+/// ([`crate::normalize::clean_text`]) and non-empty when present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub industry: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employees: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl ContactFields {
+    /// The attribute names, in the order forms list them.
+    pub const NAMES: [&'static str; 8] =
+        ["last_name", "first_name", "company", "job_title", "industry", "employees", "country", "phone"];
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "last_name" => self.last_name.as_deref(),
+            "first_name" => self.first_name.as_deref(),
+            "company" => self.company.as_deref(),
+            "job_title" => self.job_title.as_deref(),
+            "industry" => self.industry.as_deref(),
+            "employees" => self.employees.as_deref(),
+            "country" => self.country.as_deref(),
+            "phone" => self.phone.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "last_name" => Some(&mut self.last_name),
+            "first_name" => Some(&mut self.first_name),
+            "company" => Some(&mut self.company),
+            "job_title" => Some(&mut self.job_title),
+            "industry" => Some(&mut self.industry),
+            "employees" => Some(&mut self.employees),
+            "country" => Some(&mut self.country),
+            "phone" => Some(&mut self.phone),
+            _ => None,
+        }
+    }
+
+    /// The present values as (name, value) pairs.
+    pub fn present(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        Self::NAMES.into_iter().filter_map(|n| self.get(n).map(|v| (n, v)))
+    }
+
+    /// Applies a patch: a submitted non-empty value replaces; an absent one never blanks.
+    pub fn merge(&mut self, patch: &ContactFields) {
+        for (name, value) in patch.present() {
+            if let Some(slot) = self.slot(name) {
+                *slot = Some(value.to_owned());
+            }
+        }
+    }
+}
+
+/// Evidence of an email opt-in (or its refusal), kept with the contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub opt_in: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wording_version: Option<String>,
+    pub at: DateTime<Utc>,
+    pub source_form: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Why a contact may no longer be emailed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub contact_id: ContactId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    #[serde(flatten)]
+    pub fields: ContactFields,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadSource {
+    #[default]
+    WebForm,
+    EventRegistration,
+    Import,
+    LinkedinLeadGen,
+    Manual,
+}
+
+/// The default lead business process (SPEC.md, Process stages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    #[default]
+    Inquiry,
+    AutomatedMarketingQualification,
+    TelemarketingAcceptance,
+    TelemarketingQualification,
+    SalesAcceptance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    #[default]
+    Open,
+    Qualified,
+    Converted,
+    Disqualified,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub lead_id: LeadId,
+    pub contact_id: ContactId,
+    pub form_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    pub source: LeadSource,
+    pub stage: Stage,
+    pub status: LeadStatus,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    /// Form submissions recorded against this lead.
+    pub submissions: u32,
+    /// Form-specific (non-contact) fields, latest non-empty value each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractionKind {
+    FormSubmitted,
+    PageViewed,
+    ContentDownloaded,
+    WebinarRegistered,
+    WebinarAttended,
+    EmailDelivered,
+    EmailOpened,
+    EmailClicked,
+    EmailBounced,
+    EmailComplained,
+    Unsubscribed,
+    Custom(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    pub interaction_id: InteractionId,
+    pub lead_id: LeadId,
+    pub contact_id: ContactId,
+    pub kind: InteractionKind,
+    pub occurred_at: DateTime<Utc>,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_never_blanks() {
+        let mut stored = ContactFields {
+            last_name: Some("山田".into()),
+            company: Some("Acme".into()),
+            ..Default::default()
+        };
+        let patch = ContactFields { company: Some("Acme Japan".into()), first_name: Some("太郎".into()), ..Default::default() };
+        stored.merge(&patch);
+        assert_eq!(stored.last_name.as_deref(), Some("山田"));
+        assert_eq!(stored.first_name.as_deref(), Some("太郎"));
+        assert_eq!(stored.company.as_deref(), Some("Acme Japan"));
+    }
+
+    #[test]
+    fn ids_are_time_ordered() {
+        let a = LeadId::generate();
+        let b = LeadId::generate();
+        assert!(a < b);
+        assert_eq!(LeadId::parse(&a.to_string()), Some(a));
+    }
+}

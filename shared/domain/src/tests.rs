@@ -1,0 +1,336 @@
+//! Domain tests: validation, the intake decision, and the service's retry loop against an
+//! in-memory store that enforces the same conditions the real one does.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::json;
+
+use crate::form::FormDefinition;
+use crate::intake::*;
+use crate::message::InteractionMessage;
+use crate::ports::{Commit, IntakeStore, InteractionQueue, QueueError, StoreError};
+use crate::records::{ContactId, LeadId};
+use crate::submission::{parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated};
+
+fn form(extra: serde_json::Value) -> FormDefinition {
+    let mut base = json!({
+        "id": "ebook", "name": "Ebook",
+        "fields": [
+            {"name": "last_name", "required": true},
+            {"name": "topic", "kind": "select", "options": ["crm", "ma"]},
+            {"name": "seats", "kind": "integer"}
+        ],
+        "honeypot": "website",
+        "consent": {"version": "2026-04", "text": "I agree"}
+    });
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let f: FormDefinition = serde_json::from_value(base).unwrap();
+    f.check().unwrap();
+    f
+}
+
+fn body(v: serde_json::Value) -> RawSubmission {
+    parse_json(v.to_string().as_bytes()).unwrap()
+}
+
+fn errors_of(f: &FormDefinition, v: serde_json::Value) -> Vec<(String, String)> {
+    validate(f, &body(v)).unwrap_err().into_iter().map(|e| (e.field, e.message)).collect()
+}
+
+#[test]
+fn valid_submission_is_normalised() {
+    let f = form(json!({}));
+    let Validated::Valid(s) = validate(&f, &body(json!({
+        "email": " Hanako@Example.JP ", "last_name": "　佐藤 ", "first_name": "花子",
+        "company": "ＡＣＭＥ", "employees": 300, "consent": true, "topic": "crm", "website": ""
+    })))
+    .unwrap() else {
+        panic!("spam?")
+    };
+    assert_eq!(s.email.unwrap().as_str(), "hanako@example.jp");
+    assert_eq!(s.contact.last_name.as_deref(), Some("佐藤"));
+    assert_eq!(s.contact.company.as_deref(), Some("ACME"));
+    assert_eq!(s.contact.employees.as_deref(), Some("300"));
+    assert_eq!(s.consent, Some(true));
+    assert_eq!(s.custom.get("topic").map(String::as_str), Some("crm"));
+}
+
+#[test]
+fn every_field_error_is_reported_at_once() {
+    let f = form(json!({}));
+    let errs = errors_of(&f, json!({"email": "not-an-email", "topic": "other", "seats": "ten", "phone": "call me", "first_name": ["a"]}));
+    let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
+    // JSON objects arrive in key order; the missing required field comes last.
+    assert_eq!(fields, ["email", "first_name", "phone", "seats", "topic", "last_name"], "{errs:?}");
+    assert!(errs.iter().any(|(f, m)| f == "topic" && m == "must be one of: crm, ma"));
+    assert!(errs.iter().any(|(f, m)| f == "last_name" && m == "is required"));
+}
+
+#[test]
+fn strategy_fields_are_required() {
+    let f = form(json!({}));
+    let errs = errors_of(&f, json!({"last_name": "x"}));
+    assert_eq!(errs, vec![("email".to_string(), "is required".to_string())]);
+    let f = form(json!({"contact_match": ["last_name", "phone"]}));
+    let errs = errors_of(&f, json!({"last_name": "x", "email": "a@b.co"}));
+    assert_eq!(errs, vec![("phone".to_string(), "is required".to_string())]);
+}
+
+#[test]
+fn length_limits() {
+    let f = form(json!({}));
+    let errs = errors_of(&f, json!({"email": "a@b.co", "last_name": "x", "company": "c".repeat(256)}));
+    assert_eq!(errs, vec![("company".to_string(), "must be at most 255 characters".to_string())]);
+}
+
+#[test]
+fn unknown_fields_follow_the_policy() {
+    let ok = json!({"email": "a@b.co", "last_name": "x", "utm_whatever": "1"});
+    assert!(validate(&form(json!({})), &body(ok.clone())).is_ok());
+    let errs = errors_of(&form(json!({"unknown_fields": "reject"})), ok);
+    assert_eq!(errs, vec![("utm_whatever".to_string(), "is not an accepted field".to_string())]);
+}
+
+#[test]
+fn honeypot_wins_over_validation() {
+    let f = form(json!({}));
+    assert_eq!(validate(&f, &body(json!({"website": "http://spam", "email": "junk"}))), Ok(Validated::Spam));
+}
+
+#[test]
+fn duplicate_urlencoded_fields_are_refused() {
+    let f = form(json!({}));
+    let raw = parse_urlencoded(b"email=a%40b.co&last_name=x&last_name=y").unwrap();
+    let errs = validate(&f, &raw).unwrap_err();
+    assert_eq!(errs[0].field, "last_name");
+}
+
+#[test]
+fn body_errors() {
+    assert!(matches!(parse_json(b"{"), Err(BodyError::MalformedJson(_))));
+    assert_eq!(parse_json(b"[1]"), Err(BodyError::NotAnObject));
+    assert!(matches!(parse_urlencoded(b"email=%FF%FE"), Err(BodyError::BadEncoding(_))));
+    assert!(matches!(parse_urlencoded(&[0x65, 0xff]), Err(BodyError::BadEncoding(_))));
+    let ok = parse_urlencoded("last_name=%E5%B1%B1%E7%94%B0&first_name=Taro+Yamada".as_bytes()).unwrap();
+    assert_eq!(ok.text("last_name"), Some("山田"));
+    assert_eq!(ok.text("first_name"), Some("Taro Yamada"));
+}
+
+fn valid(f: &FormDefinition, v: serde_json::Value) -> crate::submission::ValidSubmission {
+    match validate(f, &body(v)).unwrap() {
+        Validated::Valid(s) => s,
+        Validated::Spam => panic!("spam"),
+    }
+}
+
+fn meta(secs: i64) -> SubmissionMeta {
+    SubmissionMeta { received_at: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap() + Duration::seconds(secs), ..Default::default() }
+}
+
+#[test]
+fn decide_new_person_creates_both() {
+    let f = form(json!({}));
+    let s = valid(&f, json!({"email": "a@b.co", "last_name": "x"}));
+    let m = meta(0);
+    let req = lookup_request(&f, &s, &m).unwrap();
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &LookupResult::default()) else { panic!() };
+    assert!(matches!(plan.contact, ContactWrite::Create { .. }));
+    assert!(matches!(plan.lead, LeadWrite::Create { .. }));
+    assert_eq!(plan.receipt().contact, Resolution::Created);
+    assert_eq!(plan.dedup.stored.expires_at, m.received_at + Duration::seconds(30));
+    assert!(plan.idempotency.is_none());
+}
+
+#[test]
+fn decide_matched_contact_new_lead_and_lead_wins() {
+    let f = form(json!({}));
+    let s = valid(&f, json!({"email": "a@b.co", "last_name": "x"}));
+    let m = meta(0);
+    let req = lookup_request(&f, &s, &m).unwrap();
+    let cid = ContactId::generate();
+    let found = LookupResult { contact: Some(cid), ..Default::default() };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else { panic!() };
+    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: None, .. } if contact_id == cid));
+    assert!(matches!(plan.lead, LeadWrite::Create { ref lead, .. } if lead.contact_id == cid));
+
+    // A lead found by its key pins the contact, and the contact key is added to it.
+    let other = ContactId::generate();
+    let lid = LeadId::generate();
+    let found = LookupResult { lead: Some((lid, other)), ..Default::default() };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else { panic!() };
+    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: Some(_), .. } if contact_id == other));
+    assert_eq!(plan.receipt().lead, Resolution::Matched);
+    assert_eq!(plan.interaction.lead_id, lid);
+}
+
+#[test]
+fn decide_replays_and_refuses_reused_keys() {
+    let f = form(json!({}));
+    let s = valid(&f, json!({"email": "a@b.co", "last_name": "x"}));
+    let mut m = meta(0);
+    m.idempotency_key = Some("k1".into());
+    let req = lookup_request(&f, &s, &m).unwrap();
+    let receipt = Receipt { contact_id: ContactId::generate(), lead_id: LeadId::generate(), contact: Resolution::Created, lead: Resolution::Created };
+    let stored = StoredReceipt { receipt: receipt.clone(), fingerprint: req.fingerprint.clone(), expires_at: m.received_at + Duration::hours(1) };
+    let found = LookupResult { idempotency: Some(stored.clone()), ..Default::default() };
+    assert_eq!(decide(&f, &s, &m, &req, &found), Decision::Replay(receipt.clone()));
+    let other = StoredReceipt { fingerprint: "different".into(), ..stored.clone() };
+    let found = LookupResult { idempotency: Some(other), ..Default::default() };
+    assert_eq!(decide(&f, &s, &m, &req, &found), Decision::KeyReused);
+
+    // A double click inside the window replays; after it, it is a new interaction.
+    let m0 = meta(0);
+    let req0 = lookup_request(&f, &s, &m0).unwrap();
+    let dedup = StoredReceipt { receipt: receipt.clone(), fingerprint: req0.fingerprint.clone(), expires_at: m0.received_at + Duration::seconds(30) };
+    let found = LookupResult { dedup: Some(dedup), ..Default::default() };
+    assert_eq!(decide(&f, &s, &meta(29), &req0, &found), Decision::Replay(receipt));
+    assert!(matches!(decide(&f, &s, &meta(31), &req0, &found), Decision::Write(_)));
+}
+
+/// An in-memory store with DynamoDB's conditional semantics: key items are created only if
+/// absent, receipts only if absent or expired, and the whole plan applies or nothing does.
+#[derive(Default)]
+struct MemStore {
+    inner: Mutex<Mem>,
+    /// Commits to fail with a conflict before behaving, to exercise the retry loop.
+    conflicts_to_inject: Mutex<u32>,
+}
+
+#[derive(Default)]
+struct Mem {
+    contact_keys: HashMap<String, ContactId>,
+    lead_keys: HashMap<String, (LeadId, ContactId)>,
+    receipts: HashMap<String, StoredReceipt>,
+    interactions: usize,
+    spam: usize,
+}
+
+impl IntakeStore for MemStore {
+    async fn lookup(&self, r: &LookupRequest) -> Result<LookupResult, StoreError> {
+        let m = self.inner.lock().unwrap();
+        Ok(LookupResult {
+            contact: m.contact_keys.get(r.contact_key.as_str()).copied(),
+            lead: m.lead_keys.get(r.lead_key.as_str()).copied(),
+            dedup: m.receipts.get(&format!("D{}", r.dedup_key)).cloned(),
+            idempotency: r.idempotency_key.as_ref().and_then(|k| m.receipts.get(&format!("I{k}")).cloned()),
+        })
+    }
+
+    async fn commit(&self, p: &IntakePlan) -> Result<Commit, StoreError> {
+        {
+            let mut n = self.conflicts_to_inject.lock().unwrap();
+            if *n > 0 {
+                *n -= 1;
+                return Ok(Commit::Conflict);
+            }
+        }
+        let mut m = self.inner.lock().unwrap();
+        let free = |k: &str, m: &Mem| m.receipts.get(k).is_none_or(|r| r.expires_at < p.now);
+        if !free(&format!("D{}", p.dedup.key), &m) || p.idempotency.as_ref().is_some_and(|c| !free(&format!("I{}", c.key), &m)) {
+            return Ok(Commit::Conflict);
+        }
+        match &p.contact {
+            ContactWrite::Create { key, contact } => {
+                if m.contact_keys.contains_key(key.as_str()) {
+                    return Ok(Commit::Conflict);
+                }
+                m.contact_keys.insert(key.as_str().into(), contact.contact_id);
+            }
+            ContactWrite::Update { add_key: Some(key), contact_id, .. } => {
+                m.contact_keys.entry(key.as_str().into()).or_insert(*contact_id);
+            }
+            ContactWrite::Update { .. } => {}
+        }
+        if let LeadWrite::Create { key, lead } = &p.lead {
+            if m.lead_keys.contains_key(key.as_str()) {
+                return Ok(Commit::Conflict);
+            }
+            m.lead_keys.insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
+        }
+        m.receipts.insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
+        if let Some(c) = &p.idempotency {
+            m.receipts.insert(format!("I{}", c.key), c.stored.clone());
+        }
+        m.interactions += 1;
+        Ok(Commit::Committed)
+    }
+
+    async fn store_spam(&self, _: &SpamRecord) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().spam += 1;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct MemQueue {
+    sent: Mutex<Vec<InteractionMessage>>,
+    fail: bool,
+}
+
+impl InteractionQueue for MemQueue {
+    async fn publish(&self, m: &InteractionMessage) -> Result<(), QueueError> {
+        if self.fail {
+            return Err(QueueError("down".into()));
+        }
+        self.sent.lock().unwrap().push(m.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn service_matches_on_second_submission_and_dedups_double_click() {
+    let f = form(json!({}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue::default());
+    let first = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.unwrap();
+    let IntakeOutcome::Accepted { receipt: r1, replayed: false, queued: true } = first else { panic!("{first:?}") };
+    let again = svc.submit(&f, &body(json!({"email": "A@B.co", "last_name": "x"})), &meta(1)).await.unwrap();
+    let IntakeOutcome::Accepted { receipt: r2, replayed: true, .. } = again else { panic!("{again:?}") };
+    assert_eq!(r1, r2);
+    let changed = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "y"})), &meta(2)).await.unwrap();
+    let IntakeOutcome::Accepted { receipt: r3, replayed: false, .. } = changed else { panic!() };
+    assert_eq!((r3.contact_id, r3.lead_id, r3.contact, r3.lead), (r1.contact_id, r1.lead_id, Resolution::Matched, Resolution::Matched));
+    assert_eq!(svc.store.inner.lock().unwrap().interactions, 2);
+    assert_eq!(svc.queue.sent.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn service_retries_conflicts_then_gives_up_busy() {
+    let f = form(json!({}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue::default());
+    *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS - 1;
+    assert!(svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.is_ok());
+    *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS;
+    let err = svc.submit(&f, &body(json!({"email": "c@b.co", "last_name": "x"})), &meta(0)).await.unwrap_err();
+    assert_eq!(err, IntakeError::Busy);
+}
+
+#[tokio::test]
+async fn service_accepts_when_queue_is_down() {
+    let f = form(json!({}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue { fail: true, ..Default::default() });
+    let out = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.unwrap();
+    assert!(matches!(out, IntakeOutcome::Accepted { queued: false, replayed: false, .. }));
+    assert_eq!(svc.store.inner.lock().unwrap().interactions, 1);
+}
+
+#[tokio::test]
+async fn service_keeps_spam_apart() {
+    let f = form(json!({}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue::default());
+    let out = svc.submit(&f, &body(json!({"email": "a@b.co", "website": "x"})), &meta(0)).await.unwrap();
+    assert!(matches!(out, IntakeOutcome::Spam { .. }));
+    let m = svc.store.inner.lock().unwrap();
+    assert_eq!((m.spam, m.interactions, m.contact_keys.len()), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn service_rejects_bad_idempotency_keys() {
+    let f = form(json!({}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue::default());
+    let mut m = meta(0);
+    m.idempotency_key = Some("x".repeat(300));
+    let err = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &m).await.unwrap_err();
+    assert!(matches!(err, IntakeError::Invalid(ref e) if e[0].field == "Idempotency-Key"));
+}
