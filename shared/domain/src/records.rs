@@ -210,8 +210,9 @@ pub struct Lead {
     pub last_activity_at: DateTime<Utc>,
     /// Form submissions recorded against this lead.
     pub submissions: u32,
-    /// Form-specific (non-contact) fields, latest non-empty value each.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Form-specific (non-contact) fields, latest non-empty value each. Always present
+    /// (possibly empty) so that an update can set one entry.
+    #[serde(default)]
     pub fields: BTreeMap<String, String>,
 }
 

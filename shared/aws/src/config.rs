@@ -1,0 +1,49 @@
+//! Settings read once from the environment into a typed struct, and the SDK clients built
+//! once from them.
+
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The records table (contacts, leads, interactions, keys, receipts).
+    pub table: String,
+    /// The configuration table (forms, models, programs).
+    pub config_table: String,
+    /// The scoring queue's URL.
+    pub scoring_queue_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingEnv(pub &'static str);
+
+impl Settings {
+    pub fn from_env() -> Result<Self, MissingEnv> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| MissingEnv(name));
+        Ok(Settings { table: var("TABLE_NAME")?, config_table: var("CONFIG_TABLE_NAME")?, scoring_queue_url: var("SCORING_QUEUE_URL")? })
+    }
+}
+
+/// The shared SDK configuration: region, credentials and `AWS_ENDPOINT_URL` from the
+/// environment, as on Lambda; an explicit endpoint for local runs and tests.
+pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// The SDK clients a function needs, built once per container and cloned from there.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self { dynamodb: aws_sdk_dynamodb::Client::new(config), sqs: aws_sdk_sqs::Client::new(config) }
+    }
+}

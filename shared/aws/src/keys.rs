@@ -1,0 +1,103 @@
+//! The table design (docs/architecture.md) in one place: every key the adapters write.
+//!
+//! One records table, items grouped by partition:
+//! - `CKEY#<strategy>#<digest>` / `CKEY`: contact matching key → contact id
+//! - `LKEY#<strategy>#<digest>` / `LKEY`: lead matching key → lead id, contact id
+//! - `CONTACT#<id>` / `CONTACT`: the contact
+//! - `LEAD#<id>` / `LEAD`: the lead (GSI1: `CONTACT#<id>` / `LEAD#<id>`, the leads of a contact)
+//! - `LEAD#<id>` / `IX#<interaction id>`: its interactions, time-ordered (UUIDv7)
+//! - `RECEIPT#D#<digest>`, `RECEIPT#I#<digest>` / `RECEIPT`: double-click and idempotency receipts
+//! - `SPAM#<form>#<day>#<shard>` / `<id>`: honeypot catches, kept apart
+//!
+//! The sparse `due` index (`due_pk`, `due_sk`) holds only work that is due: `OUTBOX#<shard>`
+//! for interactions not yet confirmed by their consumer, `DUE#<shard>` for leads the process
+//! function must look at. Sharded so no partition is hot at millions of leads.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use leadflow_domain::matching::MatchKey;
+use leadflow_domain::records::{ContactId, InteractionId, LeadId};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1_PK: &str = "gsi1pk";
+pub const GSI1_SK: &str = "gsi1sk";
+pub const DUE_PK: &str = "due_pk";
+pub const DUE_SK: &str = "due_sk";
+pub const TTL: &str = "ttl";
+pub const TYPE: &str = "type";
+pub const GSI1: &str = "gsi1";
+pub const DUE_INDEX: &str = "due";
+pub const OUTBOX_SHARDS: u32 = 8;
+pub const SPAM_SHARDS: u32 = 8;
+
+pub fn contact_key(k: &MatchKey) -> (String, String) {
+    (format!("CKEY#{}", k.as_str()), "CKEY".into())
+}
+pub fn lead_key(k: &MatchKey) -> (String, String) {
+    (format!("LKEY#{}", k.as_str()), "LKEY".into())
+}
+pub fn contact(id: ContactId) -> (String, String) {
+    (format!("CONTACT#{id}"), "CONTACT".into())
+}
+pub fn lead(id: LeadId) -> (String, String) {
+    (format!("LEAD#{id}"), "LEAD".into())
+}
+pub fn leads_of_contact(contact: ContactId, lead: LeadId) -> (String, String) {
+    (format!("CONTACT#{contact}"), format!("LEAD#{lead}"))
+}
+pub fn interaction(lead: LeadId, id: InteractionId) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("IX#{id}"))
+}
+pub fn dedup_receipt(digest: &str) -> (String, String) {
+    (format!("RECEIPT#D#{digest}"), "RECEIPT".into())
+}
+pub fn idempotency_receipt(digest: &str) -> (String, String) {
+    (format!("RECEIPT#I#{digest}"), "RECEIPT".into())
+}
+pub fn form(id: &str) -> (String, String) {
+    (format!("FORM#{id}"), "FORM".into())
+}
+
+/// A stable shard for an id (FNV-1a), so one interaction always lands in the same shard.
+pub fn shard_of(id: &str, shards: u32) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x01000193);
+    }
+    h % shards
+}
+
+pub fn outbox_pk(shard: u32) -> String {
+    format!("OUTBOX#{shard}")
+}
+pub fn outbox_entry(due: DateTime<Utc>, lead: LeadId, id: InteractionId) -> (String, String) {
+    (outbox_pk(shard_of(&id.to_string(), OUTBOX_SHARDS)), format!("{}#{lead}#{id}", sortable_time(due)))
+}
+
+/// Times in sort keys: fixed-width RFC 3339 in UTC, so string order is time order.
+pub fn sortable_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_time_orders_as_strings() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        let b = a + chrono::Duration::milliseconds(1);
+        assert!(sortable_time(a) < sortable_time(b));
+        assert_eq!(sortable_time(a), "2026-01-02T03:04:05.000Z");
+    }
+
+    #[test]
+    fn shards_spread() {
+        let mut counts = [0u32; OUTBOX_SHARDS as usize];
+        for _ in 0..8000 {
+            counts[shard_of(&InteractionId::generate().to_string(), OUTBOX_SHARDS) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
+}
