@@ -9,10 +9,10 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 
+use leadflow_aws::config::Clients;
 use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::forms::DynamoForms;
 use leadflow_aws::sqs::SqsQueue;
-use leadflow_aws::config::Clients;
 use leadflow_aws::Settings;
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, Receipt, SubmissionMeta};
@@ -46,8 +46,12 @@ impl AwsIntake {
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut r = Response::new(Body::Text(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -72,8 +76,13 @@ fn redirect(location: &str) -> Response<Body> {
 }
 
 fn with_query(base: &str, pairs: &[(String, String)]) -> String {
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
-    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
     if query.is_empty() {
         return base.to_owned();
     }
@@ -82,7 +91,10 @@ fn with_query(base: &str, pairs: &[(String, String)]) -> String {
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// `/forms/{formId}/submissions`, from the route's path parameter or the raw path.
@@ -109,7 +121,10 @@ fn cors(form: &FormDefinition, origin: Option<&str>, r: &mut Response<Body>) {
             let h = r.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             h.insert(header::VARY, HeaderValue::from_static("Origin"));
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Idempotent-Replayed"));
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Idempotent-Replayed"),
+            );
         }
     }
 }
@@ -128,27 +143,44 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
 
     async fn route(&self, req: Request) -> Response<Body> {
         let Some(form_id) = form_id_of(&req) else {
-            return error(StatusCode::NOT_FOUND, "not_found", "no such route; submit to /forms/{formId}/submissions");
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; submit to /forms/{formId}/submissions",
+            );
         };
         let span = tracing::info_span!("submission", form_id = %form_id);
         let _enter = span.enter();
         let form = match self.forms.form(&form_id).await {
             Ok(Some(f)) => f,
-            Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_form", format!("there is no form '{form_id}'")),
+            Ok(None) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_form",
+                    format!("there is no form '{form_id}'"),
+                )
+            }
             Err(e) => return store_failure(&e),
         };
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
         let mut response = match *req.method() {
             Method::OPTIONS => preflight(&form, origin.as_deref()),
             Method::POST => match origin.as_deref() {
-                Some(o) if !form.origin_allowed(o) => {
-                    error(StatusCode::FORBIDDEN, "origin_not_allowed", "this form does not accept submissions from that origin")
-                }
+                Some(o) if !form.origin_allowed(o) => error(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "this form does not accept submissions from that origin",
+                ),
                 _ => self.submit(&form, req).await,
             },
             _ => {
-                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use POST",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
                 r
             }
         };
@@ -158,20 +190,34 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
 
     async fn submit(&self, form: &FormDefinition, req: Request) -> Response<Body> {
         let headers = req.headers();
-        let content_type = header_str(headers, header::CONTENT_TYPE).unwrap_or("").to_ascii_lowercase();
+        let content_type = header_str(headers, header::CONTENT_TYPE)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let (essence, params) = content_type.split_once(';').unwrap_or((&content_type, ""));
         let essence = essence.trim();
         let html = essence == "application/x-www-form-urlencoded"
             && header_str(headers, header::ACCEPT).is_some_and(|a| a.contains("text/html"))
             && form.redirect.is_some();
-        if let Some(charset) = params.split(';').filter_map(|p| p.trim().strip_prefix("charset=")).next() {
+        if let Some(charset) = params
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("charset="))
+            .next()
+        {
             if !charset.trim_matches('"').eq_ignore_ascii_case("utf-8") {
-                return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_charset", "bodies must be UTF-8");
+                return error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_charset",
+                    "bodies must be UTF-8",
+                );
             }
         }
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_BODY_BYTES {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("bodies are limited to {MAX_BODY_BYTES} bytes"));
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+            );
         }
         let parsed = match essence {
             "application/json" => parse_json(body),
@@ -191,20 +237,28 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
         let meta = SubmissionMeta {
             received_at: (self.clock)(),
             source_ip: source_ip(&req),
-            user_agent: header_str(headers, header::USER_AGENT).map(|s| s.chars().take(512).collect()),
-            idempotency_key: headers.get("idempotency-key").map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()),
+            user_agent: header_str(headers, header::USER_AGENT)
+                .map(|s| s.chars().take(512).collect()),
+            idempotency_key: headers
+                .get("idempotency-key")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()),
         };
         let outcome = self.service.submit(form, &raw, &meta).await;
         let redirects = form.redirect.as_ref().filter(|_| html);
         match outcome {
-            Ok(IntakeOutcome::Accepted { receipt, replayed, queued }) => {
+            Ok(IntakeOutcome::Accepted {
+                receipt,
+                replayed,
+                queued,
+            }) => {
                 tracing::info!(lead_id = %receipt.lead_id, contact = ?receipt.contact, lead = ?receipt.lead, replayed, queued, "submission accepted");
                 if let Some(r) = redirects {
                     return redirect(&r.thank_you);
                 }
                 let mut resp = json_response(StatusCode::CREATED, &receipt_body(&receipt));
                 if replayed {
-                    resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                    resp.headers_mut()
+                        .insert("idempotent-replayed", HeaderValue::from_static("true"));
                 }
                 resp
             }
@@ -215,17 +269,27 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
             Err(IntakeError::Invalid(errors)) => {
                 tracing::info!(fields = ?errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), "submission invalid");
                 match redirects {
-                    Some(r) => redirect(&with_query(&r.error, &errors.iter().map(|e| (format!("error.{}", e.field), e.message.clone())).collect::<Vec<_>>())),
+                    Some(r) => redirect(&with_query(
+                        &r.error,
+                        &errors
+                            .iter()
+                            .map(|e| (format!("error.{}", e.field), e.message.clone()))
+                            .collect::<Vec<_>>(),
+                    )),
                     None => field_errors("validation_failed", &errors),
                 }
             }
             Err(IntakeError::IdempotencyKeyReused) => field_errors(
                 "idempotency_key_reused",
-                &[FieldError::new("Idempotency-Key", "was already used for a different submission")],
+                &[FieldError::new(
+                    "Idempotency-Key",
+                    "was already used for a different submission",
+                )],
             ),
             Err(IntakeError::Busy) => {
                 let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy", "please retry");
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
             Err(IntakeError::Store(e)) => store_failure(&e),
@@ -239,12 +303,25 @@ fn preflight(form: &FormDefinition, origin: Option<&str>) -> Response<Body> {
             let mut r = Response::new(Body::Empty);
             *r.status_mut() = StatusCode::NO_CONTENT;
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, idempotency-key"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, idempotency-key"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
             r
         }
-        _ => error(StatusCode::FORBIDDEN, "origin_not_allowed", "this form does not accept submissions from that origin"),
+        _ => error(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this form does not accept submissions from that origin",
+        ),
     }
 }
 
@@ -252,12 +329,21 @@ fn store_failure(e: &StoreError) -> Response<Body> {
     match e {
         StoreError::Corrupt(_) => {
             tracing::error!(error = %e, "stored data or configuration is corrupt");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something is wrong on our side")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "something is wrong on our side",
+            )
         }
         _ => {
             tracing::warn!(error = %e, "store unavailable");
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please retry shortly");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "please retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             r
         }
     }
@@ -265,8 +351,14 @@ fn store_failure(e: &StoreError) -> Response<Body> {
 
 /// One place sets up logging: JSON lines, level from `RUST_LOG` (default info).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
 }
 
 /// Builds the function from the environment, as on Lambda.

@@ -1,1 +1,66 @@
-fn main(){}
+//! `leadflow-local`: the whole of leadflow on this machine, no AWS account needed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use leadflow_local::{server, Emulator, Stack};
+
+fn arg(name: &str, default: u16) -> u16 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    intake::init_tracing();
+    let port = arg("--port", 3000);
+    let emulator_port = arg("--emulator-port", 4566);
+    let emulator = Emulator::start_on(emulator_port)?;
+    let stack = Stack::stand_up(&emulator.endpoint, "leadflow-").await?;
+    let front = Arc::new(server::Front {
+        routes: stack.template.http_routes(),
+        intake: stack.intake()?,
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("leadflow is running locally");
+    println!("  demo landing page   http://{addr}/");
+    println!("  intake API          http://{addr}/forms/demo/submissions");
+    println!(
+        "  AWS emulator (moto) {}   tables: {}",
+        emulator.endpoint,
+        stack
+            .provisioned
+            .tables
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  scoring queue       {}",
+        stack
+            .provisioned
+            .queues
+            .get("ScoringQueue")
+            .map(|q| q.url.as_str())
+            .unwrap_or("?")
+    );
+    println!("Press Ctrl-C to stop.");
+    server::serve(listener, front, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+    .await?;
+    drop(emulator);
+    println!("stopped");
+    Ok(())
+}

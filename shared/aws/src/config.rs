@@ -20,8 +20,21 @@ pub struct MissingEnv(pub &'static str);
 
 impl Settings {
     pub fn from_env() -> Result<Self, MissingEnv> {
-        let var = |name: &'static str| std::env::var(name).map_err(|_| MissingEnv(name));
-        Ok(Settings { table: var("TABLE_NAME")?, config_table: var("CONFIG_TABLE_NAME")?, scoring_queue_url: var("SCORING_QUEUE_URL")? })
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// From any source of variables (the process environment, a template's resolved map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingEnv> {
+        let var = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(MissingEnv(name))
+        };
+        Ok(Settings {
+            table: var("TABLE_NAME")?,
+            config_table: var("CONFIG_TABLE_NAME")?,
+            scoring_queue_url: var("SCORING_QUEUE_URL")?,
+        })
     }
 }
 
@@ -44,6 +57,9 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Self {
-        Self { dynamodb: aws_sdk_dynamodb::Client::new(config), sqs: aws_sdk_sqs::Client::new(config) }
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+        }
     }
 }

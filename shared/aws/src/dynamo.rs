@@ -7,10 +7,13 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item, to_attribute_value, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::{
+    from_attribute_value, from_item, to_attribute_value, to_item,
+};
 
 use leadflow_domain::intake::{
-    ConsentWrite, ContactWrite, IntakePlan, LeadWrite, LookupRequest, LookupResult, ReceiptClaim, SpamRecord, StoredReceipt,
+    ConsentWrite, ContactWrite, IntakePlan, LeadWrite, LookupRequest, LookupResult, ReceiptClaim,
+    SpamRecord, StoredReceipt,
 };
 use leadflow_domain::matching::MatchKey;
 use leadflow_domain::message::InteractionMessage;
@@ -38,7 +41,11 @@ fn to_av<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
     to_attribute_value(v).map_err(corrupt)
 }
 
-fn record_item<T: serde::Serialize>(record: &T, k: (String, String), kind: &str) -> Result<Item, StoreError> {
+fn record_item<T: serde::Serialize>(
+    record: &T,
+    k: (String, String),
+    kind: &str,
+) -> Result<Item, StoreError> {
     let mut item: Item = to_item(record).map_err(corrupt)?;
     item.extend(key(k));
     item.insert(TYPE.into(), s(kind));
@@ -54,7 +61,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -65,7 +75,12 @@ impl DynamoStore {
         &self.table
     }
 
-    fn put(&self, item: Item, condition: Option<&str>, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
+    fn put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        values: Option<Item>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -76,33 +91,68 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    fn key_item(&self, k: (String, String), kind: &str, attrs: Vec<(&str, AttributeValue)>) -> Result<TransactWriteItem, StoreError> {
+    fn key_item(
+        &self,
+        k: (String, String),
+        kind: &str,
+        attrs: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = key(k);
         item.insert(TYPE.into(), s(kind));
         item.extend(attrs.into_iter().map(|(n, v)| (n.to_owned(), v)));
         self.put(item, Some("attribute_not_exists(pk)"), None)
     }
 
-    fn receipt(&self, k: (String, String), claim: &ReceiptClaim, now: DateTime<Utc>) -> Result<TransactWriteItem, StoreError> {
+    fn receipt(
+        &self,
+        k: (String, String),
+        claim: &ReceiptClaim,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = key(k);
         item.insert(TYPE.into(), s("receipt"));
         item.insert("receipt".into(), to_av(&claim.stored.receipt)?);
         item.insert("fingerprint".into(), s(&claim.stored.fingerprint));
-        item.insert("expires_at".into(), s(sortable_time(claim.stored.expires_at)));
-        item.insert(TTL.into(), AttributeValue::N(claim.stored.expires_at.timestamp().to_string()));
+        item.insert(
+            "expires_at".into(),
+            s(sortable_time(claim.stored.expires_at)),
+        );
+        item.insert(
+            TTL.into(),
+            AttributeValue::N(claim.stored.expires_at.timestamp().to_string()),
+        );
         // TTL deletion lags by hours, so expiry is enforced here, not by TTL.
         let values = HashMap::from([(":now".to_owned(), s(sortable_time(now)))]);
-        self.put(item, Some("attribute_not_exists(pk) OR expires_at < :now"), Some(values))
+        self.put(
+            item,
+            Some("attribute_not_exists(pk) OR expires_at < :now"),
+            Some(values),
+        )
     }
 
-    fn contact_write(&self, w: &ContactWrite, now: DateTime<Utc>, out: &mut Vec<TransactWriteItem>) -> Result<(), StoreError> {
+    fn contact_write(
+        &self,
+        w: &ContactWrite,
+        now: DateTime<Utc>,
+        out: &mut Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
         match w {
             ContactWrite::Create { contact, key: k } => {
-                out.push(self.key_item(keys::contact_key(k), "contact_key", vec![("contact_id", s(contact.contact_id.to_string()))])?);
+                out.push(self.key_item(
+                    keys::contact_key(k),
+                    "contact_key",
+                    vec![("contact_id", s(contact.contact_id.to_string()))],
+                )?);
                 let item = record_item(contact, keys::contact(contact.contact_id), "contact")?;
                 out.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
             }
-            ContactWrite::Update { contact_id, email, fields, consent, add_key } => {
+            ContactWrite::Update {
+                contact_id,
+                email,
+                fields,
+                consent,
+                add_key,
+            } => {
                 let mut set = vec!["updated_at = :now".to_owned()];
                 let mut names = HashMap::new();
                 let mut values = HashMap::from([(":now".to_owned(), to_av(&now)?)]);
@@ -137,20 +187,32 @@ impl DynamoStore {
                     .map_err(corrupt)?;
                 out.push(TransactWriteItem::builder().update(update).build());
                 if let Some(k) = add_key {
-                    out.push(self.key_item(keys::contact_key(k), "contact_key", vec![("contact_id", s(contact_id.to_string()))])?);
+                    out.push(self.key_item(
+                        keys::contact_key(k),
+                        "contact_key",
+                        vec![("contact_id", s(contact_id.to_string()))],
+                    )?);
                 }
             }
         }
         Ok(())
     }
 
-    fn lead_write(&self, w: &LeadWrite, now: DateTime<Utc>, out: &mut Vec<TransactWriteItem>) -> Result<(), StoreError> {
+    fn lead_write(
+        &self,
+        w: &LeadWrite,
+        now: DateTime<Utc>,
+        out: &mut Vec<TransactWriteItem>,
+    ) -> Result<(), StoreError> {
         match w {
             LeadWrite::Create { lead, key: k } => {
                 out.push(self.key_item(
                     keys::lead_key(k),
                     "lead_key",
-                    vec![("lead_id", s(lead.lead_id.to_string())), ("contact_id", s(lead.contact_id.to_string()))],
+                    vec![
+                        ("lead_id", s(lead.lead_id.to_string())),
+                        ("contact_id", s(lead.contact_id.to_string())),
+                    ],
                 )?);
                 let mut item = record_item(lead, keys::lead(lead.lead_id), "lead")?;
                 let (gpk, gsk) = keys::leads_of_contact(lead.contact_id, lead.lead_id);
@@ -159,10 +221,15 @@ impl DynamoStore {
                 out.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
             }
             LeadWrite::Update { lead_id, fields } => {
-                let mut set = vec!["last_activity_at = :now".to_owned(), "submissions = submissions + :one".to_owned()];
+                let mut set = vec![
+                    "last_activity_at = :now".to_owned(),
+                    "submissions = submissions + :one".to_owned(),
+                ];
                 let mut names = HashMap::new();
-                let mut values =
-                    HashMap::from([(":now".to_owned(), to_av(&now)?), (":one".to_owned(), AttributeValue::N("1".into()))]);
+                let mut values = HashMap::from([
+                    (":now".to_owned(), to_av(&now)?),
+                    (":one".to_owned(), AttributeValue::N("1".into())),
+                ]);
                 for (i, (name, value)) in fields.iter().enumerate() {
                     set.push(format!("#fields.#f{i} = :f{i}"));
                     names.insert("#fields".to_owned(), "fields".to_owned());
@@ -185,13 +252,24 @@ impl DynamoStore {
     }
 
     /// The items of one submission, in the order the transaction writes them.
-    pub fn transaction_items(&self, plan: &IntakePlan) -> Result<Vec<TransactWriteItem>, StoreError> {
+    pub fn transaction_items(
+        &self,
+        plan: &IntakePlan,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::with_capacity(7);
         self.contact_write(&plan.contact, plan.now, &mut items)?;
         self.lead_write(&plan.lead, plan.now, &mut items)?;
         let ix = &plan.interaction;
-        let mut item = record_item(ix, keys::interaction(ix.lead_id, ix.interaction_id), "interaction")?;
-        let (due_pk, due_sk) = keys::outbox_entry(plan.now + leadflow_domain::outbox::OUTBOX_GRACE, ix.lead_id, ix.interaction_id);
+        let mut item = record_item(
+            ix,
+            keys::interaction(ix.lead_id, ix.interaction_id),
+            "interaction",
+        )?;
+        let (due_pk, due_sk) = keys::outbox_entry(
+            plan.now + leadflow_domain::outbox::OUTBOX_GRACE,
+            ix.lead_id,
+            ix.interaction_id,
+        );
         item.insert(DUE_PK.into(), s(due_pk));
         item.insert(DUE_SK.into(), s(due_sk));
         items.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
@@ -204,25 +282,44 @@ impl DynamoStore {
 }
 
 fn stored_receipt(item: &Item) -> Result<StoredReceipt, StoreError> {
-    let receipt = item.get("receipt").cloned().ok_or_else(|| corrupt("receipt item without receipt"))?;
-    let expires = item.get("expires_at").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("receipt without expires_at"))?;
+    let receipt = item
+        .get("receipt")
+        .cloned()
+        .ok_or_else(|| corrupt("receipt item without receipt"))?;
+    let expires = item
+        .get("expires_at")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("receipt without expires_at"))?;
     Ok(StoredReceipt {
         receipt: from_attribute_value(receipt).map_err(corrupt)?,
-        fingerprint: item.get("fingerprint").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
-        expires_at: DateTime::parse_from_rfc3339(expires).map_err(corrupt)?.with_timezone(&Utc),
+        fingerprint: item
+            .get("fingerprint")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+        expires_at: DateTime::parse_from_rfc3339(expires)
+            .map_err(corrupt)?
+            .with_timezone(&Utc),
     })
 }
 
 fn id_attr<T>(item: &Item, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    item.get(name).and_then(|v| v.as_s().ok()).and_then(|v| parse(v)).ok_or_else(|| corrupt(format!("key item without a valid {name}")))
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|v| parse(v))
+        .ok_or_else(|| corrupt(format!("key item without a valid {name}")))
 }
 
 fn is_condition_failure(err: &TransactWriteItemsError) -> bool {
     match err {
-        TransactWriteItemsError::TransactionCanceledException(e) => e
-            .cancellation_reasons()
-            .iter()
-            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict"))),
+        TransactWriteItemsError::TransactionCanceledException(e) => {
+            e.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed") | Some("TransactionConflict")
+                )
+            })
+        }
         TransactWriteItemsError::TransactionInProgressException(_) => true,
         other => other.code() == Some("TransactionCanceledException"),
     }
@@ -233,12 +330,21 @@ impl IntakeStore for DynamoStore {
         let ck = keys::contact_key(&req.contact_key);
         let lk = keys::lead_key(&req.lead_key);
         let dk = keys::dedup_receipt(&req.dedup_key);
-        let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
+        let ik = req
+            .idempotency_key
+            .as_deref()
+            .map(keys::idempotency_receipt);
         let mut wanted: Vec<Item> = vec![key(ck.clone()), key(lk.clone()), key(dk.clone())];
         wanted.extend(ik.clone().map(key));
         let mut found: HashMap<String, Item> = HashMap::new();
         // Strongly consistent: a re-read after a conflict must see the winner's items.
-        let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(corrupt)?);
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(corrupt)?,
+        );
         let mut rounds = 0;
         while let Some(keys_and_attrs) = pending.take() {
             rounds += 1;
@@ -249,15 +355,25 @@ impl IntakeStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| store_error("BatchGetItem", e))?;
-            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
                 if let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()).cloned() {
                     found.insert(pk, item);
                 }
             }
-            pending = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
             if pending.is_some() {
                 if rounds >= 5 {
-                    return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
+                    return Err(StoreError::Throttled(
+                        "BatchGetItem left keys unprocessed".into(),
+                    ));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
             }
@@ -267,12 +383,23 @@ impl IntakeStore for DynamoStore {
             None => None,
         };
         let lead = match found.get(&lk.0) {
-            Some(item) => Some((id_attr(item, "lead_id", LeadId::parse)?, id_attr(item, "contact_id", ContactId::parse)?)),
+            Some(item) => Some((
+                id_attr(item, "lead_id", LeadId::parse)?,
+                id_attr(item, "contact_id", ContactId::parse)?,
+            )),
             None => None,
         };
         let dedup = found.get(&dk.0).map(stored_receipt).transpose()?;
-        let idempotency = ik.and_then(|k| found.get(&k.0)).map(stored_receipt).transpose()?;
-        Ok(LookupResult { contact, lead, dedup, idempotency })
+        let idempotency = ik
+            .and_then(|k| found.get(&k.0))
+            .map(stored_receipt)
+            .transpose()?;
+        Ok(LookupResult {
+            contact,
+            lead,
+            dedup,
+            idempotency,
+        })
     }
 
     async fn commit(&self, plan: &IntakePlan) -> Result<Commit, StoreError> {
@@ -287,7 +414,9 @@ impl IntakeStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(Commit::Committed),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(Commit::Conflict),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
+                Ok(Commit::Conflict)
+            }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
@@ -295,15 +424,35 @@ impl IntakeStore for DynamoStore {
     async fn store_spam(&self, spam: &SpamRecord) -> Result<(), StoreError> {
         let day = spam.received_at.format("%Y-%m-%d");
         let shard = keys::shard_of(&spam.spam_id.to_string(), keys::SPAM_SHARDS);
-        let mut item = record_item(spam, (format!("SPAM#{}#{day}#{shard}", spam.form_id), spam.spam_id.to_string()), "spam")?;
-        item.insert(TTL.into(), AttributeValue::N(spam.expires_at.timestamp().to_string()));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| store_error("PutItem", e))?;
+        let mut item = record_item(
+            spam,
+            (
+                format!("SPAM#{}#{day}#{shard}", spam.form_id),
+                spam.spam_id.to_string(),
+            ),
+            "spam",
+        )?;
+        item.insert(
+            TTL.into(),
+            AttributeValue::N(spam.expires_at.timestamp().to_string()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
 }
 
 impl Outbox for DynamoStore {
-    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<InteractionMessage>, StoreError> {
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<InteractionMessage>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..keys::OUTBOX_SHARDS {
             if out.len() >= limit {
@@ -329,7 +478,11 @@ impl Outbox for DynamoStore {
         Ok(out)
     }
 
-    async fn postpone(&self, message: &InteractionMessage, next_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn postpone(
+        &self,
+        message: &InteractionMessage,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let InteractionMessage::V1(r) = message;
         let (_, due_sk) = keys::outbox_entry(next_at, r.lead_id, r.interaction_id);
         let result = self
@@ -345,14 +498,23 @@ impl Outbox for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             // The consumer confirmed it meanwhile: nothing left to postpone.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(store_error("UpdateItem", e)),
         }
     }
 }
 
 /// Used by the consumer side (and tests) to confirm an interaction: it leaves the outbox.
-pub async fn confirm_interaction(store: &DynamoStore, lead: LeadId, id: leadflow_domain::records::InteractionId) -> Result<(), StoreError> {
+pub async fn confirm_interaction(
+    store: &DynamoStore,
+    lead: LeadId,
+    id: leadflow_domain::records::InteractionId,
+) -> Result<(), StoreError> {
     store
         .client
         .update_item()
@@ -366,7 +528,10 @@ pub async fn confirm_interaction(store: &DynamoStore, lead: LeadId, id: leadflow
 }
 
 /// The contact id a matching key points to, if any (used by import and the ops tool).
-pub async fn contact_by_key(store: &DynamoStore, k: &MatchKey) -> Result<Option<ContactId>, StoreError> {
+pub async fn contact_by_key(
+    store: &DynamoStore,
+    k: &MatchKey,
+) -> Result<Option<ContactId>, StoreError> {
     let out = store
         .client
         .get_item()
@@ -376,5 +541,7 @@ pub async fn contact_by_key(store: &DynamoStore, k: &MatchKey) -> Result<Option<
         .send()
         .await
         .map_err(|e| store_error("GetItem", e))?;
-    out.item.map(|i| id_attr(&i, "contact_id", ContactId::parse)).transpose()
+    out.item
+        .map(|i| id_attr(&i, "contact_id", ContactId::parse))
+        .transpose()
 }

@@ -29,7 +29,12 @@ pub struct DynamoForms {
 
 impl DynamoForms {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), ttl: FORM_CACHE_TTL, cache: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            ttl: FORM_CACHE_TTL,
+            cache: Arc::default(),
+        }
     }
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
@@ -39,14 +44,25 @@ impl DynamoForms {
 
     /// Stores a form after checking it (configuration loading: local run, ops tool, tests).
     pub async fn put(&self, form: &FormDefinition) -> Result<(), StoreError> {
-        form.check().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item: HashMap<String, AttributeValue> = to_item(form).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        form.check()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item: HashMap<String, AttributeValue> =
+            to_item(form).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (pk, sk) = keys::form(&form.id);
         item.insert(PK.into(), AttributeValue::S(pk));
         item.insert(SK.into(), AttributeValue::S(sk));
         item.insert(TYPE.into(), AttributeValue::S("form".into()));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| store_error("PutItem", e))?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&form.id);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&form.id);
         Ok(())
     }
 
@@ -61,9 +77,16 @@ impl DynamoForms {
             .send()
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let form: FormDefinition = from_item(item).map_err(|e| StoreError::Corrupt(format!("form {form_id}: {e}")))?;
-        form.check().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let Some(mut item) = out.item else {
+            return Ok(None);
+        };
+        for k in [PK, SK, TYPE] {
+            item.remove(k);
+        }
+        let form: FormDefinition =
+            from_item(item).map_err(|e| StoreError::Corrupt(format!("form {form_id}: {e}")))?;
+        form.check()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Some(Arc::new(form)))
     }
 }
@@ -71,16 +94,29 @@ impl DynamoForms {
 impl FormCatalog for DynamoForms {
     async fn form(&self, form_id: &str) -> Result<Option<Arc<FormDefinition>>, StoreError> {
         // Ids that cannot exist are refused without a request, so junk paths cost nothing.
-        if form_id.is_empty() || form_id.len() > 64 || !form_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if form_id.is_empty()
+            || form_id.len() > 64
+            || !form_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Ok(None);
         }
-        if let Some((at, form)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(form_id) {
+        if let Some((at, form)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(form_id)
+        {
             if at.elapsed() < self.ttl {
                 return Ok(form.clone());
             }
         }
         let form = self.load(form_id).await?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(form_id.to_owned(), (Instant::now(), form.clone()));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(form_id.to_owned(), (Instant::now(), form.clone()));
         Ok(form)
     }
 }

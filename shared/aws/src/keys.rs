@@ -72,7 +72,10 @@ pub fn outbox_pk(shard: u32) -> String {
     format!("OUTBOX#{shard}")
 }
 pub fn outbox_entry(due: DateTime<Utc>, lead: LeadId, id: InteractionId) -> (String, String) {
-    (outbox_pk(shard_of(&id.to_string(), OUTBOX_SHARDS)), format!("{}#{lead}#{id}", sortable_time(due)))
+    (
+        outbox_pk(shard_of(&id.to_string(), OUTBOX_SHARDS)),
+        format!("{}#{lead}#{id}", sortable_time(due)),
+    )
 }
 
 /// Times in sort keys: fixed-width RFC 3339 in UTC, so string order is time order.
@@ -86,7 +89,9 @@ mod tests {
 
     #[test]
     fn sortable_time_orders_as_strings() {
-        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let b = a + chrono::Duration::milliseconds(1);
         assert!(sortable_time(a) < sortable_time(b));
         assert_eq!(sortable_time(a), "2026-01-02T03:04:05.000Z");

@@ -15,21 +15,31 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 }
 
 impl InteractionQueue for SqsQueue {
     async fn publish(&self, message: &InteractionMessage) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
-        let schema = serde_json::to_value(message).ok().and_then(|v| v["schema"].as_str().map(str::to_owned)).unwrap_or_default();
+        let schema = serde_json::to_value(message)
+            .ok()
+            .and_then(|v| v["schema"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
             .message_attributes(
                 "schema",
-                MessageAttributeValue::builder().data_type("String").string_value(schema).build().map_err(|e| QueueError(e.to_string()))?,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(schema)
+                    .build()
+                    .map_err(|e| QueueError(e.to_string()))?,
             )
             .send()
             .await

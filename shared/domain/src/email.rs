@@ -38,10 +38,15 @@ impl Email {
         if lowered.contains(['<', '>', ' ', '\t', '\n', '\r']) {
             return Err(EmailError::Syntax);
         }
-        let parsed = email_address::EmailAddress::from_str(&lowered).map_err(|_| EmailError::Syntax)?;
+        let parsed =
+            email_address::EmailAddress::from_str(&lowered).map_err(|_| EmailError::Syntax)?;
         // A deliverable address needs a domain with a dot; `user@localhost` is not a lead.
         let domain = parsed.domain();
-        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.starts_with('[') {
+        if !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.starts_with('[')
+        {
             return Err(EmailError::Syntax);
         }
         Ok(Email(lowered))
@@ -90,7 +95,18 @@ mod tests {
 
     #[test]
     fn rejects_invalid() {
-        for bad in ["", "   ", "plain", "a@", "@b.com", "a@b", "a b@c.com", "Ann <a@b.com>", "a@@b.com", "a@.com"] {
+        for bad in [
+            "",
+            "   ",
+            "plain",
+            "a@",
+            "@b.com",
+            "a@b",
+            "a b@c.com",
+            "Ann <a@b.com>",
+            "a@@b.com",
+            "a@.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(Email::parse(""), Err(EmailError::Empty));

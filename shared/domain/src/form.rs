@@ -73,7 +73,14 @@ impl FieldSpec {
             "employees" => Some(64),
             _ => None,
         };
-        Some(FieldSpec { name: name.to_owned(), kind, required: false, max_length, options: vec![], label: None })
+        Some(FieldSpec {
+            name: name.to_owned(),
+            kind,
+            required: false,
+            max_length,
+            options: vec![],
+            label: None,
+        })
     }
 }
 
@@ -176,13 +183,21 @@ pub struct FormConfigError {
 impl FormDefinition {
     /// The rules for a field name, declared or standard; `None` for an unknown field.
     pub fn field(&self, name: &str) -> Option<FieldSpec> {
-        self.fields.iter().find(|f| f.name == name).cloned().or_else(|| FieldSpec::standard(name))
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .or_else(|| FieldSpec::standard(name))
     }
 
     /// Every field name this form accepts, declared first, then the standard ones.
     pub fn accepted_fields(&self) -> Vec<FieldSpec> {
         let mut out: Vec<FieldSpec> = self.fields.clone();
-        for name in [EMAIL].into_iter().chain(ContactFields::NAMES).chain([CONSENT, VISITOR_ID]) {
+        for name in [EMAIL]
+            .into_iter()
+            .chain(ContactFields::NAMES)
+            .chain([CONSENT, VISITOR_ID])
+        {
             if !out.iter().any(|f| f.name == name) {
                 out.extend(FieldSpec::standard(name));
             }
@@ -191,13 +206,26 @@ impl FormDefinition {
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     }
 
     /// Checks the definition itself, so a bad configuration is refused when loaded, not at submit time.
     pub fn check(&self) -> Result<(), FormConfigError> {
-        let err = |message: String| Err(FormConfigError { form: self.id.clone(), message });
-        if self.id.is_empty() || self.id.len() > 64 || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        let err = |message: String| {
+            Err(FormConfigError {
+                form: self.id.clone(),
+                message,
+            })
+        };
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return err("id must be 1-64 characters of a-z, 0-9, '-' or '_'".into());
         }
         for (i, f) in self.fields.iter().enumerate() {
@@ -211,12 +239,21 @@ impl FormDefinition {
                 return err(format!("select field {} needs options", f.name));
             }
             if let Some(std) = FieldSpec::standard(&f.name) {
-                if std.kind != f.kind && !(std.kind == FieldKind::Text && matches!(f.kind, FieldKind::Select | FieldKind::Integer)) {
-                    return err(format!("standard field {} cannot change its kind to {:?}", f.name, f.kind));
+                if std.kind != f.kind
+                    && !(std.kind == FieldKind::Text
+                        && matches!(f.kind, FieldKind::Select | FieldKind::Integer))
+                {
+                    return err(format!(
+                        "standard field {} cannot change its kind to {:?}",
+                        f.name, f.kind
+                    ));
                 }
             }
         }
-        for (what, strategy) in [("contact_match", &self.contact_match), ("lead_match", &self.lead_match)] {
+        for (what, strategy) in [
+            ("contact_match", &self.contact_match),
+            ("lead_match", &self.lead_match),
+        ] {
             if strategy.0.is_empty() {
                 return err(format!("{what} needs at least one field"));
             }
@@ -226,7 +263,9 @@ impl FormDefinition {
                     return err(format!("{what} names unknown field {name}"));
                 }
                 if what == "contact_match" && pseudo {
-                    return err(format!("contact_match cannot use {name}: a person is the same on every form"));
+                    return err(format!(
+                        "contact_match cannot use {name}: a person is the same on every form"
+                    ));
                 }
             }
         }

@@ -18,7 +18,8 @@ use crate::matching::{key_for, MatchKey};
 use crate::message::InteractionMessage;
 use crate::ports::{Commit, IntakeStore, InteractionQueue, StoreError};
 use crate::records::{
-    Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead, LeadId, LeadStatus, Stage,
+    Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead,
+    LeadId, LeadStatus, Stage,
 };
 use crate::submission::{validate, FieldError, RawSubmission, ValidSubmission, Validated};
 
@@ -96,7 +97,10 @@ pub enum ConsentWrite {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContactWrite {
-    Create { contact: Contact, key: MatchKey },
+    Create {
+        contact: Contact,
+        key: MatchKey,
+    },
     Update {
         contact_id: ContactId,
         email: Option<Email>,
@@ -110,8 +114,14 @@ pub enum ContactWrite {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeadWrite {
-    Create { lead: Lead, key: MatchKey },
-    Update { lead_id: LeadId, fields: BTreeMap<String, String> },
+    Create {
+        lead: Lead,
+        key: MatchKey,
+    },
+    Update {
+        lead_id: LeadId,
+        fields: BTreeMap<String, String>,
+    },
 }
 
 /// A claim that must not exist yet (or must have expired) for the commit to succeed.
@@ -169,22 +179,45 @@ fn digest(parts: &[&str]) -> String {
 }
 
 /// The keys of a valid submission; `Err` names a strategy field it lacks.
-pub fn lookup_request(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMeta) -> Result<LookupRequest, FieldError> {
+pub fn lookup_request(
+    form: &FormDefinition,
+    sub: &ValidSubmission,
+    meta: &SubmissionMeta,
+) -> Result<LookupRequest, FieldError> {
     let missing = |f: String| FieldError::new(f, "is required");
     let contact_key = key_for(&form.contact_match, form, sub).map_err(missing)?;
     let lead_key = key_for(&form.lead_match, form, sub).map_err(missing)?;
     let fingerprint = sub.fingerprint(&form.id);
     let dedup_key = digest(&[&form.id, contact_key.as_str(), &fingerprint]);
-    let idempotency_key = meta.idempotency_key.as_deref().map(|k| digest(&[&form.id, k]));
-    Ok(LookupRequest { contact_key, lead_key, dedup_key, idempotency_key, fingerprint })
+    let idempotency_key = meta
+        .idempotency_key
+        .as_deref()
+        .map(|k| digest(&[&form.id, k]));
+    Ok(LookupRequest {
+        contact_key,
+        lead_key,
+        dedup_key,
+        idempotency_key,
+        fingerprint,
+    })
 }
 
 /// Decides what a submission does given what the store holds. Pure: no I/O, no clock.
-pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMeta, req: &LookupRequest, found: &LookupResult) -> Decision {
+pub fn decide(
+    form: &FormDefinition,
+    sub: &ValidSubmission,
+    meta: &SubmissionMeta,
+    req: &LookupRequest,
+    found: &LookupResult,
+) -> Decision {
     let now = meta.received_at;
     if let (Some(_), Some(prior)) = (&req.idempotency_key, &found.idempotency) {
         if prior.expires_at > now {
-            return if prior.fingerprint == req.fingerprint { Decision::Replay(prior.receipt.clone()) } else { Decision::KeyReused };
+            return if prior.fingerprint == req.fingerprint {
+                Decision::Replay(prior.receipt.clone())
+            } else {
+                Decision::KeyReused
+            };
         }
     }
     if let Some(prior) = &found.dedup {
@@ -206,12 +239,22 @@ pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMet
     let existing_contact = found.lead.map(|(_, c)| c).or(found.contact);
     let (contact_id, contact_res, contact) = match existing_contact {
         Some(contact_id) => {
-            let add_key = if found.contact.is_none() { Some(req.contact_key.clone()) } else { None };
+            let add_key = if found.contact.is_none() {
+                Some(req.contact_key.clone())
+            } else {
+                None
+            };
             let write = ContactWrite::Update {
                 contact_id,
                 email: sub.email.clone(),
                 fields: sub.contact.clone(),
-                consent: consent.map(|c| if c.opt_in { ConsentWrite::Replace(c) } else { ConsentWrite::IfAbsent(c) }),
+                consent: consent.map(|c| {
+                    if c.opt_in {
+                        ConsentWrite::Replace(c)
+                    } else {
+                        ConsentWrite::IfAbsent(c)
+                    }
+                }),
                 add_key,
             };
             (contact_id, Resolution::Matched, write)
@@ -229,12 +272,26 @@ pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMet
                 created_at: now,
                 updated_at: now,
             };
-            (contact_id, Resolution::Created, ContactWrite::Create { contact, key: req.contact_key.clone() })
+            (
+                contact_id,
+                Resolution::Created,
+                ContactWrite::Create {
+                    contact,
+                    key: req.contact_key.clone(),
+                },
+            )
         }
     };
 
     let (lead_id, lead_res, lead) = match found.lead {
-        Some((lead_id, _)) => (lead_id, Resolution::Matched, LeadWrite::Update { lead_id, fields: sub.custom.clone() }),
+        Some((lead_id, _)) => (
+            lead_id,
+            Resolution::Matched,
+            LeadWrite::Update {
+                lead_id,
+                fields: sub.custom.clone(),
+            },
+        ),
         None => {
             let lead_id = LeadId::generate();
             let lead = Lead {
@@ -250,11 +307,23 @@ pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMet
                 submissions: 1,
                 fields: sub.custom.clone(),
             };
-            (lead_id, Resolution::Created, LeadWrite::Create { lead, key: req.lead_key.clone() })
+            (
+                lead_id,
+                Resolution::Created,
+                LeadWrite::Create {
+                    lead,
+                    key: req.lead_key.clone(),
+                },
+            )
         }
     };
 
-    let receipt = Receipt { contact_id, lead_id, contact: contact_res, lead: lead_res };
+    let receipt = Receipt {
+        contact_id,
+        lead_id,
+        contact: contact_res,
+        lead: lead_res,
+    };
     let mut properties = serde_json::Map::new();
     properties.insert("form_id".into(), form.id.clone().into());
     properties.insert("form_version".into(), form.version.into());
@@ -265,7 +334,10 @@ pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMet
         properties.insert("visitor_id".into(), v.clone().into());
     }
     if !sub.custom.is_empty() {
-        properties.insert("fields".into(), serde_json::to_value(&sub.custom).unwrap_or_default());
+        properties.insert(
+            "fields".into(),
+            serde_json::to_value(&sub.custom).unwrap_or_default(),
+        );
     }
     let interaction = Interaction {
         interaction_id: InteractionId::generate(),
@@ -291,7 +363,14 @@ pub fn decide(form: &FormDefinition, sub: &ValidSubmission, meta: &SubmissionMet
             expires_at: now + Duration::hours(IDEMPOTENCY_TTL_HOURS),
         },
     });
-    Decision::Write(Box::new(IntakePlan { now, contact, lead, interaction, dedup, idempotency }))
+    Decision::Write(Box::new(IntakePlan {
+        now,
+        contact,
+        lead,
+        interaction,
+        dedup,
+        idempotency,
+    }))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -330,7 +409,12 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
         Self { store, queue }
     }
 
-    pub async fn submit(&self, form: &FormDefinition, raw: &RawSubmission, meta: &SubmissionMeta) -> Result<IntakeOutcome, IntakeError> {
+    pub async fn submit(
+        &self,
+        form: &FormDefinition,
+        raw: &RawSubmission,
+        meta: &SubmissionMeta,
+    ) -> Result<IntakeOutcome, IntakeError> {
         if let Some(k) = &meta.idempotency_key {
             if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
                 return Err(IntakeError::Invalid(vec![FieldError::new(
@@ -347,7 +431,13 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
         for attempt in 1..=MAX_ATTEMPTS {
             let found = self.store.lookup(&req).await?;
             let plan = match decide(form, &sub, meta, &req, &found) {
-                Decision::Replay(receipt) => return Ok(IntakeOutcome::Accepted { receipt, replayed: true, queued: false }),
+                Decision::Replay(receipt) => {
+                    return Ok(IntakeOutcome::Accepted {
+                        receipt,
+                        replayed: true,
+                        queued: false,
+                    })
+                }
                 Decision::KeyReused => return Err(IntakeError::IdempotencyKeyReused),
                 Decision::Write(plan) => plan,
             };
@@ -362,7 +452,11 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
                             false
                         }
                     };
-                    return Ok(IntakeOutcome::Accepted { receipt: plan.receipt().clone(), replayed: false, queued });
+                    return Ok(IntakeOutcome::Accepted {
+                        receipt: plan.receipt().clone(),
+                        replayed: false,
+                        queued,
+                    });
                 }
                 Commit::Conflict => {
                     tracing::debug!(attempt, "intake commit conflicted; reading again");
@@ -372,12 +466,19 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
         Err(IntakeError::Busy)
     }
 
-    async fn keep_spam(&self, form: &FormDefinition, raw: &RawSubmission, meta: &SubmissionMeta) -> Result<IntakeOutcome, IntakeError> {
+    async fn keep_spam(
+        &self,
+        form: &FormDefinition,
+        raw: &RawSubmission,
+        meta: &SubmissionMeta,
+    ) -> Result<IntakeOutcome, IntakeError> {
         let fields = raw
             .fields
             .iter()
             .filter_map(|(k, v)| match v {
-                crate::submission::RawValue::Text(t) => Some((k.chars().take(64).collect(), t.chars().take(1000).collect())),
+                crate::submission::RawValue::Text(t) => {
+                    Some((k.chars().take(64).collect(), t.chars().take(1000).collect()))
+                }
                 _ => None,
             })
             .collect();

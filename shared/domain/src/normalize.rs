@@ -70,8 +70,14 @@ mod tests {
 
     #[test]
     fn match_value_ignores_case() {
-        assert_eq!(match_value("company", " Acme  Corp "), match_value("company", "ACME CORP"));
-        assert_eq!(match_value("phone", "03-1234-5678"), match_value("phone", "0312345678"));
+        assert_eq!(
+            match_value("company", " Acme  Corp "),
+            match_value("company", "ACME CORP")
+        );
+        assert_eq!(
+            match_value("phone", "03-1234-5678"),
+            match_value("phone", "0312345678")
+        );
     }
 
     proptest! {

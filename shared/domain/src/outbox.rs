@@ -20,7 +20,12 @@ pub struct RelayReport {
     pub failed: usize,
 }
 
-pub async fn relay(outbox: &impl Outbox, queue: &impl InteractionQueue, now: DateTime<Utc>, limit: usize) -> Result<RelayReport, StoreError> {
+pub async fn relay(
+    outbox: &impl Outbox,
+    queue: &impl InteractionQueue,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<RelayReport, StoreError> {
     let mut report = RelayReport::default();
     for message in outbox.due(now, limit).await? {
         let next = match queue.publish(&message).await {

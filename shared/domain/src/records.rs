@@ -77,8 +77,16 @@ pub struct ContactFields {
 
 impl ContactFields {
     /// The attribute names, in the order forms list them.
-    pub const NAMES: [&'static str; 8] =
-        ["last_name", "first_name", "company", "job_title", "industry", "employees", "country", "phone"];
+    pub const NAMES: [&'static str; 8] = [
+        "last_name",
+        "first_name",
+        "company",
+        "job_title",
+        "industry",
+        "employees",
+        "country",
+        "phone",
+    ];
 
     pub fn get(&self, name: &str) -> Option<&str> {
         match name {
@@ -110,7 +118,9 @@ impl ContactFields {
 
     /// The present values as (name, value) pairs.
     pub fn present(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        Self::NAMES.into_iter().filter_map(|n| self.get(n).map(|v| (n, v)))
+        Self::NAMES
+            .into_iter()
+            .filter_map(|n| self.get(n).map(|v| (n, v)))
     }
 
     /// Applies a patch: a submitted non-empty value replaces; an absent one never blanks.
@@ -255,7 +265,11 @@ mod tests {
             company: Some("Acme".into()),
             ..Default::default()
         };
-        let patch = ContactFields { company: Some("Acme Japan".into()), first_name: Some("太郎".into()), ..Default::default() };
+        let patch = ContactFields {
+            company: Some("Acme Japan".into()),
+            first_name: Some("太郎".into()),
+            ..Default::default()
+        };
         stored.merge(&patch);
         assert_eq!(stored.last_name.as_deref(), Some("山田"));
         assert_eq!(stored.first_name.as_deref(), Some("太郎"));

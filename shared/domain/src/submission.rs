@@ -6,7 +6,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::email::Email;
-use crate::form::{FieldKind, FieldSpec, FormDefinition, UnknownFieldPolicy, CONSENT, EMAIL, PSEUDO_CAMPAIGN, PSEUDO_FORM_ID, VISITOR_ID};
+use crate::form::{
+    FieldKind, FieldSpec, FormDefinition, UnknownFieldPolicy, CONSENT, EMAIL, PSEUDO_CAMPAIGN,
+    PSEUDO_FORM_ID, VISITOR_ID,
+};
 use crate::normalize::clean_text;
 use crate::records::ContactFields;
 
@@ -32,10 +35,13 @@ pub struct RawSubmission {
 
 impl RawSubmission {
     pub fn text(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| match v {
-            RawValue::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| match v {
+                RawValue::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
     }
 }
 
@@ -51,7 +57,8 @@ pub enum BodyError {
 }
 
 pub fn parse_json(body: &[u8]) -> Result<RawSubmission, BodyError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
     let serde_json::Value::Object(map) = value else {
         return Err(BodyError::NotAnObject);
     };
@@ -98,7 +105,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -174,12 +184,17 @@ fn check_value(spec: &FieldSpec, value: &str) -> Result<(), String> {
     }
     match spec.kind {
         FieldKind::Email => Email::parse(value).map(|_| ()).map_err(|e| e.to_string()),
-        FieldKind::Integer => value.parse::<i64>().map(|_| ()).map_err(|_| "must be a whole number".into()),
+        FieldKind::Integer => value
+            .parse::<i64>()
+            .map(|_| ())
+            .map_err(|_| "must be a whole number".into()),
         FieldKind::Select if !spec.options.iter().any(|o| o == value) => {
             Err(format!("must be one of: {}", spec.options.join(", ")))
         }
         FieldKind::Phone => {
-            let ok_chars = value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+            let ok_chars = value
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c));
             let digits = value.chars().filter(char::is_ascii_digit).count();
             if ok_chars && (6..=20).contains(&digits) {
                 Ok(())
@@ -201,7 +216,10 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
     }
     let mut errors = Vec::new();
     if raw.fields.len() > MAX_FIELDS {
-        errors.push(FieldError::new("_body", format!("has more than {MAX_FIELDS} fields")));
+        errors.push(FieldError::new(
+            "_body",
+            format!("has more than {MAX_FIELDS} fields"),
+        ));
         return Err(errors);
     }
     let mut out = ValidSubmission {
@@ -232,7 +250,10 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
             RawValue::Text(t) => clean_text(t),
             RawValue::Null => String::new(),
             RawValue::Compound => {
-                errors.push(FieldError::new(name.clone(), "must be a single value, not a list or object"));
+                errors.push(FieldError::new(
+                    name.clone(),
+                    "must be a single value, not a list or object",
+                ));
                 continue;
             }
         };
@@ -262,9 +283,17 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
         }
     }
     let invalid: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
-    let strategy_fields = form.contact_match.fields().iter().chain(form.lead_match.fields());
-    let mut required: Vec<String> =
-        form.accepted_fields().into_iter().filter(|f| f.required).map(|f| f.name).collect();
+    let strategy_fields = form
+        .contact_match
+        .fields()
+        .iter()
+        .chain(form.lead_match.fields());
+    let mut required: Vec<String> = form
+        .accepted_fields()
+        .into_iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
     for f in strategy_fields {
         if f != PSEUDO_FORM_ID && f != PSEUDO_CAMPAIGN && !required.contains(f) {
             required.push(f.clone());
@@ -276,7 +305,11 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
             _ => out.value(name).is_some() || (name == VISITOR_ID && out.visitor_id.is_some()),
         };
         if !present && !invalid.iter().any(|f| f == name) {
-            let message = if name == CONSENT { "must be given to submit this form" } else { "is required" };
+            let message = if name == CONSENT {
+                "must be given to submit this form"
+            } else {
+                "is required"
+            };
             errors.push(FieldError::new(name, message));
         }
     }

@@ -12,7 +12,9 @@ use crate::intake::*;
 use crate::message::InteractionMessage;
 use crate::ports::{Commit, IntakeStore, InteractionQueue, QueueError, StoreError};
 use crate::records::{ContactId, LeadId};
-use crate::submission::{parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated};
+use crate::submission::{
+    parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated,
+};
 
 fn form(extra: serde_json::Value) -> FormDefinition {
     let mut base = json!({
@@ -25,7 +27,9 @@ fn form(extra: serde_json::Value) -> FormDefinition {
         "honeypot": "website",
         "consent": {"version": "2026-04", "text": "I agree"}
     });
-    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let f: FormDefinition = serde_json::from_value(base).unwrap();
     f.check().unwrap();
     f
@@ -36,16 +40,23 @@ fn body(v: serde_json::Value) -> RawSubmission {
 }
 
 fn errors_of(f: &FormDefinition, v: serde_json::Value) -> Vec<(String, String)> {
-    validate(f, &body(v)).unwrap_err().into_iter().map(|e| (e.field, e.message)).collect()
+    validate(f, &body(v))
+        .unwrap_err()
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect()
 }
 
 #[test]
 fn valid_submission_is_normalised() {
     let f = form(json!({}));
-    let Validated::Valid(s) = validate(&f, &body(json!({
-        "email": " Hanako@Example.JP ", "last_name": "　佐藤 ", "first_name": "花子",
-        "company": "ＡＣＭＥ", "employees": 300, "consent": true, "topic": "crm", "website": ""
-    })))
+    let Validated::Valid(s) = validate(
+        &f,
+        &body(json!({
+            "email": " Hanako@Example.JP ", "last_name": "　佐藤 ", "first_name": "花子",
+            "company": "ＡＣＭＥ", "employees": 300, "consent": true, "topic": "crm", "website": ""
+        })),
+    )
     .unwrap() else {
         panic!("spam?")
     };
@@ -60,12 +71,30 @@ fn valid_submission_is_normalised() {
 #[test]
 fn every_field_error_is_reported_at_once() {
     let f = form(json!({}));
-    let errs = errors_of(&f, json!({"email": "not-an-email", "topic": "other", "seats": "ten", "phone": "call me", "first_name": ["a"]}));
+    let errs = errors_of(
+        &f,
+        json!({"email": "not-an-email", "topic": "other", "seats": "ten", "phone": "call me", "first_name": ["a"]}),
+    );
     let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
     // JSON objects arrive in key order; the missing required field comes last.
-    assert_eq!(fields, ["email", "first_name", "phone", "seats", "topic", "last_name"], "{errs:?}");
-    assert!(errs.iter().any(|(f, m)| f == "topic" && m == "must be one of: crm, ma"));
-    assert!(errs.iter().any(|(f, m)| f == "last_name" && m == "is required"));
+    assert_eq!(
+        fields,
+        [
+            "email",
+            "first_name",
+            "phone",
+            "seats",
+            "topic",
+            "last_name"
+        ],
+        "{errs:?}"
+    );
+    assert!(errs
+        .iter()
+        .any(|(f, m)| f == "topic" && m == "must be one of: crm, ma"));
+    assert!(errs
+        .iter()
+        .any(|(f, m)| f == "last_name" && m == "is required"));
 }
 
 #[test]
@@ -81,8 +110,17 @@ fn strategy_fields_are_required() {
 #[test]
 fn length_limits() {
     let f = form(json!({}));
-    let errs = errors_of(&f, json!({"email": "a@b.co", "last_name": "x", "company": "c".repeat(256)}));
-    assert_eq!(errs, vec![("company".to_string(), "must be at most 255 characters".to_string())]);
+    let errs = errors_of(
+        &f,
+        json!({"email": "a@b.co", "last_name": "x", "company": "c".repeat(256)}),
+    );
+    assert_eq!(
+        errs,
+        vec![(
+            "company".to_string(),
+            "must be at most 255 characters".to_string()
+        )]
+    );
 }
 
 #[test]
@@ -90,13 +128,25 @@ fn unknown_fields_follow_the_policy() {
     let ok = json!({"email": "a@b.co", "last_name": "x", "utm_whatever": "1"});
     assert!(validate(&form(json!({})), &body(ok.clone())).is_ok());
     let errs = errors_of(&form(json!({"unknown_fields": "reject"})), ok);
-    assert_eq!(errs, vec![("utm_whatever".to_string(), "is not an accepted field".to_string())]);
+    assert_eq!(
+        errs,
+        vec![(
+            "utm_whatever".to_string(),
+            "is not an accepted field".to_string()
+        )]
+    );
 }
 
 #[test]
 fn honeypot_wins_over_validation() {
     let f = form(json!({}));
-    assert_eq!(validate(&f, &body(json!({"website": "http://spam", "email": "junk"}))), Ok(Validated::Spam));
+    assert_eq!(
+        validate(
+            &f,
+            &body(json!({"website": "http://spam", "email": "junk"}))
+        ),
+        Ok(Validated::Spam)
+    );
 }
 
 #[test]
@@ -111,9 +161,16 @@ fn duplicate_urlencoded_fields_are_refused() {
 fn body_errors() {
     assert!(matches!(parse_json(b"{"), Err(BodyError::MalformedJson(_))));
     assert_eq!(parse_json(b"[1]"), Err(BodyError::NotAnObject));
-    assert!(matches!(parse_urlencoded(b"email=%FF%FE"), Err(BodyError::BadEncoding(_))));
-    assert!(matches!(parse_urlencoded(&[0x65, 0xff]), Err(BodyError::BadEncoding(_))));
-    let ok = parse_urlencoded("last_name=%E5%B1%B1%E7%94%B0&first_name=Taro+Yamada".as_bytes()).unwrap();
+    assert!(matches!(
+        parse_urlencoded(b"email=%FF%FE"),
+        Err(BodyError::BadEncoding(_))
+    ));
+    assert!(matches!(
+        parse_urlencoded(&[0x65, 0xff]),
+        Err(BodyError::BadEncoding(_))
+    ));
+    let ok =
+        parse_urlencoded("last_name=%E5%B1%B1%E7%94%B0&first_name=Taro+Yamada".as_bytes()).unwrap();
     assert_eq!(ok.text("last_name"), Some("山田"));
     assert_eq!(ok.text("first_name"), Some("Taro Yamada"));
 }
@@ -126,7 +183,10 @@ fn valid(f: &FormDefinition, v: serde_json::Value) -> crate::submission::ValidSu
 }
 
 fn meta(secs: i64) -> SubmissionMeta {
-    SubmissionMeta { received_at: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap() + Duration::seconds(secs), ..Default::default() }
+    SubmissionMeta {
+        received_at: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap() + Duration::seconds(secs),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -135,11 +195,16 @@ fn decide_new_person_creates_both() {
     let s = valid(&f, json!({"email": "a@b.co", "last_name": "x"}));
     let m = meta(0);
     let req = lookup_request(&f, &s, &m).unwrap();
-    let Decision::Write(plan) = decide(&f, &s, &m, &req, &LookupResult::default()) else { panic!() };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &LookupResult::default()) else {
+        panic!()
+    };
     assert!(matches!(plan.contact, ContactWrite::Create { .. }));
     assert!(matches!(plan.lead, LeadWrite::Create { .. }));
     assert_eq!(plan.receipt().contact, Resolution::Created);
-    assert_eq!(plan.dedup.stored.expires_at, m.received_at + Duration::seconds(30));
+    assert_eq!(
+        plan.dedup.stored.expires_at,
+        m.received_at + Duration::seconds(30)
+    );
     assert!(plan.idempotency.is_none());
 }
 
@@ -150,17 +215,31 @@ fn decide_matched_contact_new_lead_and_lead_wins() {
     let m = meta(0);
     let req = lookup_request(&f, &s, &m).unwrap();
     let cid = ContactId::generate();
-    let found = LookupResult { contact: Some(cid), ..Default::default() };
-    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else { panic!() };
-    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: None, .. } if contact_id == cid));
+    let found = LookupResult {
+        contact: Some(cid),
+        ..Default::default()
+    };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
+        panic!()
+    };
+    assert!(
+        matches!(plan.contact, ContactWrite::Update { contact_id, add_key: None, .. } if contact_id == cid)
+    );
     assert!(matches!(plan.lead, LeadWrite::Create { ref lead, .. } if lead.contact_id == cid));
 
     // A lead found by its key pins the contact, and the contact key is added to it.
     let other = ContactId::generate();
     let lid = LeadId::generate();
-    let found = LookupResult { lead: Some((lid, other)), ..Default::default() };
-    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else { panic!() };
-    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: Some(_), .. } if contact_id == other));
+    let found = LookupResult {
+        lead: Some((lid, other)),
+        ..Default::default()
+    };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
+        panic!()
+    };
+    assert!(
+        matches!(plan.contact, ContactWrite::Update { contact_id, add_key: Some(_), .. } if contact_id == other)
+    );
     assert_eq!(plan.receipt().lead, Resolution::Matched);
     assert_eq!(plan.interaction.lead_id, lid);
 }
@@ -172,21 +251,55 @@ fn decide_replays_and_refuses_reused_keys() {
     let mut m = meta(0);
     m.idempotency_key = Some("k1".into());
     let req = lookup_request(&f, &s, &m).unwrap();
-    let receipt = Receipt { contact_id: ContactId::generate(), lead_id: LeadId::generate(), contact: Resolution::Created, lead: Resolution::Created };
-    let stored = StoredReceipt { receipt: receipt.clone(), fingerprint: req.fingerprint.clone(), expires_at: m.received_at + Duration::hours(1) };
-    let found = LookupResult { idempotency: Some(stored.clone()), ..Default::default() };
-    assert_eq!(decide(&f, &s, &m, &req, &found), Decision::Replay(receipt.clone()));
-    let other = StoredReceipt { fingerprint: "different".into(), ..stored.clone() };
-    let found = LookupResult { idempotency: Some(other), ..Default::default() };
+    let receipt = Receipt {
+        contact_id: ContactId::generate(),
+        lead_id: LeadId::generate(),
+        contact: Resolution::Created,
+        lead: Resolution::Created,
+    };
+    let stored = StoredReceipt {
+        receipt: receipt.clone(),
+        fingerprint: req.fingerprint.clone(),
+        expires_at: m.received_at + Duration::hours(1),
+    };
+    let found = LookupResult {
+        idempotency: Some(stored.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        decide(&f, &s, &m, &req, &found),
+        Decision::Replay(receipt.clone())
+    );
+    let other = StoredReceipt {
+        fingerprint: "different".into(),
+        ..stored.clone()
+    };
+    let found = LookupResult {
+        idempotency: Some(other),
+        ..Default::default()
+    };
     assert_eq!(decide(&f, &s, &m, &req, &found), Decision::KeyReused);
 
     // A double click inside the window replays; after it, it is a new interaction.
     let m0 = meta(0);
     let req0 = lookup_request(&f, &s, &m0).unwrap();
-    let dedup = StoredReceipt { receipt: receipt.clone(), fingerprint: req0.fingerprint.clone(), expires_at: m0.received_at + Duration::seconds(30) };
-    let found = LookupResult { dedup: Some(dedup), ..Default::default() };
-    assert_eq!(decide(&f, &s, &meta(29), &req0, &found), Decision::Replay(receipt));
-    assert!(matches!(decide(&f, &s, &meta(31), &req0, &found), Decision::Write(_)));
+    let dedup = StoredReceipt {
+        receipt: receipt.clone(),
+        fingerprint: req0.fingerprint.clone(),
+        expires_at: m0.received_at + Duration::seconds(30),
+    };
+    let found = LookupResult {
+        dedup: Some(dedup),
+        ..Default::default()
+    };
+    assert_eq!(
+        decide(&f, &s, &meta(29), &req0, &found),
+        Decision::Replay(receipt)
+    );
+    assert!(matches!(
+        decide(&f, &s, &meta(31), &req0, &found),
+        Decision::Write(_)
+    ));
 }
 
 /// An in-memory store with DynamoDB's conditional semantics: key items are created only if
@@ -214,7 +327,10 @@ impl IntakeStore for MemStore {
             contact: m.contact_keys.get(r.contact_key.as_str()).copied(),
             lead: m.lead_keys.get(r.lead_key.as_str()).copied(),
             dedup: m.receipts.get(&format!("D{}", r.dedup_key)).cloned(),
-            idempotency: r.idempotency_key.as_ref().and_then(|k| m.receipts.get(&format!("I{k}")).cloned()),
+            idempotency: r
+                .idempotency_key
+                .as_ref()
+                .and_then(|k| m.receipts.get(&format!("I{k}")).cloned()),
         })
     }
 
@@ -228,7 +344,11 @@ impl IntakeStore for MemStore {
         }
         let mut m = self.inner.lock().unwrap();
         let free = |k: &str, m: &Mem| m.receipts.get(k).is_none_or(|r| r.expires_at < p.now);
-        if !free(&format!("D{}", p.dedup.key), &m) || p.idempotency.as_ref().is_some_and(|c| !free(&format!("I{}", c.key), &m)) {
+        if !free(&format!("D{}", p.dedup.key), &m)
+            || p.idempotency
+                .as_ref()
+                .is_some_and(|c| !free(&format!("I{}", c.key), &m))
+        {
             return Ok(Commit::Conflict);
         }
         match &p.contact {
@@ -236,10 +356,17 @@ impl IntakeStore for MemStore {
                 if m.contact_keys.contains_key(key.as_str()) {
                     return Ok(Commit::Conflict);
                 }
-                m.contact_keys.insert(key.as_str().into(), contact.contact_id);
+                m.contact_keys
+                    .insert(key.as_str().into(), contact.contact_id);
             }
-            ContactWrite::Update { add_key: Some(key), contact_id, .. } => {
-                m.contact_keys.entry(key.as_str().into()).or_insert(*contact_id);
+            ContactWrite::Update {
+                add_key: Some(key),
+                contact_id,
+                ..
+            } => {
+                m.contact_keys
+                    .entry(key.as_str().into())
+                    .or_insert(*contact_id);
             }
             ContactWrite::Update { .. } => {}
         }
@@ -247,9 +374,11 @@ impl IntakeStore for MemStore {
             if m.lead_keys.contains_key(key.as_str()) {
                 return Ok(Commit::Conflict);
             }
-            m.lead_keys.insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
+            m.lead_keys
+                .insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
         }
-        m.receipts.insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
+        m.receipts
+            .insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
         if let Some(c) = &p.idempotency {
             m.receipts.insert(format!("I{}", c.key), c.stored.clone());
         }
@@ -283,14 +412,64 @@ impl InteractionQueue for MemQueue {
 async fn service_matches_on_second_submission_and_dedups_double_click() {
     let f = form(json!({}));
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
-    let first = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.unwrap();
-    let IntakeOutcome::Accepted { receipt: r1, replayed: false, queued: true } = first else { panic!("{first:?}") };
-    let again = svc.submit(&f, &body(json!({"email": "A@B.co", "last_name": "x"})), &meta(1)).await.unwrap();
-    let IntakeOutcome::Accepted { receipt: r2, replayed: true, .. } = again else { panic!("{again:?}") };
+    let first = svc
+        .submit(
+            &f,
+            &body(json!({"email": "a@b.co", "last_name": "x"})),
+            &meta(0),
+        )
+        .await
+        .unwrap();
+    let IntakeOutcome::Accepted {
+        receipt: r1,
+        replayed: false,
+        queued: true,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    let again = svc
+        .submit(
+            &f,
+            &body(json!({"email": "A@B.co", "last_name": "x"})),
+            &meta(1),
+        )
+        .await
+        .unwrap();
+    let IntakeOutcome::Accepted {
+        receipt: r2,
+        replayed: true,
+        ..
+    } = again
+    else {
+        panic!("{again:?}")
+    };
     assert_eq!(r1, r2);
-    let changed = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "y"})), &meta(2)).await.unwrap();
-    let IntakeOutcome::Accepted { receipt: r3, replayed: false, .. } = changed else { panic!() };
-    assert_eq!((r3.contact_id, r3.lead_id, r3.contact, r3.lead), (r1.contact_id, r1.lead_id, Resolution::Matched, Resolution::Matched));
+    let changed = svc
+        .submit(
+            &f,
+            &body(json!({"email": "a@b.co", "last_name": "y"})),
+            &meta(2),
+        )
+        .await
+        .unwrap();
+    let IntakeOutcome::Accepted {
+        receipt: r3,
+        replayed: false,
+        ..
+    } = changed
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (r3.contact_id, r3.lead_id, r3.contact, r3.lead),
+        (
+            r1.contact_id,
+            r1.lead_id,
+            Resolution::Matched,
+            Resolution::Matched
+        )
+    );
     assert_eq!(svc.store.inner.lock().unwrap().interactions, 2);
     assert_eq!(svc.queue.sent.lock().unwrap().len(), 2);
 }
@@ -300,18 +479,52 @@ async fn service_retries_conflicts_then_gives_up_busy() {
     let f = form(json!({}));
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
     *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS - 1;
-    assert!(svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.is_ok());
+    assert!(svc
+        .submit(
+            &f,
+            &body(json!({"email": "a@b.co", "last_name": "x"})),
+            &meta(0)
+        )
+        .await
+        .is_ok());
     *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS;
-    let err = svc.submit(&f, &body(json!({"email": "c@b.co", "last_name": "x"})), &meta(0)).await.unwrap_err();
+    let err = svc
+        .submit(
+            &f,
+            &body(json!({"email": "c@b.co", "last_name": "x"})),
+            &meta(0),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err, IntakeError::Busy);
 }
 
 #[tokio::test]
 async fn service_accepts_when_queue_is_down() {
     let f = form(json!({}));
-    let svc = IntakeService::new(MemStore::default(), MemQueue { fail: true, ..Default::default() });
-    let out = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0)).await.unwrap();
-    assert!(matches!(out, IntakeOutcome::Accepted { queued: false, replayed: false, .. }));
+    let svc = IntakeService::new(
+        MemStore::default(),
+        MemQueue {
+            fail: true,
+            ..Default::default()
+        },
+    );
+    let out = svc
+        .submit(
+            &f,
+            &body(json!({"email": "a@b.co", "last_name": "x"})),
+            &meta(0),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        IntakeOutcome::Accepted {
+            queued: false,
+            replayed: false,
+            ..
+        }
+    ));
     assert_eq!(svc.store.inner.lock().unwrap().interactions, 1);
 }
 
@@ -319,7 +532,14 @@ async fn service_accepts_when_queue_is_down() {
 async fn service_keeps_spam_apart() {
     let f = form(json!({}));
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
-    let out = svc.submit(&f, &body(json!({"email": "a@b.co", "website": "x"})), &meta(0)).await.unwrap();
+    let out = svc
+        .submit(
+            &f,
+            &body(json!({"email": "a@b.co", "website": "x"})),
+            &meta(0),
+        )
+        .await
+        .unwrap();
     assert!(matches!(out, IntakeOutcome::Spam { .. }));
     let m = svc.store.inner.lock().unwrap();
     assert_eq!((m.spam, m.interactions, m.contact_keys.len()), (1, 0, 0));
@@ -331,6 +551,9 @@ async fn service_rejects_bad_idempotency_keys() {
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
     let mut m = meta(0);
     m.idempotency_key = Some("x".repeat(300));
-    let err = svc.submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &m).await.unwrap_err();
+    let err = svc
+        .submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &m)
+        .await
+        .unwrap_err();
     assert!(matches!(err, IntakeError::Invalid(ref e) if e[0].field == "Idempotency-Key"));
 }

@@ -1,0 +1,91 @@
+//! The demo landing page: a plain HTML form that works without JavaScript, the same form
+//! enhanced with JavaScript (JSON, inline errors), and the pages it redirects to.
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}\
+label{display:block;margin:.5rem 0}input,select{width:100%;padding:.3rem}.hp{position:absolute;left:-9999px}\
+.err{color:#b00}.ok{color:#070}";
+
+fn fields(prefix: &str) -> String {
+    format!(
+        r#"<label>メールアドレス / Email <input name="email" type="email" required id="{prefix}email"></label>
+<label>姓 / Last name <input name="last_name" required></label>
+<label>名 / First name <input name="first_name"></label>
+<label>会社名 / Company <input name="company"></label>
+<label>役職 / Job title <input name="job_title" placeholder="部長, Director…"></label>
+<label>業種 / Industry <select name="industry"><option value="">—</option><option>IT</option><option>finance</option><option>healthcare</option><option>manufacturing</option></select></label>
+<label>従業員数 / Employees <input name="employees" placeholder="300, 100-500…"></label>
+<label><input type="checkbox" name="consent" value="yes" style="width:auto"> メールでの情報提供に同意します / I agree to receive email (v2026-04)</label>
+<div class="hp" aria-hidden="true"><label>Website <input name="website" tabindex="-1" autocomplete="off"></label></div>"#
+    )
+}
+
+fn landing() -> String {
+    format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow demo</title><style>{STYLE}</style></head><body>
+<h1>leadflow demo: 資料請求 / Download the ebook</h1>
+<h2>Plain HTML form (no JavaScript)</h2>
+<form method="post" action="/forms/demo/submissions" accept-charset="UTF-8">{plain}<button type="submit">Submit</button></form>
+<h2>JavaScript form</h2>
+<form id="js-form">{js}<button type="submit">Submit</button></form><p id="js-result" role="status"></p>
+<script>
+const visitor = (document.cookie.match(/lf_vid=([^;]+)/) || [])[1] || crypto.randomUUID();
+document.cookie = "lf_vid=" + visitor + "; path=/; max-age=31536000; samesite=lax";
+document.getElementById("js-form").addEventListener("submit", async (ev) => {{
+  ev.preventDefault();
+  const data = Object.fromEntries(new FormData(ev.target));
+  data.consent = data.consent === "yes";
+  data.visitor_id = visitor;
+  const out = document.getElementById("js-result");
+  const res = await fetch("/forms/demo/submissions", {{method: "POST", headers: {{"Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID()}}, body: JSON.stringify(data)}});
+  const body = await res.json();
+  if (res.ok) {{ out.className = "ok"; out.textContent = "ありがとうございます / Thank you (lead " + body.lead_id + ", " + body.lead + ")"; }}
+  else {{ out.className = "err"; out.textContent = (body.errors || []).map(e => e.field + ": " + e.message).join("; ") || body.message; }}
+}});
+</script></body></html>"#,
+        plain = fields("p-"),
+        js = fields("j-"),
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn error_page(query: &str) -> String {
+    let items: String = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter_map(|(k, v)| {
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            Some(format!(
+                "<li><b>{}</b> {}</li>",
+                escape(dec(k).strip_prefix("error.")?),
+                escape(&dec(v))
+            ))
+        })
+        .collect();
+    format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>入力内容をご確認ください</title><style>{STYLE}</style></head><body>
+<h1 class="err">入力内容をご確認ください / Please check the form</h1><ul>{items}</ul><p><a href="/">戻る / Back</a></p></body></html>"#
+    )
+}
+
+/// The demo page for a GET path, if it is one.
+pub fn page(path: &str, query: &str) -> Option<String> {
+    match path {
+        "/" | "/demo" => Some(landing()),
+        "/thanks" => Some(format!(
+            r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>ありがとうございます</title><style>{STYLE}</style></head><body>
+<h1 class="ok">ありがとうございます / Thank you</h1><p>資料をお送りします。/ Your ebook is on its way.</p><p><a href="/">戻る / Back</a></p></body></html>"#
+        )),
+        "/form-error" => Some(error_page(query)),
+        _ => None,
+    }
+}

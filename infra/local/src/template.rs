@@ -1,0 +1,366 @@
+//! Resources created from `template.yaml`, the one source of truth for tables and queues,
+//! and each function's environment resolved against them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml::{Mapping, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("reading template: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("parsing template: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("template: {0}")]
+    Shape(String),
+    #[error("creating {0}: {1}")]
+    Aws(String, String),
+}
+
+fn shape(msg: impl Into<String>) -> TemplateError {
+    TemplateError::Shape(msg.into())
+}
+
+/// The parsed template.
+pub struct Template {
+    resources: Mapping,
+    parameters: Mapping,
+    globals_env: Mapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// What was created, by logical id.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    pub tables: BTreeMap<String, String>,
+    pub queues: BTreeMap<String, QueueInfo>,
+}
+
+/// An HTTP API route of a function, as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub function: String,
+    pub method: String,
+    pub path: String,
+}
+
+fn get<'a>(m: &'a Mapping, k: &str) -> Option<&'a Value> {
+    m.get(Value::String(k.to_owned()))
+}
+
+fn str_of<'a>(v: Option<&'a Value>, what: &str) -> Result<&'a str, TemplateError> {
+    v.and_then(Value::as_str)
+        .ok_or_else(|| shape(format!("{what} must be a string")))
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        Self::parse(&std::fs::read_to_string(path)?)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let doc: Value = serde_yaml::from_str(text)?;
+        let m = doc.as_mapping().ok_or_else(|| shape("not a mapping"))?;
+        let resources = get(m, "Resources")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .ok_or_else(|| shape("no Resources"))?;
+        let parameters = get(m, "Parameters")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let globals_env = get(m, "Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Template {
+            resources,
+            parameters,
+            globals_env,
+        })
+    }
+
+    /// Logical ids and properties of the resources of one type.
+    pub fn of_type(&self, ty: &str) -> Vec<(String, Mapping)> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(ty))
+            .filter_map(|(k, r)| {
+                Some((
+                    k.as_str()?.to_owned(),
+                    r.get("Properties")
+                        .and_then(Value::as_mapping)
+                        .cloned()
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The HTTP API routes of every function.
+    pub fn http_routes(&self) -> Vec<Route> {
+        let mut out = Vec::new();
+        for (function, props) in self.of_type("AWS::Serverless::Function") {
+            let Some(events) = get(&props, "Events").and_then(Value::as_mapping) else {
+                continue;
+            };
+            for (_, ev) in events {
+                if ev.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                    continue;
+                }
+                let p = ev.get("Properties");
+                let method = p
+                    .and_then(|p| p.get("Method"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("ANY")
+                    .to_uppercase();
+                let path = p
+                    .and_then(|p| p.get("Path"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("/$default")
+                    .to_owned();
+                out.push(Route {
+                    function: function.clone(),
+                    method,
+                    path,
+                });
+            }
+        }
+        out
+    }
+
+    /// Resolves a property value: plain scalars, `!Ref` and `!GetAtt X.Arn|QueueName`.
+    pub fn resolve(&self, v: &Value, p: &Provisioned) -> Result<String, TemplateError> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Tagged(t) if t.tag == "Ref" => {
+                let name = str_of(Some(&t.value), "!Ref")?;
+                if let Some(table) = p.tables.get(name) {
+                    return Ok(table.clone());
+                }
+                if let Some(q) = p.queues.get(name) {
+                    return Ok(q.url.clone());
+                }
+                if let Some(param) = get(&self.parameters, name) {
+                    return param
+                        .get("Default")
+                        .map(|d| self.resolve(d, p))
+                        .unwrap_or_else(|| Err(shape(format!("parameter {name} has no default"))));
+                }
+                Err(shape(format!(
+                    "!Ref {name}: not a table, queue or parameter"
+                )))
+            }
+            Value::Tagged(t) if t.tag == "GetAtt" => {
+                let spec = str_of(Some(&t.value), "!GetAtt")?;
+                let (name, attr) = spec
+                    .split_once('.')
+                    .ok_or_else(|| shape(format!("!GetAtt {spec}")))?;
+                if let Some(q) = p.queues.get(name) {
+                    return match attr {
+                        "Arn" => Ok(q.arn.clone()),
+                        "QueueName" => Ok(q.name.clone()),
+                        "QueueUrl" => Ok(q.url.clone()),
+                        _ => Err(shape(format!("!GetAtt {spec}"))),
+                    };
+                }
+                if let Some(t) = p.tables.get(name) {
+                    return Ok(format!("arn:aws:dynamodb:us-east-1:123456789012:table/{t}"));
+                }
+                Err(shape(format!("!GetAtt {spec}: unknown resource")))
+            }
+            other => Err(shape(format!("cannot resolve {other:?}"))),
+        }
+    }
+
+    /// A function's environment: the Globals' variables overlaid with its own, resolved.
+    pub fn function_env(
+        &self,
+        function: &str,
+        p: &Provisioned,
+    ) -> Result<BTreeMap<String, String>, TemplateError> {
+        let props = self
+            .of_type("AWS::Serverless::Function")
+            .into_iter()
+            .find(|(id, _)| id == function)
+            .map(|(_, props)| props)
+            .ok_or_else(|| shape(format!("no function {function}")))?;
+        let own = get(&props, "Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
+        let mut env = BTreeMap::new();
+        for (k, v) in self.globals_env.iter().chain(own.iter()) {
+            env.insert(
+                str_of(Some(k), "variable name")?.to_owned(),
+                self.resolve(v, p)?,
+            );
+        }
+        Ok(env)
+    }
+
+    /// Creates every table and queue of the template, named `<prefix><LogicalId>`.
+    pub async fn provision(
+        &self,
+        prefix: &str,
+        ddb: &aws_sdk_dynamodb::Client,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Result<Provisioned, TemplateError> {
+        let mut p = Provisioned::default();
+        for (id, props) in self.of_type("AWS::DynamoDB::Table") {
+            let name = format!("{prefix}{id}");
+            create_table(&name, &props, ddb).await?;
+            p.tables.insert(id, name);
+        }
+        // Dead-letter queues first: the queues that redrive into them need their ARNs.
+        let mut queues = self.of_type("AWS::SQS::Queue");
+        queues.sort_by_key(|(_, props)| get(props, "RedrivePolicy").is_some());
+        for (id, props) in queues {
+            let name = format!("{prefix}{id}");
+            let mut req = sqs.create_queue().queue_name(&name);
+            for (attr, key) in [
+                (QueueAttributeName::VisibilityTimeout, "VisibilityTimeout"),
+                (
+                    QueueAttributeName::MessageRetentionPeriod,
+                    "MessageRetentionPeriod",
+                ),
+                (QueueAttributeName::DelaySeconds, "DelaySeconds"),
+            ] {
+                if let Some(v) = get(&props, key) {
+                    req = req.attributes(attr, self.resolve(v, &p)?);
+                }
+            }
+            if let Some(rp) = get(&props, "RedrivePolicy") {
+                let target = self.resolve(
+                    rp.get("deadLetterTargetArn")
+                        .ok_or_else(|| shape("RedrivePolicy needs deadLetterTargetArn"))?,
+                    &p,
+                )?;
+                let max = rp
+                    .get("maxReceiveCount")
+                    .map(|v| self.resolve(v, &p))
+                    .transpose()?
+                    .unwrap_or_else(|| "5".into());
+                let policy =
+                    serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max})
+                        .to_string();
+                req = req.attributes(QueueAttributeName::RedrivePolicy, policy);
+            }
+            let out = req.send().await.map_err(|e| {
+                TemplateError::Aws(
+                    name.clone(),
+                    aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+            let url = out
+                .queue_url
+                .ok_or_else(|| TemplateError::Aws(name.clone(), "no queue URL".into()))?;
+            let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+            p.queues.insert(id, QueueInfo { name, url, arn });
+        }
+        Ok(p)
+    }
+}
+
+async fn create_table(
+    name: &str,
+    props: &Mapping,
+    ddb: &aws_sdk_dynamodb::Client,
+) -> Result<(), TemplateError> {
+    let err = |e: String| TemplateError::Aws(name.to_owned(), e);
+    let keys = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>, TemplateError> {
+        v.and_then(Value::as_sequence)
+            .ok_or_else(|| shape("KeySchema must be a list"))?
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(str_of(k.get("AttributeName"), "AttributeName")?)
+                    .key_type(KeyType::from(str_of(k.get("KeyType"), "KeyType")?))
+                    .build()
+                    .map_err(|e| shape(e.to_string()))
+            })
+            .collect()
+    };
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys(get(props, "KeySchema"))?));
+    for a in get(props, "AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| shape("AttributeDefinitions must be a list"))?
+    {
+        req = req.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(str_of(a.get("AttributeName"), "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(str_of(
+                    a.get("AttributeType"),
+                    "AttributeType",
+                )?))
+                .build()
+                .map_err(|e| shape(e.to_string()))?,
+        );
+    }
+    for g in get(props, "GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let projection = g
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(Value::as_str)
+            .unwrap_or("ALL");
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(str_of(g.get("IndexName"), "IndexName")?)
+                .set_key_schema(Some(keys(g.get("KeySchema"))?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
+                .build()
+                .map_err(|e| shape(e.to_string()))?,
+        );
+    }
+    req.send()
+        .await
+        .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    if let Some(ttl) = get(props, "TimeToLiveSpecification")
+        .and_then(|t| t.get("AttributeName"))
+        .and_then(Value::as_str)
+    {
+        ddb.update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| shape(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what leadflow's local run and tests need into the project: a virtualenv with the
+# pinned emulator (moto) and template linter (cfn-lint). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! cmp -s requirements-dev.txt .venv/.installed 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  cp requirements-dev.txt .venv/.installed
+fi
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
