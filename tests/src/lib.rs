@@ -1,1 +1,262 @@
+//! The integration-test harness: one moto server per test binary (started here, stopped when
+//! the binary exits), a fresh set of resources from `template.yaml` per test (isolated by name
+//! prefix), and the real intake handler driven with API Gateway payload-2.0 events.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use leadflow_aws::config::Clients;
+use leadflow_domain::form::FormDefinition;
+use leadflow_local::apigw::{http_api_event, match_route, HttpRequest};
+use leadflow_local::template::Route;
+use leadflow_local::{Emulator, Stack};
+use serde_json::Value;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+/// The emulator's endpoint, starting it on first use.
+pub fn endpoint() -> &'static str {
+    &EMULATOR
+        .get_or_init(|| Emulator::start().expect("start moto (run scripts/setup.sh first)"))
+        .endpoint
+}
+
+/// Records every HTTP request the SDK clients send, by operation (`x-amz-target`).
+#[derive(Clone, Debug, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+
+impl RequestLog {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub struct TestEnv {
+    pub stack: Stack,
+    pub intake: intake::AwsIntake,
+    pub routes: Vec<Route>,
+    pub requests: RequestLog,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        let sdk = leadflow_local::sdk_config(endpoint()).await;
+        let requests = RequestLog::default();
+        let clients = Clients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .interceptor(requests.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&sdk)
+                    .interceptor(requests.clone())
+                    .build(),
+            ),
+        };
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let stack = Stack::stand_up_with(clients, &prefix)
+            .await
+            .expect("stand up the stack from template.yaml");
+        let intake = stack.intake().unwrap();
+        let routes = stack.template.http_routes();
+        requests.take();
+        TestEnv {
+            stack,
+            intake,
+            routes,
+            requests,
+        }
+    }
+
+    pub async fn put_form(&self, form: serde_json::Value) {
+        let form: FormDefinition = serde_json::from_value(form).unwrap();
+        self.stack.forms().unwrap().put(&form).await.unwrap();
+        self.requests.take();
+    }
+
+    /// Sends a request through API Gateway's event shape to the real handler.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let (route, params) = match match_route(&self.routes, method, path) {
+            Some(m) => m,
+            None => panic!("no route for {method} {path}"),
+        };
+        let req = HttpRequest {
+            method,
+            path,
+            query: "",
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body,
+            source_ip: "203.0.113.7",
+        };
+        let event = http_api_event(route, &params, &req).to_string();
+        let request = lambda_http::request::from_str(&event).unwrap();
+        let response = match self.intake.handle(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => {
+                serde_json::from_str(t).unwrap_or(Value::String(t.clone()))
+            }
+            lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post_json(&self, form: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.send(
+            "POST",
+            &format!("/forms/{form}/submissions"),
+            &h,
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    pub fn table(&self) -> String {
+        self.stack.provisioned.tables["DataTable"].clone()
+    }
+
+    pub fn queue_url(&self) -> String {
+        self.stack.provisioned.queues["ScoringQueue"].url.clone()
+    }
+
+    /// Every item of the records table (a Scan: tests only, never on a function's path).
+    pub async fn items(&self) -> Vec<Item> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .stack
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(self.table())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        self.requests.take();
+        out
+    }
+
+    pub async fn items_of(&self, kind: &str) -> Vec<Item> {
+        self.items()
+            .await
+            .into_iter()
+            .filter(|i| s(i, "type") == kind)
+            .collect()
+    }
+
+    /// Drains the scoring queue and returns the message bodies.
+    pub async fn drain_queue(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .stack
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(self.queue_url())
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap());
+                self.stack
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(self.queue_url())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        self.requests.take();
+        out
+    }
+}
+
+/// A string attribute of an item, or "".
+pub fn s(item: &Item, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A number attribute of an item.
+pub fn n(item: &Item, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}

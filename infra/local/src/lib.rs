@@ -84,9 +84,13 @@ pub struct Stack {
 impl Stack {
     /// Creates every resource of `template.yaml` (names prefixed) and loads `config/forms`.
     pub async fn stand_up(endpoint: &str, prefix: &str) -> Result<Self, LocalError> {
+        Self::stand_up_with(Clients::new(&sdk_config(endpoint).await), prefix).await
+    }
+
+    /// As [`Stack::stand_up`], with clients the caller built (tests count their requests).
+    pub async fn stand_up_with(clients: Clients, prefix: &str) -> Result<Self, LocalError> {
         let root = workspace_root();
         let template = Template::load(&root.join("template.yaml"))?;
-        let clients = Clients::new(&sdk_config(endpoint).await);
         let provisioned = template
             .provision(prefix, &clients.dynamodb, &clients.sqs)
             .await?;
