@@ -90,7 +90,7 @@ fn with_query(base: &str, pairs: &[(String, String)]) -> String {
     format!("{base}{sep}{}", query.join("&"))
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)

@@ -163,6 +163,8 @@ impl ValidSubmission {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+// Built once per request and consumed at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Validated {
     Valid(ValidSubmission),
     /// The honeypot was filled: answer as if accepted, keep apart, never a lead.
