@@ -112,13 +112,7 @@ impl TestEnv {
     }
 
     /// Sends a request through API Gateway's event shape to the real handler.
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Reply {
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let (route, params) = match match_route(&self.routes, method, path) {
             Some(m) => m,
             None => panic!("no route for {method} {path}"),
@@ -127,10 +121,7 @@ impl TestEnv {
             method,
             path,
             query: "",
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body,
             source_ip: "203.0.113.7",
         };
@@ -143,17 +134,11 @@ impl TestEnv {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = match response.body() {
-            lambda_http::Body::Text(t) => {
-                serde_json::from_str(t).unwrap_or(Value::String(t.clone()))
-            }
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
             lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
             _ => Value::Null,
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn post_json(&self, form: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
@@ -247,10 +232,7 @@ impl TestEnv {
 
 /// A string attribute of an item, or "".
 pub fn s(item: &Item, name: &str) -> String {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
 }
 
 /// A number attribute of an item.

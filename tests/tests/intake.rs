@@ -12,18 +12,11 @@ fn person(email: &str) -> Value {
 async fn new_person_creates_contact_lead_interaction_and_message_in_three_requests() {
     let env = TestEnv::new().await;
     // First request of a cold container also reads the form definition.
-    let r = env
-        .post_json("demo", &person("first@example.jp"), &[])
-        .await;
+    let r = env.post_json("demo", &person("first@example.jp"), &[]).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         env.requests.take(),
-        [
-            "GetItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "SendMessage"
-        ]
+        ["GetItem", "BatchGetItem", "TransactWriteItems", "SendMessage"]
     );
 
     let r = env
@@ -59,10 +52,7 @@ async fn new_person_creates_contact_lead_interaction_and_message_in_three_reques
     assert_eq!(consent["user_agent"].as_s().unwrap(), "Mozilla/5.0 test");
 
     let leads = env.items_of("lead").await;
-    let lead = leads
-        .iter()
-        .find(|l| s(l, "lead_id") == lead_id)
-        .expect("lead stored");
+    let lead = leads.iter().find(|l| s(l, "lead_id") == lead_id).expect("lead stored");
     assert_eq!(s(lead, "contact_id"), contact_id);
     assert_eq!(s(lead, "stage"), "inquiry");
     assert_eq!(s(lead, "status"), "open");
@@ -84,10 +74,7 @@ async fn new_person_creates_contact_lead_interaction_and_message_in_three_reques
 
     let msgs = env.drain_queue().await;
     assert_eq!(msgs.len(), 2);
-    let m = msgs
-        .iter()
-        .find(|m| m["lead_id"] == lead_id.as_str())
-        .unwrap();
+    let m = msgs.iter().find(|m| m["lead_id"] == lead_id.as_str()).unwrap();
     assert_eq!(m["schema"], "leadflow.interaction.v1");
     assert_eq!(m["interaction_id"], s(&ixs[0], "interaction_id").as_str());
     assert_eq!(m["kind"], "form_submitted");
@@ -102,10 +89,11 @@ async fn new_person_creates_contact_lead_interaction_and_message_in_three_reques
 #[tokio::test]
 async fn same_email_on_another_form_is_the_same_contact_with_a_new_lead() {
     let env = TestEnv::new().await;
-    env.put_form(json!({"id": "webinar", "name": "Webinar", "campaign": "Webinar 2026", "source": "event_registration"})).await;
-    let a = env
-        .post_json("demo", &person("hanako@example.jp"), &[])
-        .await;
+    env.put_form(
+        json!({"id": "webinar", "name": "Webinar", "campaign": "Webinar 2026", "source": "event_registration"}),
+    )
+    .await;
+    let a = env.post_json("demo", &person("hanako@example.jp"), &[]).await;
     env.requests.take();
     let b = env
         .post_json(
@@ -118,12 +106,7 @@ async fn same_email_on_another_form_is_the_same_contact_with_a_new_lead() {
     // GetItem: the webinar form is new to this container.
     assert_eq!(
         env.requests.take(),
-        [
-            "GetItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "SendMessage"
-        ]
+        ["GetItem", "BatchGetItem", "TransactWriteItems", "SendMessage"]
     );
     assert_eq!(b.body["contact"], "matched");
     assert_eq!(b.body["lead"], "created");
@@ -135,16 +118,8 @@ async fn same_email_on_another_form_is_the_same_contact_with_a_new_lead() {
     let webinar = leads.iter().find(|l| s(l, "form_id") == "webinar").unwrap();
     assert_eq!(s(webinar, "source"), "event_registration");
     let contact = &env.items_of("contact").await[0];
-    assert_eq!(
-        s(contact, "company"),
-        "Acme KK",
-        "a non-empty value updates"
-    );
-    assert_eq!(
-        s(contact, "first_name"),
-        "太郎",
-        "an absent value never blanks"
-    );
+    assert_eq!(s(contact, "company"), "Acme KK", "a non-empty value updates");
+    assert_eq!(s(contact, "first_name"), "太郎", "an absent value never blanks");
 }
 
 #[tokio::test]
@@ -178,10 +153,7 @@ async fn same_form_again_matches_the_lead_updates_fields_and_never_blanks() {
     assert_eq!(s(contact, "phone"), "03-1234-5678");
     let lead = &env.items_of("lead").await[0];
     assert_eq!(n(lead, "submissions"), 2);
-    assert_eq!(
-        lead["fields"].as_m().unwrap()["message"].as_s().unwrap(),
-        "hello"
-    );
+    assert_eq!(lead["fields"].as_m().unwrap()["message"].as_s().unwrap(), "hello");
     assert_eq!(env.items_of("interaction").await.len(), 2);
     assert_eq!(env.items_of("contact_key").await.len(), 1);
     assert_eq!(env.items_of("lead_key").await.len(), 1);
@@ -191,27 +163,17 @@ async fn same_form_again_matches_the_lead_updates_fields_and_never_blanks() {
 async fn idempotency_key_replays_the_first_answer_and_refuses_reuse() {
     let env = TestEnv::new().await;
     let body = person("idem@example.jp");
-    let first = env
-        .post_json("demo", &body, &[("idempotency-key", "k-123")])
-        .await;
+    let first = env.post_json("demo", &body, &[("idempotency-key", "k-123")]).await;
     assert_eq!(first.status, 201);
     env.requests.take();
-    let replay = env
-        .post_json("demo", &body, &[("idempotency-key", "k-123")])
-        .await;
+    let replay = env.post_json("demo", &body, &[("idempotency-key", "k-123")]).await;
     assert_eq!(replay.status, 201);
     assert_eq!(replay.body, first.body);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
-    assert_eq!(
-        env.requests.take(),
-        ["BatchGetItem"],
-        "a replay is one read"
-    );
+    assert_eq!(env.requests.take(), ["BatchGetItem"], "a replay is one read");
     let mut changed = body.clone();
     changed["company"] = json!("Other");
-    let reused = env
-        .post_json("demo", &changed, &[("idempotency-key", "k-123")])
-        .await;
+    let reused = env.post_json("demo", &changed, &[("idempotency-key", "k-123")]).await;
     assert_eq!(reused.status, 422);
     assert_eq!(reused.body["error"], "idempotency_key_reused");
     assert_eq!(reused.body["errors"][0]["field"], "Idempotency-Key");
@@ -258,10 +220,7 @@ async fn honeypot_answers_like_success_and_stores_only_spam() {
 
 async fn assert_nothing_stored(env: &TestEnv, what: &str) {
     assert!(env.items().await.is_empty(), "{what}: items were written");
-    assert!(
-        env.drain_queue().await.is_empty(),
-        "{what}: a message was sent"
-    );
+    assert!(env.drain_queue().await.is_empty(), "{what}: a message was sent");
 }
 
 #[tokio::test]
@@ -287,17 +246,11 @@ async fn every_bad_input_class_gets_its_4xx_and_stores_nothing() {
         person("a@example.jp").to_string().into_bytes(),
     )
     .await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (404, Some("unknown_form"))
-    );
+    assert_eq!((r.status, r.body["error"].as_str()), (404, Some("unknown_form")));
     assert_nothing_stored(&env, "unknown form").await;
 
     let r = post("demo", "application/json", b"{\"email\": ".to_vec()).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (400, Some("malformed_body"))
-    );
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")));
     let r = post("demo", "application/json", b"[1,2]".to_vec()).await;
     assert_eq!(r.status, 400);
     let r = post(
@@ -306,16 +259,8 @@ async fn every_bad_input_class_gets_its_4xx_and_stores_nothing() {
         b"email=a%40b.co&last_name=%FF%FE".to_vec(),
     )
     .await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (400, Some("malformed_body"))
-    );
-    let r = post(
-        "demo",
-        "application/json; charset=shift_jis",
-        b"{}".to_vec(),
-    )
-    .await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")));
+    let r = post("demo", "application/json; charset=shift_jis", b"{}".to_vec()).await;
     assert_eq!(r.status, 415);
     let r = post("demo", "text/plain", b"email=a@b.co".to_vec()).await;
     assert_eq!(
@@ -327,10 +272,7 @@ async fn every_bad_input_class_gets_its_4xx_and_stores_nothing() {
     let mut big = person("big@example.jp");
     big["message"] = json!("x".repeat(70 * 1024));
     let r = post("demo", "application/json", big.to_string().into_bytes()).await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (413, Some("body_too_large"))
-    );
+    assert_eq!((r.status, r.body["error"].as_str()), (413, Some("body_too_large")));
     assert_nothing_stored(&env, "too large").await;
 
     let r = post(
@@ -372,10 +314,7 @@ async fn every_bad_input_class_gets_its_4xx_and_stores_nothing() {
     )
     .await;
     assert_eq!(r.status, 422);
-    assert_eq!(
-        r.body["errors"][0]["message"],
-        "must be at most 255 characters"
-    );
+    assert_eq!(r.body["errors"][0]["message"], "must be at most 255 characters");
     let r = post(
         "strict",
         "application/json",
@@ -405,17 +344,11 @@ async fn every_bad_input_class_gets_its_4xx_and_stores_nothing() {
         .send(
             "POST",
             "/forms/demo/submissions",
-            &[
-                ("content-type", "application/json"),
-                ("origin", "https://evil.example"),
-            ],
+            &[("content-type", "application/json"), ("origin", "https://evil.example")],
             person("a@example.jp").to_string().as_bytes(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.body["error"].as_str()),
-        (403, Some("origin_not_allowed"))
-    );
+    assert_eq!((r.status, r.body["error"].as_str()), (403, Some("origin_not_allowed")));
     let r = env
         .send(
             "POST",
@@ -451,18 +384,12 @@ async fn cors_only_for_the_forms_origins() {
         )
         .await;
     assert_eq!(ok.status, 204);
-    assert_eq!(
-        ok.header("access-control-allow-origin"),
-        Some("http://localhost:3000")
-    );
+    assert_eq!(ok.header("access-control-allow-origin"), Some("http://localhost:3000"));
     assert!(ok
         .header("access-control-allow-headers")
         .unwrap()
         .contains("idempotency-key"));
-    assert!(ok
-        .header("access-control-allow-methods")
-        .unwrap()
-        .contains("POST"));
+    assert!(ok.header("access-control-allow-methods").unwrap().contains("POST"));
     let bad = env
         .send(
             "OPTIONS",
@@ -506,12 +433,7 @@ async fn plain_html_form_is_answered_with_redirects() {
     assert_eq!(ok.status, 303);
     assert_eq!(ok.header("location"), Some("/thanks"));
     let bad = env
-        .send(
-            "POST",
-            "/forms/demo/submissions",
-            &html,
-            b"email=nope&last_name=",
-        )
+        .send("POST", "/forms/demo/submissions", &html, b"email=nope&last_name=")
         .await;
     assert_eq!(bad.status, 303);
     let location = bad.header("location").unwrap();
@@ -550,20 +472,8 @@ async fn thirty_concurrent_submissions_of_one_new_email_make_one_contact_and_one
         "{:?}",
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
-    assert_eq!(
-        replies
-            .iter()
-            .filter(|r| r.body["contact"] == "created")
-            .count(),
-        1
-    );
-    assert_eq!(
-        replies
-            .iter()
-            .filter(|r| r.body["lead"] == "created")
-            .count(),
-        1
-    );
+    assert_eq!(replies.iter().filter(|r| r.body["contact"] == "created").count(), 1);
+    assert_eq!(replies.iter().filter(|r| r.body["lead"] == "created").count(), 1);
     contact_ids.dedup();
     lead_ids.dedup();
     assert_eq!((contact_ids.len(), lead_ids.len()), (1, 1));
@@ -581,11 +491,7 @@ async fn thirty_concurrent_submissions_of_one_new_email_make_one_contact_and_one
         .filter(|l| s(l, "lead_id") == lead_ids[0])
         .collect();
     assert_eq!(leads.len(), 1);
-    assert_eq!(
-        n(&leads[0], "submissions"),
-        30,
-        "every submission counted once"
-    );
+    assert_eq!(n(&leads[0], "submissions"), 30, "every submission counted once");
     let ixs = env
         .items_of("interaction")
         .await
@@ -600,11 +506,8 @@ async fn thirty_concurrent_submissions_of_one_new_email_make_one_contact_and_one
 async fn thirty_identical_concurrent_clicks_record_one_interaction() {
     let env = TestEnv::new().await;
     let body = person("burst@example.jp");
-    let replies =
-        futures::future::join_all((0..30).map(|_| env.post_json("demo", &body, &[]))).await;
-    assert!(replies
-        .iter()
-        .all(|r| r.status == 201 && r.body == replies[0].body));
+    let replies = futures::future::join_all((0..30).map(|_| env.post_json("demo", &body, &[]))).await;
+    assert!(replies.iter().all(|r| r.status == 201 && r.body == replies[0].body));
     assert_eq!(env.items_of("contact").await.len(), 1);
     assert_eq!(env.items_of("lead").await.len(), 1);
     assert_eq!(env.items_of("interaction").await.len(), 1);
@@ -627,8 +530,7 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
     );
     assert!(env.drain_queue().await.is_empty());
 
-    let store =
-        leadflow_aws::dynamo::DynamoStore::new(env.stack.clients.dynamodb.clone(), env.table());
+    let store = leadflow_aws::dynamo::DynamoStore::new(env.stack.clients.dynamodb.clone(), env.table());
     let queue = leadflow_aws::sqs::SqsQueue::new(env.stack.clients.sqs.clone(), env.queue_url());
     // Within the grace period nothing is due: intake's own send is expected to have worked.
     let early = leadflow_domain::outbox::relay(&store, &queue, Utc::now(), 100)
@@ -636,9 +538,7 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
         .unwrap();
     assert_eq!(early.published, 0);
     let late = Utc::now() + Duration::minutes(3);
-    let report = leadflow_domain::outbox::relay(&store, &queue, late, 100)
-        .await
-        .unwrap();
+    let report = leadflow_domain::outbox::relay(&store, &queue, late, 100).await.unwrap();
     assert_eq!(report.published, 1);
     let msgs = env.drain_queue().await;
     assert_eq!(msgs.len(), 1);
@@ -652,11 +552,8 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
         0
     );
     // Once the consumer confirms it, it leaves the outbox for good.
-    let lead =
-        leadflow_domain::records::LeadId::parse(msgs[0]["lead_id"].as_str().unwrap()).unwrap();
-    let ix =
-        leadflow_domain::records::InteractionId::parse(msgs[0]["interaction_id"].as_str().unwrap())
-            .unwrap();
+    let lead = leadflow_domain::records::LeadId::parse(msgs[0]["lead_id"].as_str().unwrap()).unwrap();
+    let ix = leadflow_domain::records::InteractionId::parse(msgs[0]["interaction_id"].as_str().unwrap()).unwrap();
     leadflow_aws::dynamo::confirm_interaction(&store, lead, ix)
         .await
         .unwrap();

@@ -76,13 +76,8 @@ fn redirect(location: &str) -> Response<Body> {
 }
 
 fn with_query(base: &str, pairs: &[(String, String)]) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let query: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     if query.is_empty() {
         return base.to_owned();
     }
@@ -174,11 +169,7 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
                 _ => self.submit(&form, req).await,
             },
             _ => {
-                let mut r = error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use POST",
-                );
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
                 r.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
                 r
@@ -237,8 +228,7 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
         let meta = SubmissionMeta {
             received_at: (self.clock)(),
             source_ip: source_ip(&req),
-            user_agent: header_str(headers, header::USER_AGENT)
-                .map(|s| s.chars().take(512).collect()),
+            user_agent: header_str(headers, header::USER_AGENT).map(|s| s.chars().take(512).collect()),
             idempotency_key: headers
                 .get("idempotency-key")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()),
@@ -311,10 +301,7 @@ fn preflight(form: &FormDefinition, origin: Option<&str>) -> Response<Body> {
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 HeaderValue::from_static("content-type, idempotency-key"),
             );
-            h.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
             r
         }
         _ => error(
@@ -337,11 +324,7 @@ fn store_failure(e: &StoreError) -> Response<Body> {
         }
         _ => {
             tracing::warn!(error = %e, "store unavailable");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "please retry shortly",
-            );
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please retry shortly");
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             r

@@ -9,11 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::template::Route;
 
 /// The route a request takes, with its path parameters.
-pub fn match_route<'a>(
-    routes: &'a [Route],
-    method: &str,
-    path: &str,
-) -> Option<(&'a Route, BTreeMap<String, String>)> {
+pub fn match_route<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<(&'a Route, BTreeMap<String, String>)> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     routes.iter().find_map(|r| {
         if r.method != "ANY" && !r.method.eq_ignore_ascii_case(method) {
@@ -40,9 +36,7 @@ pub fn match_route<'a>(
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// What an HTTP request carries, as the local server or a test has it.
@@ -56,11 +50,7 @@ pub struct HttpRequest<'a> {
 }
 
 /// The payload-2.0 event API Gateway sends for `req` on `route`.
-pub fn http_api_event(
-    route: &Route,
-    path_params: &BTreeMap<String, String>,
-    req: &HttpRequest<'_>,
-) -> Value {
+pub fn http_api_event(route: &Route, path_params: &BTreeMap<String, String>, req: &HttpRequest<'_>) -> Value {
     let mut headers = Map::new();
     let mut cookies = Vec::new();
     for (k, v) in &req.headers {
@@ -83,10 +73,7 @@ pub fn http_api_event(
     let mut query = Map::new();
     for pair in req.query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query.insert(
-            percent_decode(k),
-            Value::String(percent_decode(&v.replace('+', " "))),
-        );
+        query.insert(percent_decode(k), Value::String(percent_decode(&v.replace('+', " "))));
     }
     let now = chrono::Utc::now();
     let route_key = format!("{} {}", route.method, route.path);

@@ -69,9 +69,7 @@ impl Emulator {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = emulator.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "moto exited at start-up: {status}"
-                )));
+                return Err(io::Error::other(format!("moto exited at start-up: {status}")));
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(

@@ -26,13 +26,7 @@ pub const REGION: &str = "us-east-1";
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "leadflow-local",
-        ))
+        .credentials_provider(Credentials::new("test", "test", None, None, "leadflow-local"))
         .endpoint_url(endpoint)
         .load()
         .await
@@ -91,9 +85,7 @@ impl Stack {
     pub async fn stand_up_with(clients: Clients, prefix: &str) -> Result<Self, LocalError> {
         let root = workspace_root();
         let template = Template::load(&root.join("template.yaml"))?;
-        let provisioned = template
-            .provision(prefix, &clients.dynamodb, &clients.sqs)
-            .await?;
+        let provisioned = template.provision(prefix, &clients.dynamodb, &clients.sqs).await?;
         let stack = Stack {
             template,
             provisioned,
@@ -101,10 +93,7 @@ impl Stack {
         };
         let forms = stack.forms()?;
         for form in read_forms(&root.join("config/forms"))? {
-            forms
-                .put(&form)
-                .await
-                .map_err(|e| LocalError::Other(e.to_string()))?;
+            forms.put(&form).await.map_err(|e| LocalError::Other(e.to_string()))?;
         }
         Ok(stack)
     }
@@ -112,8 +101,7 @@ impl Stack {
     /// A function's settings, from its environment as the template declares it.
     pub fn settings(&self, function: &str) -> Result<Settings, LocalError> {
         let env = self.template.function_env(function, &self.provisioned)?;
-        Settings::from_lookup(|k| env.get(k).cloned())
-            .map_err(|e| LocalError::Other(format!("{function}: {e}")))
+        Settings::from_lookup(|k| env.get(k).cloned()).map_err(|e| LocalError::Other(format!("{function}: {e}")))
     }
 
     pub fn forms(&self) -> Result<DynamoForms, LocalError> {
@@ -124,9 +112,6 @@ impl Stack {
     }
 
     pub fn intake(&self) -> Result<intake::AwsIntake, LocalError> {
-        Ok(intake::AwsIntake::new(
-            &self.clients,
-            &self.settings("IntakeFunction")?,
-        ))
+        Ok(intake::AwsIntake::new(&self.clients, &self.settings("IntakeFunction")?))
     }
 }

@@ -23,11 +23,7 @@ pub struct Front {
     pub intake: intake::AwsIntake,
 }
 
-fn plain(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -42,13 +38,7 @@ impl Front {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_LOCAL_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain",
-                    "body too large",
-                )
-            }
+            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large"),
         };
         let path = parts.uri.path();
         if parts.method == hyper::Method::GET {
@@ -57,11 +47,7 @@ impl Front {
             }
         }
         let Some((route, params)) = match_route(&self.routes, parts.method.as_str(), path) else {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "application/json",
-                r#"{"message":"Not Found"}"#,
-            );
+            return plain(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
         };
         let headers = parts
             .headers

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::{Mapping, Value};
@@ -164,15 +164,11 @@ impl Template {
                         .map(|d| self.resolve(d, p))
                         .unwrap_or_else(|| Err(shape(format!("parameter {name} has no default"))));
                 }
-                Err(shape(format!(
-                    "!Ref {name}: not a table, queue or parameter"
-                )))
+                Err(shape(format!("!Ref {name}: not a table, queue or parameter")))
             }
             Value::Tagged(t) if t.tag == "GetAtt" => {
                 let spec = str_of(Some(&t.value), "!GetAtt")?;
-                let (name, attr) = spec
-                    .split_once('.')
-                    .ok_or_else(|| shape(format!("!GetAtt {spec}")))?;
+                let (name, attr) = spec.split_once('.').ok_or_else(|| shape(format!("!GetAtt {spec}")))?;
                 if let Some(q) = p.queues.get(name) {
                     return match attr {
                         "Arn" => Ok(q.arn.clone()),
@@ -191,11 +187,7 @@ impl Template {
     }
 
     /// A function's environment: the Globals' variables overlaid with its own, resolved.
-    pub fn function_env(
-        &self,
-        function: &str,
-        p: &Provisioned,
-    ) -> Result<BTreeMap<String, String>, TemplateError> {
+    pub fn function_env(&self, function: &str, p: &Provisioned) -> Result<BTreeMap<String, String>, TemplateError> {
         let props = self
             .of_type("AWS::Serverless::Function")
             .into_iter()
@@ -209,10 +201,7 @@ impl Template {
             .unwrap_or_default();
         let mut env = BTreeMap::new();
         for (k, v) in self.globals_env.iter().chain(own.iter()) {
-            env.insert(
-                str_of(Some(k), "variable name")?.to_owned(),
-                self.resolve(v, p)?,
-            );
+            env.insert(str_of(Some(k), "variable name")?.to_owned(), self.resolve(v, p)?);
         }
         Ok(env)
     }
@@ -238,10 +227,7 @@ impl Template {
             let mut req = sqs.create_queue().queue_name(&name);
             for (attr, key) in [
                 (QueueAttributeName::VisibilityTimeout, "VisibilityTimeout"),
-                (
-                    QueueAttributeName::MessageRetentionPeriod,
-                    "MessageRetentionPeriod",
-                ),
+                (QueueAttributeName::MessageRetentionPeriod, "MessageRetentionPeriod"),
                 (QueueAttributeName::DelaySeconds, "DelaySeconds"),
             ] {
                 if let Some(v) = get(&props, key) {
@@ -259,16 +245,11 @@ impl Template {
                     .map(|v| self.resolve(v, &p))
                     .transpose()?
                     .unwrap_or_else(|| "5".into());
-                let policy =
-                    serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max})
-                        .to_string();
+                let policy = serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max}).to_string();
                 req = req.attributes(QueueAttributeName::RedrivePolicy, policy);
             }
             let out = req.send().await.map_err(|e| {
-                TemplateError::Aws(
-                    name.clone(),
-                    aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                )
+                TemplateError::Aws(name.clone(), aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
             let url = out
                 .queue_url
@@ -280,11 +261,7 @@ impl Template {
     }
 }
 
-async fn create_table(
-    name: &str,
-    props: &Mapping,
-    ddb: &aws_sdk_dynamodb::Client,
-) -> Result<(), TemplateError> {
+async fn create_table(name: &str, props: &Mapping, ddb: &aws_sdk_dynamodb::Client) -> Result<(), TemplateError> {
     let err = |e: String| TemplateError::Aws(name.to_owned(), e);
     let keys = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>, TemplateError> {
         v.and_then(Value::as_sequence)

@@ -25,11 +25,7 @@ impl Settings {
 
     /// From any source of variables (the process environment, a template's resolved map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingEnv> {
-        let var = |name: &'static str| {
-            lookup(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(MissingEnv(name))
-        };
+        let var = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(MissingEnv(name));
         Ok(Settings {
             table: var("TABLE_NAME")?,
             config_table: var("CONFIG_TABLE_NAME")?,

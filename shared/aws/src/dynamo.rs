@@ -7,13 +7,11 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use serde_dynamo::aws_sdk_dynamodb_1::{
-    from_attribute_value, from_item, to_attribute_value, to_item,
-};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item, to_attribute_value, to_item};
 
 use leadflow_domain::intake::{
-    ConsentWrite, ContactWrite, IntakePlan, LeadWrite, LookupRequest, LookupResult, ReceiptClaim,
-    SpamRecord, StoredReceipt,
+    ConsentWrite, ContactWrite, IntakePlan, LeadWrite, LookupRequest, LookupResult, ReceiptClaim, SpamRecord,
+    StoredReceipt,
 };
 use leadflow_domain::matching::MatchKey;
 use leadflow_domain::message::InteractionMessage;
@@ -41,15 +39,65 @@ fn to_av<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
     to_attribute_value(v).map_err(corrupt)
 }
 
-fn record_item<T: serde::Serialize>(
-    record: &T,
-    k: (String, String),
-    kind: &str,
-) -> Result<Item, StoreError> {
+fn record_item<T: serde::Serialize>(record: &T, k: (String, String), kind: &str) -> Result<Item, StoreError> {
     let mut item: Item = to_item(record).map_err(corrupt)?;
     item.extend(key(k));
     item.insert(TYPE.into(), s(kind));
     Ok(item)
+}
+
+/// The SET clauses of an update of an existing record, with their names and values.
+struct SetClauses {
+    set: Vec<String>,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl SetClauses {
+    fn new(clauses: &[(&str, &str, AttributeValue)]) -> Self {
+        let mut me = SetClauses {
+            set: Vec::new(),
+            names: HashMap::new(),
+            values: HashMap::new(),
+        };
+        for (clause, placeholder, value) in clauses {
+            me.clause(clause, placeholder, value.clone());
+        }
+        me
+    }
+
+    fn clause(&mut self, clause: &str, placeholder: &str, value: AttributeValue) {
+        self.set.push(clause.to_owned());
+        self.values.insert(placeholder.to_owned(), value);
+    }
+
+    /// `name = value`, or `map.name = value`; names go through placeholders, so any field name is safe.
+    fn field(&mut self, map: Option<&str>, name: &str, value: AttributeValue) {
+        let i = self.set.len();
+        let path = match map {
+            Some(m) => {
+                self.names.insert(format!("#{m}"), m.to_owned());
+                format!("#{m}.#f{i}")
+            }
+            None => format!("#f{i}"),
+        };
+        self.names.insert(format!("#f{i}"), name.to_owned());
+        self.clause(&format!("{path} = :f{i}"), &format!(":f{i}"), value);
+    }
+
+    /// The update, conditional on the record existing.
+    fn build(self, table: &str, k: (String, String)) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(key(k)))
+            .update_expression(format!("SET {}", self.set.join(", ")))
+            .condition_expression("attribute_exists(pk)")
+            .set_expression_attribute_names((!self.names.is_empty()).then_some(self.names))
+            .set_expression_attribute_values(Some(self.values))
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
 }
 
 /// The records table, through one SDK client.
@@ -75,12 +123,7 @@ impl DynamoStore {
         &self.table
     }
 
-    fn put(
-        &self,
-        item: Item,
-        condition: Option<&str>,
-        values: Option<Item>,
-    ) -> Result<TransactWriteItem, StoreError> {
+    fn put(&self, item: Item, condition: Option<&str>, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -113,10 +156,7 @@ impl DynamoStore {
         item.insert(TYPE.into(), s("receipt"));
         item.insert("receipt".into(), to_av(&claim.stored.receipt)?);
         item.insert("fingerprint".into(), s(&claim.stored.fingerprint));
-        item.insert(
-            "expires_at".into(),
-            s(sortable_time(claim.stored.expires_at)),
-        );
+        item.insert("expires_at".into(), s(sortable_time(claim.stored.expires_at)));
         item.insert(
             TTL.into(),
             AttributeValue::N(claim.stored.expires_at.timestamp().to_string()),
@@ -153,39 +193,21 @@ impl DynamoStore {
                 consent,
                 add_key,
             } => {
-                let mut set = vec!["updated_at = :now".to_owned()];
-                let mut names = HashMap::new();
-                let mut values = HashMap::from([(":now".to_owned(), to_av(&now)?)]);
+                let mut update = SetClauses::new(&[("updated_at = :now", ":now", to_av(&now)?)]);
                 if let Some(e) = email {
-                    set.push("email = :email".into());
-                    values.insert(":email".into(), s(e.as_str()));
+                    update.clause("email = :email", ":email", s(e.as_str()));
                 }
-                for (i, (name, value)) in fields.present().enumerate() {
-                    set.push(format!("#f{i} = :f{i}"));
-                    names.insert(format!("#f{i}"), name.to_owned());
-                    values.insert(format!(":f{i}"), s(value));
+                for (name, value) in fields.present() {
+                    update.field(None, name, s(value));
                 }
                 match consent {
-                    Some(ConsentWrite::Replace(c)) => {
-                        set.push("consent = :consent".into());
-                        values.insert(":consent".into(), to_av(c)?);
-                    }
+                    Some(ConsentWrite::Replace(c)) => update.clause("consent = :consent", ":consent", to_av(c)?),
                     Some(ConsentWrite::IfAbsent(c)) => {
-                        set.push("consent = if_not_exists(consent, :consent)".into());
-                        values.insert(":consent".into(), to_av(c)?);
+                        update.clause("consent = if_not_exists(consent, :consent)", ":consent", to_av(c)?)
                     }
                     None => {}
                 }
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(keys::contact(*contact_id))))
-                    .update_expression(format!("SET {}", set.join(", ")))
-                    .condition_expression("attribute_exists(pk)")
-                    .set_expression_attribute_names((!names.is_empty()).then_some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .map_err(corrupt)?;
-                out.push(TransactWriteItem::builder().update(update).build());
+                out.push(update.build(&self.table, keys::contact(*contact_id))?);
                 if let Some(k) = add_key {
                     out.push(self.key_item(
                         keys::contact_key(k),
@@ -221,50 +243,30 @@ impl DynamoStore {
                 out.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
             }
             LeadWrite::Update { lead_id, fields } => {
-                let mut set = vec![
-                    "last_activity_at = :now".to_owned(),
-                    "submissions = submissions + :one".to_owned(),
-                ];
-                let mut names = HashMap::new();
-                let mut values = HashMap::from([
-                    (":now".to_owned(), to_av(&now)?),
-                    (":one".to_owned(), AttributeValue::N("1".into())),
+                let mut update = SetClauses::new(&[
+                    ("last_activity_at = :now", ":now", to_av(&now)?),
+                    (
+                        "submissions = submissions + :one",
+                        ":one",
+                        AttributeValue::N("1".into()),
+                    ),
                 ]);
-                for (i, (name, value)) in fields.iter().enumerate() {
-                    set.push(format!("#fields.#f{i} = :f{i}"));
-                    names.insert("#fields".to_owned(), "fields".to_owned());
-                    names.insert(format!("#f{i}"), name.clone());
-                    values.insert(format!(":f{i}"), s(value));
+                for (name, value) in fields {
+                    update.field(Some("fields"), name, s(value));
                 }
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(keys::lead(*lead_id))))
-                    .update_expression(format!("SET {}", set.join(", ")))
-                    .condition_expression("attribute_exists(pk)")
-                    .set_expression_attribute_names((!names.is_empty()).then_some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .map_err(corrupt)?;
-                out.push(TransactWriteItem::builder().update(update).build());
+                out.push(update.build(&self.table, keys::lead(*lead_id))?);
             }
         }
         Ok(())
     }
 
     /// The items of one submission, in the order the transaction writes them.
-    pub fn transaction_items(
-        &self,
-        plan: &IntakePlan,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+    pub fn transaction_items(&self, plan: &IntakePlan) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::with_capacity(7);
         self.contact_write(&plan.contact, plan.now, &mut items)?;
         self.lead_write(&plan.lead, plan.now, &mut items)?;
         let ix = &plan.interaction;
-        let mut item = record_item(
-            ix,
-            keys::interaction(ix.lead_id, ix.interaction_id),
-            "interaction",
-        )?;
+        let mut item = record_item(ix, keys::interaction(ix.lead_id, ix.interaction_id), "interaction")?;
         let (due_pk, due_sk) = keys::outbox_entry(
             plan.now + leadflow_domain::outbox::OUTBOX_GRACE,
             ix.lead_id,
@@ -312,14 +314,10 @@ fn id_attr<T>(item: &Item, name: &str, parse: impl Fn(&str) -> Option<T>) -> Res
 
 fn is_condition_failure(err: &TransactWriteItemsError) -> bool {
     match err {
-        TransactWriteItemsError::TransactionCanceledException(e) => {
-            e.cancellation_reasons().iter().any(|r| {
-                matches!(
-                    r.code(),
-                    Some("ConditionalCheckFailed") | Some("TransactionConflict")
-                )
-            })
-        }
+        TransactWriteItemsError::TransactionCanceledException(e) => e
+            .cancellation_reasons()
+            .iter()
+            .any(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("TransactionConflict"))),
         TransactWriteItemsError::TransactionInProgressException(_) => true,
         other => other.code() == Some("TransactionCanceledException"),
     }
@@ -330,10 +328,7 @@ impl IntakeStore for DynamoStore {
         let ck = keys::contact_key(&req.contact_key);
         let lk = keys::lead_key(&req.lead_key);
         let dk = keys::dedup_receipt(&req.dedup_key);
-        let ik = req
-            .idempotency_key
-            .as_deref()
-            .map(keys::idempotency_receipt);
+        let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
         let mut wanted: Vec<Item> = vec![key(ck.clone()), key(lk.clone()), key(dk.clone())];
         wanted.extend(ik.clone().map(key));
         let mut found: HashMap<String, Item> = HashMap::new();
@@ -371,9 +366,7 @@ impl IntakeStore for DynamoStore {
                 .filter(|k| !k.keys.is_empty());
             if pending.is_some() {
                 if rounds >= 5 {
-                    return Err(StoreError::Throttled(
-                        "BatchGetItem left keys unprocessed".into(),
-                    ));
+                    return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
             }
@@ -390,10 +383,7 @@ impl IntakeStore for DynamoStore {
             None => None,
         };
         let dedup = found.get(&dk.0).map(stored_receipt).transpose()?;
-        let idempotency = ik
-            .and_then(|k| found.get(&k.0))
-            .map(stored_receipt)
-            .transpose()?;
+        let idempotency = ik.and_then(|k| found.get(&k.0)).map(stored_receipt).transpose()?;
         Ok(LookupResult {
             contact,
             lead,
@@ -414,9 +404,7 @@ impl IntakeStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(Commit::Committed),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {
-                Ok(Commit::Conflict)
-            }
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(Commit::Conflict),
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
@@ -426,16 +414,10 @@ impl IntakeStore for DynamoStore {
         let shard = keys::shard_of(&spam.spam_id.to_string(), keys::SPAM_SHARDS);
         let mut item = record_item(
             spam,
-            (
-                format!("SPAM#{}#{day}#{shard}", spam.form_id),
-                spam.spam_id.to_string(),
-            ),
+            (format!("SPAM#{}#{day}#{shard}", spam.form_id), spam.spam_id.to_string()),
             "spam",
         )?;
-        item.insert(
-            TTL.into(),
-            AttributeValue::N(spam.expires_at.timestamp().to_string()),
-        );
+        item.insert(TTL.into(), AttributeValue::N(spam.expires_at.timestamp().to_string()));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -448,11 +430,7 @@ impl IntakeStore for DynamoStore {
 }
 
 impl Outbox for DynamoStore {
-    async fn due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<InteractionMessage>, StoreError> {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<InteractionMessage>, StoreError> {
         let mut out = Vec::new();
         for shard in 0..keys::OUTBOX_SHARDS {
             if out.len() >= limit {
@@ -478,11 +456,7 @@ impl Outbox for DynamoStore {
         Ok(out)
     }
 
-    async fn postpone(
-        &self,
-        message: &InteractionMessage,
-        next_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn postpone(&self, message: &InteractionMessage, next_at: DateTime<Utc>) -> Result<(), StoreError> {
         let InteractionMessage::V1(r) = message;
         let (_, due_sk) = keys::outbox_entry(next_at, r.lead_id, r.interaction_id);
         let result = self
@@ -528,10 +502,7 @@ pub async fn confirm_interaction(
 }
 
 /// The contact id a matching key points to, if any (used by import and the ops tool).
-pub async fn contact_by_key(
-    store: &DynamoStore,
-    k: &MatchKey,
-) -> Result<Option<ContactId>, StoreError> {
+pub async fn contact_by_key(store: &DynamoStore, k: &MatchKey) -> Result<Option<ContactId>, StoreError> {
     let out = store
         .client
         .get_item()

@@ -44,8 +44,7 @@ impl DynamoForms {
 
     /// Stores a form after checking it (configuration loading: local run, ops tool, tests).
     pub async fn put(&self, form: &FormDefinition) -> Result<(), StoreError> {
-        form.check()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        form.check().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut item: HashMap<String, AttributeValue> =
             to_item(form).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let (pk, sk) = keys::form(&form.id);
@@ -59,10 +58,7 @@ impl DynamoForms {
             .send()
             .await
             .map_err(|e| store_error("PutItem", e))?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&form.id);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&form.id);
         Ok(())
     }
 
@@ -83,10 +79,8 @@ impl DynamoForms {
         for k in [PK, SK, TYPE] {
             item.remove(k);
         }
-        let form: FormDefinition =
-            from_item(item).map_err(|e| StoreError::Corrupt(format!("form {form_id}: {e}")))?;
-        form.check()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let form: FormDefinition = from_item(item).map_err(|e| StoreError::Corrupt(format!("form {form_id}: {e}")))?;
+        form.check().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Some(Arc::new(form)))
     }
 }
@@ -102,12 +96,7 @@ impl FormCatalog for DynamoForms {
         {
             return Ok(None);
         }
-        if let Some((at, form)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(form_id)
-        {
+        if let Some((at, form)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(form_id) {
             if at.elapsed() < self.ttl {
                 return Ok(form.clone());
             }

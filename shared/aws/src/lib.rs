@@ -13,10 +13,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use leadflow_domain::ports::StoreError;
 
 /// Maps any SDK error to the domain's store error, keeping whether a retry may help.
-pub(crate) fn store_error<E, R>(
-    op: &str,
-    err: aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> StoreError
+pub(crate) fn store_error<E, R>(op: &str, err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -24,9 +21,9 @@ where
     let code = err.code().unwrap_or_default().to_owned();
     let text = format!("{op}: {}", DisplayErrorContext(&err));
     match code.as_str() {
-        "ProvisionedThroughputExceededException"
-        | "ThrottlingException"
-        | "RequestLimitExceeded" => StoreError::Throttled(text),
+        "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
+            StoreError::Throttled(text)
+        }
         _ => StoreError::Unavailable(text),
     }
 }

@@ -38,15 +38,10 @@ impl Email {
         if lowered.contains(['<', '>', ' ', '\t', '\n', '\r']) {
             return Err(EmailError::Syntax);
         }
-        let parsed =
-            email_address::EmailAddress::from_str(&lowered).map_err(|_| EmailError::Syntax)?;
+        let parsed = email_address::EmailAddress::from_str(&lowered).map_err(|_| EmailError::Syntax)?;
         // A deliverable address needs a domain with a dot; `user@localhost` is not a lead.
         let domain = parsed.domain();
-        if !domain.contains('.')
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || domain.starts_with('[')
-        {
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.starts_with('[') {
             return Err(EmailError::Syntax);
         }
         Ok(Email(lowered))

@@ -240,8 +240,7 @@ impl FormDefinition {
             }
             if let Some(std) = FieldSpec::standard(&f.name) {
                 if std.kind != f.kind
-                    && !(std.kind == FieldKind::Text
-                        && matches!(f.kind, FieldKind::Select | FieldKind::Integer))
+                    && !(std.kind == FieldKind::Text && matches!(f.kind, FieldKind::Select | FieldKind::Integer))
                 {
                     return err(format!(
                         "standard field {} cannot change its kind to {:?}",
@@ -250,10 +249,7 @@ impl FormDefinition {
                 }
             }
         }
-        for (what, strategy) in [
-            ("contact_match", &self.contact_match),
-            ("lead_match", &self.lead_match),
-        ] {
+        for (what, strategy) in [("contact_match", &self.contact_match), ("lead_match", &self.lead_match)] {
             if strategy.0.is_empty() {
                 return err(format!("{what} needs at least one field"));
             }

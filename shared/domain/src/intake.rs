@@ -18,8 +18,8 @@ use crate::matching::{key_for, MatchKey};
 use crate::message::InteractionMessage;
 use crate::ports::{Commit, IntakeStore, InteractionQueue, StoreError};
 use crate::records::{
-    Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead,
-    LeadId, LeadStatus, Stage,
+    Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead, LeadId, LeadStatus,
+    Stage,
 };
 use crate::submission::{validate, FieldError, RawSubmission, ValidSubmission, Validated};
 
@@ -189,10 +189,7 @@ pub fn lookup_request(
     let lead_key = key_for(&form.lead_match, form, sub).map_err(missing)?;
     let fingerprint = sub.fingerprint(&form.id);
     let dedup_key = digest(&[&form.id, contact_key.as_str(), &fingerprint]);
-    let idempotency_key = meta
-        .idempotency_key
-        .as_deref()
-        .map(|k| digest(&[&form.id, k]));
+    let idempotency_key = meta.idempotency_key.as_deref().map(|k| digest(&[&form.id, k]));
     Ok(LookupRequest {
         contact_key,
         lead_key,
@@ -334,10 +331,7 @@ pub fn decide(
         properties.insert("visitor_id".into(), v.clone().into());
     }
     if !sub.custom.is_empty() {
-        properties.insert(
-            "fields".into(),
-            serde_json::to_value(&sub.custom).unwrap_or_default(),
-        );
+        properties.insert("fields".into(), serde_json::to_value(&sub.custom).unwrap_or_default());
     }
     let interaction = Interaction {
         interaction_id: InteractionId::generate(),

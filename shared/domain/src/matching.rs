@@ -32,11 +32,7 @@ impl fmt::Debug for MatchKey {
 }
 
 /// The key of `strategy` for a submission, or the first strategy field it lacks.
-pub fn key_for(
-    strategy: &MatchStrategy,
-    form: &FormDefinition,
-    sub: &ValidSubmission,
-) -> Result<MatchKey, String> {
+pub fn key_for(strategy: &MatchStrategy, form: &FormDefinition, sub: &ValidSubmission) -> Result<MatchKey, String> {
     key_from(strategy, |name| match name {
         PSEUDO_FORM_ID => Some(form.id.clone()),
         PSEUDO_CAMPAIGN => form.campaign.clone(),
@@ -45,10 +41,7 @@ pub fn key_for(
 }
 
 /// The key of `strategy` from any source of field values (a form submission, an imported row).
-pub fn key_from(
-    strategy: &MatchStrategy,
-    value: impl Fn(&str) -> Option<String>,
-) -> Result<MatchKey, String> {
+pub fn key_from(strategy: &MatchStrategy, value: impl Fn(&str) -> Option<String>) -> Result<MatchKey, String> {
     let mut h = Sha256::new();
     for name in strategy.fields() {
         let raw = value(name).ok_or_else(|| name.clone())?;
@@ -64,11 +57,7 @@ pub fn key_from(
         h.update(v.as_bytes());
         h.update([0x1e]);
     }
-    Ok(MatchKey(format!(
-        "{}#{}",
-        strategy.name(),
-        hex::encode(h.finalize())
-    )))
+    Ok(MatchKey(format!("{}#{}", strategy.name(), hex::encode(h.finalize()))))
 }
 
 #[cfg(test)]
@@ -97,14 +86,8 @@ mod tests {
     fn contact_key_is_form_independent_lead_key_is_not() {
         let (a, b) = (form("a"), form("b"));
         let s = sub("x@example.com");
-        assert_eq!(
-            key_for(&a.contact_match, &a, &s),
-            key_for(&b.contact_match, &b, &s)
-        );
-        assert_ne!(
-            key_for(&a.lead_match, &a, &s),
-            key_for(&b.lead_match, &b, &s)
-        );
+        assert_eq!(key_for(&a.contact_match, &a, &s), key_for(&b.contact_match, &b, &s));
+        assert_ne!(key_for(&a.lead_match, &a, &s), key_for(&b.lead_match, &b, &s));
     }
 
     #[test]
@@ -119,10 +102,7 @@ mod tests {
     fn missing_field_is_reported() {
         let f = form("a");
         let strategy = MatchStrategy(vec!["phone".into()]);
-        assert_eq!(
-            key_for(&strategy, &f, &sub("a@example.com")),
-            Err("phone".to_string())
-        );
+        assert_eq!(key_for(&strategy, &f, &sub("a@example.com")), Err("phone".to_string()));
     }
 
     #[test]

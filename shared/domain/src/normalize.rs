@@ -74,10 +74,7 @@ mod tests {
             match_value("company", " Acme  Corp "),
             match_value("company", "ACME CORP")
         );
-        assert_eq!(
-            match_value("phone", "03-1234-5678"),
-            match_value("phone", "0312345678")
-        );
+        assert_eq!(match_value("phone", "03-1234-5678"), match_value("phone", "0312345678"));
     }
 
     proptest! {

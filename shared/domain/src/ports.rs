@@ -36,19 +36,13 @@ pub enum Commit {
 
 /// Form definitions by id.
 pub trait FormCatalog: Send + Sync {
-    fn form(
-        &self,
-        form_id: &str,
-    ) -> impl Future<Output = Result<Option<Arc<FormDefinition>>, StoreError>> + Send;
+    fn form(&self, form_id: &str) -> impl Future<Output = Result<Option<Arc<FormDefinition>>, StoreError>> + Send;
 }
 
 /// What intake needs from the record store.
 pub trait IntakeStore: Send + Sync {
     /// One round trip: the match keys, the double-click marker and the idempotency record.
-    fn lookup(
-        &self,
-        request: &LookupRequest,
-    ) -> impl Future<Output = Result<LookupResult, StoreError>> + Send;
+    fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupResult, StoreError>> + Send;
     /// One atomic write of everything a submission changes; `Conflict` when a condition failed.
     fn commit(&self, plan: &IntakePlan) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     fn store_spam(&self, spam: &SpamRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -56,10 +50,7 @@ pub trait IntakeStore: Send + Sync {
 
 /// Publishes stored interactions for scoring.
 pub trait InteractionQueue: Send + Sync {
-    fn publish(
-        &self,
-        message: &InteractionMessage,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn publish(&self, message: &InteractionMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// Interactions stored but not yet confirmed processed (the transactional outbox).

@@ -118,9 +118,7 @@ impl ContactFields {
 
     /// The present values as (name, value) pairs.
     pub fn present(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        Self::NAMES
-            .into_iter()
-            .filter_map(|n| self.get(n).map(|v| (n, v)))
+        Self::NAMES.into_iter().filter_map(|n| self.get(n).map(|v| (n, v)))
     }
 
     /// Applies a patch: a submitted non-empty value replaces; an absent one never blanks.

@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use crate::email::Email;
 use crate::form::{
-    FieldKind, FieldSpec, FormDefinition, UnknownFieldPolicy, CONSENT, EMAIL, PSEUDO_CAMPAIGN,
-    PSEUDO_FORM_ID, VISITOR_ID,
+    FieldKind, FieldSpec, FormDefinition, UnknownFieldPolicy, CONSENT, EMAIL, PSEUDO_CAMPAIGN, PSEUDO_FORM_ID,
+    VISITOR_ID,
 };
 use crate::normalize::clean_text;
 use crate::records::ContactFields;
@@ -35,13 +35,10 @@ pub struct RawSubmission {
 
 impl RawSubmission {
     pub fn text(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| match v {
-                RawValue::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
+        self.fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| match v {
+            RawValue::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -57,8 +54,7 @@ pub enum BodyError {
 }
 
 pub fn parse_json(body: &[u8]) -> Result<RawSubmission, BodyError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
     let serde_json::Value::Object(map) = value else {
         return Err(BodyError::NotAnObject);
     };
@@ -194,9 +190,7 @@ fn check_value(spec: &FieldSpec, value: &str) -> Result<(), String> {
             Err(format!("must be one of: {}", spec.options.join(", ")))
         }
         FieldKind::Phone => {
-            let ok_chars = value
-                .chars()
-                .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+            let ok_chars = value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
             let digits = value.chars().filter(char::is_ascii_digit).count();
             if ok_chars && (6..=20).contains(&digits) {
                 Ok(())
@@ -218,10 +212,7 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
     }
     let mut errors = Vec::new();
     if raw.fields.len() > MAX_FIELDS {
-        errors.push(FieldError::new(
-            "_body",
-            format!("has more than {MAX_FIELDS} fields"),
-        ));
+        errors.push(FieldError::new("_body", format!("has more than {MAX_FIELDS} fields")));
         return Err(errors);
     }
     let mut out = ValidSubmission {
@@ -285,11 +276,7 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
         }
     }
     let invalid: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();
-    let strategy_fields = form
-        .contact_match
-        .fields()
-        .iter()
-        .chain(form.lead_match.fields());
+    let strategy_fields = form.contact_match.fields().iter().chain(form.lead_match.fields());
     let mut required: Vec<String> = form
         .accepted_fields()
         .into_iter()

@@ -12,9 +12,7 @@ use crate::intake::*;
 use crate::message::InteractionMessage;
 use crate::ports::{Commit, IntakeStore, InteractionQueue, QueueError, StoreError};
 use crate::records::{ContactId, LeadId};
-use crate::submission::{
-    parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated,
-};
+use crate::submission::{parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated};
 
 fn form(extra: serde_json::Value) -> FormDefinition {
     let mut base = json!({
@@ -27,9 +25,7 @@ fn form(extra: serde_json::Value) -> FormDefinition {
         "honeypot": "website",
         "consent": {"version": "2026-04", "text": "I agree"}
     });
-    base.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let f: FormDefinition = serde_json::from_value(base).unwrap();
     f.check().unwrap();
     f
@@ -79,22 +75,11 @@ fn every_field_error_is_reported_at_once() {
     // JSON objects arrive in key order; the missing required field comes last.
     assert_eq!(
         fields,
-        [
-            "email",
-            "first_name",
-            "phone",
-            "seats",
-            "topic",
-            "last_name"
-        ],
+        ["email", "first_name", "phone", "seats", "topic", "last_name"],
         "{errs:?}"
     );
-    assert!(errs
-        .iter()
-        .any(|(f, m)| f == "topic" && m == "must be one of: crm, ma"));
-    assert!(errs
-        .iter()
-        .any(|(f, m)| f == "last_name" && m == "is required"));
+    assert!(errs.iter().any(|(f, m)| f == "topic" && m == "must be one of: crm, ma"));
+    assert!(errs.iter().any(|(f, m)| f == "last_name" && m == "is required"));
 }
 
 #[test]
@@ -116,10 +101,7 @@ fn length_limits() {
     );
     assert_eq!(
         errs,
-        vec![(
-            "company".to_string(),
-            "must be at most 255 characters".to_string()
-        )]
+        vec![("company".to_string(), "must be at most 255 characters".to_string())]
     );
 }
 
@@ -130,10 +112,7 @@ fn unknown_fields_follow_the_policy() {
     let errs = errors_of(&form(json!({"unknown_fields": "reject"})), ok);
     assert_eq!(
         errs,
-        vec![(
-            "utm_whatever".to_string(),
-            "is not an accepted field".to_string()
-        )]
+        vec![("utm_whatever".to_string(), "is not an accepted field".to_string())]
     );
 }
 
@@ -141,10 +120,7 @@ fn unknown_fields_follow_the_policy() {
 fn honeypot_wins_over_validation() {
     let f = form(json!({}));
     assert_eq!(
-        validate(
-            &f,
-            &body(json!({"website": "http://spam", "email": "junk"}))
-        ),
+        validate(&f, &body(json!({"website": "http://spam", "email": "junk"}))),
         Ok(Validated::Spam)
     );
 }
@@ -169,8 +145,7 @@ fn body_errors() {
         parse_urlencoded(&[0x65, 0xff]),
         Err(BodyError::BadEncoding(_))
     ));
-    let ok =
-        parse_urlencoded("last_name=%E5%B1%B1%E7%94%B0&first_name=Taro+Yamada".as_bytes()).unwrap();
+    let ok = parse_urlencoded("last_name=%E5%B1%B1%E7%94%B0&first_name=Taro+Yamada".as_bytes()).unwrap();
     assert_eq!(ok.text("last_name"), Some("山田"));
     assert_eq!(ok.text("first_name"), Some("Taro Yamada"));
 }
@@ -201,10 +176,7 @@ fn decide_new_person_creates_both() {
     assert!(matches!(plan.contact, ContactWrite::Create { .. }));
     assert!(matches!(plan.lead, LeadWrite::Create { .. }));
     assert_eq!(plan.receipt().contact, Resolution::Created);
-    assert_eq!(
-        plan.dedup.stored.expires_at,
-        m.received_at + Duration::seconds(30)
-    );
+    assert_eq!(plan.dedup.stored.expires_at, m.received_at + Duration::seconds(30));
     assert!(plan.idempotency.is_none());
 }
 
@@ -222,9 +194,7 @@ fn decide_matched_contact_new_lead_and_lead_wins() {
     let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
         panic!()
     };
-    assert!(
-        matches!(plan.contact, ContactWrite::Update { contact_id, add_key: None, .. } if contact_id == cid)
-    );
+    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: None, .. } if contact_id == cid));
     assert!(matches!(plan.lead, LeadWrite::Create { ref lead, .. } if lead.contact_id == cid));
 
     // A lead found by its key pins the contact, and the contact key is added to it.
@@ -237,9 +207,7 @@ fn decide_matched_contact_new_lead_and_lead_wins() {
     let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
         panic!()
     };
-    assert!(
-        matches!(plan.contact, ContactWrite::Update { contact_id, add_key: Some(_), .. } if contact_id == other)
-    );
+    assert!(matches!(plan.contact, ContactWrite::Update { contact_id, add_key: Some(_), .. } if contact_id == other));
     assert_eq!(plan.receipt().lead, Resolution::Matched);
     assert_eq!(plan.interaction.lead_id, lid);
 }
@@ -266,10 +234,7 @@ fn decide_replays_and_refuses_reused_keys() {
         idempotency: Some(stored.clone()),
         ..Default::default()
     };
-    assert_eq!(
-        decide(&f, &s, &m, &req, &found),
-        Decision::Replay(receipt.clone())
-    );
+    assert_eq!(decide(&f, &s, &m, &req, &found), Decision::Replay(receipt.clone()));
     let other = StoredReceipt {
         fingerprint: "different".into(),
         ..stored.clone()
@@ -292,14 +257,8 @@ fn decide_replays_and_refuses_reused_keys() {
         dedup: Some(dedup),
         ..Default::default()
     };
-    assert_eq!(
-        decide(&f, &s, &meta(29), &req0, &found),
-        Decision::Replay(receipt)
-    );
-    assert!(matches!(
-        decide(&f, &s, &meta(31), &req0, &found),
-        Decision::Write(_)
-    ));
+    assert_eq!(decide(&f, &s, &meta(29), &req0, &found), Decision::Replay(receipt));
+    assert!(matches!(decide(&f, &s, &meta(31), &req0, &found), Decision::Write(_)));
 }
 
 /// An in-memory store with DynamoDB's conditional semantics: key items are created only if
@@ -356,17 +315,14 @@ impl IntakeStore for MemStore {
                 if m.contact_keys.contains_key(key.as_str()) {
                     return Ok(Commit::Conflict);
                 }
-                m.contact_keys
-                    .insert(key.as_str().into(), contact.contact_id);
+                m.contact_keys.insert(key.as_str().into(), contact.contact_id);
             }
             ContactWrite::Update {
                 add_key: Some(key),
                 contact_id,
                 ..
             } => {
-                m.contact_keys
-                    .entry(key.as_str().into())
-                    .or_insert(*contact_id);
+                m.contact_keys.entry(key.as_str().into()).or_insert(*contact_id);
             }
             ContactWrite::Update { .. } => {}
         }
@@ -374,11 +330,9 @@ impl IntakeStore for MemStore {
             if m.lead_keys.contains_key(key.as_str()) {
                 return Ok(Commit::Conflict);
             }
-            m.lead_keys
-                .insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
+            m.lead_keys.insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
         }
-        m.receipts
-            .insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
+        m.receipts.insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
         if let Some(c) = &p.idempotency {
             m.receipts.insert(format!("I{}", c.key), c.stored.clone());
         }
@@ -413,11 +367,7 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
     let f = form(json!({}));
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
     let first = svc
-        .submit(
-            &f,
-            &body(json!({"email": "a@b.co", "last_name": "x"})),
-            &meta(0),
-        )
+        .submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0))
         .await
         .unwrap();
     let IntakeOutcome::Accepted {
@@ -429,11 +379,7 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
         panic!("{first:?}")
     };
     let again = svc
-        .submit(
-            &f,
-            &body(json!({"email": "A@B.co", "last_name": "x"})),
-            &meta(1),
-        )
+        .submit(&f, &body(json!({"email": "A@B.co", "last_name": "x"})), &meta(1))
         .await
         .unwrap();
     let IntakeOutcome::Accepted {
@@ -446,11 +392,7 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
     };
     assert_eq!(r1, r2);
     let changed = svc
-        .submit(
-            &f,
-            &body(json!({"email": "a@b.co", "last_name": "y"})),
-            &meta(2),
-        )
+        .submit(&f, &body(json!({"email": "a@b.co", "last_name": "y"})), &meta(2))
         .await
         .unwrap();
     let IntakeOutcome::Accepted {
@@ -463,12 +405,7 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
     };
     assert_eq!(
         (r3.contact_id, r3.lead_id, r3.contact, r3.lead),
-        (
-            r1.contact_id,
-            r1.lead_id,
-            Resolution::Matched,
-            Resolution::Matched
-        )
+        (r1.contact_id, r1.lead_id, Resolution::Matched, Resolution::Matched)
     );
     assert_eq!(svc.store.inner.lock().unwrap().interactions, 2);
     assert_eq!(svc.queue.sent.lock().unwrap().len(), 2);
@@ -480,20 +417,12 @@ async fn service_retries_conflicts_then_gives_up_busy() {
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
     *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS - 1;
     assert!(svc
-        .submit(
-            &f,
-            &body(json!({"email": "a@b.co", "last_name": "x"})),
-            &meta(0)
-        )
+        .submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0))
         .await
         .is_ok());
     *svc.store.conflicts_to_inject.lock().unwrap() = MAX_ATTEMPTS;
     let err = svc
-        .submit(
-            &f,
-            &body(json!({"email": "c@b.co", "last_name": "x"})),
-            &meta(0),
-        )
+        .submit(&f, &body(json!({"email": "c@b.co", "last_name": "x"})), &meta(0))
         .await
         .unwrap_err();
     assert_eq!(err, IntakeError::Busy);
@@ -510,11 +439,7 @@ async fn service_accepts_when_queue_is_down() {
         },
     );
     let out = svc
-        .submit(
-            &f,
-            &body(json!({"email": "a@b.co", "last_name": "x"})),
-            &meta(0),
-        )
+        .submit(&f, &body(json!({"email": "a@b.co", "last_name": "x"})), &meta(0))
         .await
         .unwrap();
     assert!(matches!(
@@ -533,11 +458,7 @@ async fn service_keeps_spam_apart() {
     let f = form(json!({}));
     let svc = IntakeService::new(MemStore::default(), MemQueue::default());
     let out = svc
-        .submit(
-            &f,
-            &body(json!({"email": "a@b.co", "website": "x"})),
-            &meta(0),
-        )
+        .submit(&f, &body(json!({"email": "a@b.co", "website": "x"})), &meta(0))
         .await
         .unwrap();
     assert!(matches!(out, IntakeOutcome::Spam { .. }));
