@@ -10,6 +10,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod ports;
 pub mod records;
+pub mod scoring;
 pub mod submission;
 
 #[cfg(test)]
