@@ -1,5 +1,7 @@
 //! The intake function: `POST /forms/{formId}/submissions` (and its CORS preflight).
 //!
+//! Also `POST /events` (see [`events`]).
+//!
 //! Thin on purpose: HTTP in, the domain's [`IntakeService`] in the middle, HTTP out. Every
 //! client mistake maps to a 4xx with field-level detail; nothing here panics on input.
 
@@ -11,29 +13,35 @@ use serde_json::{json, Value};
 
 use leadflow_aws::config::Clients;
 use leadflow_aws::dynamo::DynamoStore;
-use leadflow_aws::forms::DynamoForms;
+use leadflow_aws::forms::{DynamoForms, DynamoSites};
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_aws::Settings;
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, Receipt, SubmissionMeta};
+use leadflow_domain::engagement::{EventStore, SiteCatalog};
 use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue, StoreError};
 use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 
 /// Bodies larger than this are refused with 413 before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub struct Intake<C, S, Q> {
+pub mod events;
+
+pub struct Intake<C, T, S, Q> {
     pub forms: C,
+    /// Sites allowed to send `POST /events`, by public key.
+    pub sites: T,
     pub service: IntakeService<S, Q>,
     pub clock: fn() -> DateTime<Utc>,
 }
 
-pub type AwsIntake = Intake<DynamoForms, DynamoStore, SqsQueue>;
+pub type AwsIntake = Intake<DynamoForms, DynamoSites, DynamoStore, SqsQueue>;
 
 impl AwsIntake {
     pub fn new(clients: &Clients, settings: &Settings) -> Self {
         Intake {
             forms: DynamoForms::new(clients.dynamodb.clone(), &settings.config_table),
+            sites: DynamoSites::new(clients.dynamodb.clone(), &settings.config_table),
             service: IntakeService::new(
                 DynamoStore::new(clients.dynamodb.clone(), &settings.table),
                 SqsQueue::new(clients.sqs.clone(), &settings.scoring_queue_url),
@@ -43,7 +51,7 @@ impl AwsIntake {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut r = Response::new(Body::Text(body.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -55,11 +63,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({"error": code, "message": message.into()}))
 }
 
-fn field_errors(code: &str, errors: &[FieldError]) -> Response<Body> {
+pub(crate) fn field_errors(code: &str, errors: &[FieldError]) -> Response<Body> {
     json_response(
         StatusCode::UNPROCESSABLE_ENTITY,
         &json!({"error": code, "message": "the submission has invalid fields", "errors": errors}),
@@ -85,7 +93,7 @@ fn with_query(base: &str, pairs: &[(String, String)]) -> String {
     format!("{base}{sep}{}", query.join("&"))
 }
 
-fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+pub(crate) fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -128,7 +136,7 @@ fn receipt_body(r: &Receipt) -> Value {
     serde_json::to_value(r).unwrap_or_else(|_| json!({}))
 }
 
-impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: InteractionQueue> Intake<C, T, S, Q> {
     /// The Lambda handler. Never returns `Err`: every failure is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
         let response = self.route(req).await;
@@ -137,6 +145,9 @@ impl<C: FormCatalog, S: IntakeStore, Q: InteractionQueue> Intake<C, S, Q> {
     }
 
     async fn route(&self, req: Request) -> Response<Body> {
+        if req.raw_http_path().trim_end_matches('/').ends_with("/events") {
+            return self.events(req).await;
+        }
         let Some(form_id) = form_id_of(&req) else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -312,7 +323,7 @@ fn preflight(form: &FormDefinition, origin: Option<&str>) -> Response<Body> {
     }
 }
 
-fn store_failure(e: &StoreError) -> Response<Body> {
+pub(crate) fn store_failure(e: &StoreError) -> Response<Body> {
     match e {
         StoreError::Corrupt(_) => {
             tracing::error!(error = %e, "stored data or configuration is corrupt");

@@ -25,11 +25,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         routes: stack.template.http_routes(),
         intake: stack.intake()?,
     });
+    // The SQS event source mappings of the template: scoring polls its queues every second.
+    let stack = Arc::new(stack);
+    let scoring = Arc::new(stack.scoring()?);
+    let poller = {
+        let (stack, scoring) = (stack.clone(), scoring.clone());
+        tokio::spawn(async move {
+            loop {
+                match stack.poll_scoring(&scoring, leadflow_local::sqs::Retry::AfterTimeout).await {
+                    Ok(p) if p.received > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "scoring poll failed"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("leadflow is running locally");
     println!("  demo landing page   http://{addr}/");
     println!("  intake API          http://{addr}/forms/demo/submissions");
+    println!("  events API          http://{addr}/events  (site key pk_demo_site_2026)");
     println!(
         "  AWS emulator (moto) {}   tables: {}",
         emulator.endpoint,
@@ -60,6 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })
     .await?;
+    poller.abort();
     drop(emulator);
     println!("stopped");
     Ok(())

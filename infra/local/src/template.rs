@@ -48,6 +48,16 @@ pub struct Provisioned {
     pub queues: BTreeMap<String, QueueInfo>,
 }
 
+/// An SQS event source mapping of a function, as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSource {
+    pub function: String,
+    /// The queue's logical id.
+    pub queue: String,
+    pub batch_size: i32,
+    pub partial_failures: bool,
+}
+
 /// An HTTP API route of a function, as the template declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -139,6 +149,32 @@ impl Template {
                     method,
                     path,
                 });
+            }
+        }
+        out
+    }
+
+    /// The SQS event sources of every function.
+    pub fn sqs_sources(&self) -> Vec<SqsSource> {
+        let mut out = Vec::new();
+        for (function, props) in self.of_type("AWS::Serverless::Function") {
+            let Some(events) = get(&props, "Events").and_then(Value::as_mapping) else { continue };
+            for (_, ev) in events {
+                if ev.get("Type").and_then(Value::as_str) != Some("SQS") {
+                    continue;
+                }
+                let Some(p) = ev.get("Properties") else { continue };
+                let queue = match p.get("Queue") {
+                    Some(Value::Tagged(t)) if t.tag == "GetAtt" => t.value.as_str().and_then(|v| v.strip_suffix(".Arn")).map(str::to_owned),
+                    _ => None,
+                };
+                let Some(queue) = queue else { continue };
+                let batch_size = p.get("BatchSize").and_then(Value::as_i64).unwrap_or(10) as i32;
+                let partial_failures = p
+                    .get("FunctionResponseTypes")
+                    .and_then(Value::as_sequence)
+                    .is_some_and(|s| s.iter().any(|v| v.as_str() == Some("ReportBatchItemFailures")));
+                out.push(SqsSource { function: function.clone(), queue, batch_size, partial_failures });
             }
         }
         out

@@ -18,6 +18,11 @@ pub struct Settings {
 #[error("environment variable {0} is not set")]
 pub struct MissingEnv(pub &'static str);
 
+/// A required environment variable.
+pub fn env(name: &'static str) -> Result<String, MissingEnv> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingEnv(name))
+}
+
 impl Settings {
     pub fn from_env() -> Result<Self, MissingEnv> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item, to_attribute_value, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item};
 
 use leadflow_domain::intake::{
     ConsentWrite, ContactWrite, IntakePlan, LeadWrite, LookupRequest, LookupResult, ReceiptClaim, SpamRecord,
@@ -18,33 +18,10 @@ use leadflow_domain::message::InteractionMessage;
 use leadflow_domain::ports::{Commit, IntakeStore, Outbox, StoreError};
 use leadflow_domain::records::{ContactId, LeadId};
 
-use crate::keys::{self, sortable_time, DUE_PK, DUE_SK, GSI1_PK, GSI1_SK, PK, SK, TTL, TYPE};
+use crate::keys::{self, sortable_time, DUE_PK, DUE_SK, GSI1_PK, GSI1_SK, TTL, TYPE};
 use crate::store_error;
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn key((pk, sk): (String, String)) -> Item {
-    HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-fn to_av<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
-    to_attribute_value(v).map_err(corrupt)
-}
-
-fn record_item<T: serde::Serialize>(record: &T, k: (String, String), kind: &str) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(record).map_err(corrupt)?;
-    item.extend(key(k));
-    item.insert(TYPE.into(), s(kind));
-    Ok(item)
-}
+use crate::item::{batch_get, corrupt, key, record_item, s, to_av, Item};
 
 /// The SET clauses of an update of an existing record, with their names and values.
 struct SetClauses {
@@ -124,14 +101,7 @@ impl DynamoStore {
     }
 
     fn put(&self, item: Item, condition: Option<&str>, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .set_condition_expression(condition.map(str::to_owned))
-            .set_expression_attribute_values(values)
-            .build()
-            .map_err(corrupt)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        crate::item::put(&self.table, item, condition, values)
     }
 
     fn key_item(
@@ -329,61 +299,23 @@ impl IntakeStore for DynamoStore {
         let lk = keys::lead_key(&req.lead_key);
         let dk = keys::dedup_receipt(&req.dedup_key);
         let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
-        let mut wanted: Vec<Item> = vec![key(ck.clone()), key(lk.clone()), key(dk.clone())];
-        wanted.extend(ik.clone().map(key));
-        let mut found: HashMap<String, Item> = HashMap::new();
+        let mut wanted = vec![ck.clone(), lk.clone(), dk.clone()];
+        wanted.extend(ik.clone());
         // Strongly consistent: a re-read after a conflict must see the winner's items.
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(wanted))
-                .consistent_read(true)
-                .build()
-                .map_err(corrupt)?,
-        );
-        let mut rounds = 0;
-        while let Some(keys_and_attrs) = pending.take() {
-            rounds += 1;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys_and_attrs)
-                .send()
-                .await
-                .map_err(|e| store_error("BatchGetItem", e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                if let Some(pk) = item.get(PK).and_then(|v| v.as_s().ok()).cloned() {
-                    found.insert(pk, item);
-                }
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys.is_empty());
-            if pending.is_some() {
-                if rounds >= 5 {
-                    return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
-            }
-        }
-        let contact = match found.get(&ck.0) {
+        let found = batch_get(&self.client, &self.table, wanted).await?;
+        let contact = match found.get(&ck) {
             Some(item) => Some(id_attr(item, "contact_id", ContactId::parse)?),
             None => None,
         };
-        let lead = match found.get(&lk.0) {
+        let lead = match found.get(&lk) {
             Some(item) => Some((
                 id_attr(item, "lead_id", LeadId::parse)?,
                 id_attr(item, "contact_id", ContactId::parse)?,
             )),
             None => None,
         };
-        let dedup = found.get(&dk.0).map(stored_receipt).transpose()?;
-        let idempotency = ik.and_then(|k| found.get(&k.0)).map(stored_receipt).transpose()?;
+        let dedup = found.get(&dk).map(stored_receipt).transpose()?;
+        let idempotency = ik.and_then(|k| found.get(&k)).map(stored_receipt).transpose()?;
         Ok(LookupResult {
             contact,
             lead,

@@ -28,6 +28,10 @@ pub const TYPE: &str = "type";
 pub const GSI1: &str = "gsi1";
 pub const DUE_INDEX: &str = "due";
 pub const OUTBOX_SHARDS: u32 = 8;
+pub const DUE_SHARDS: u32 = 16;
+pub const RESCORE_SHARDS: u32 = 16;
+/// The due time of an entry that is never due by time (kept so a model change finds it).
+pub const NEVER: &str = "9999-12-31T23:59:59.999Z";
 pub const SPAM_SHARDS: u32 = 8;
 
 pub fn contact_key(k: &MatchKey) -> (String, String) {
@@ -56,6 +60,40 @@ pub fn idempotency_receipt(digest: &str) -> (String, String) {
 }
 pub fn form(id: &str) -> (String, String) {
     (format!("FORM#{id}"), "FORM".into())
+}
+
+pub fn score_history(lead: LeadId, at: DateTime<Utc>, model: &str, version: u64) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("SCORE#{}#{model}#{version:010}", sortable_time(at)))
+}
+pub fn rescore(lead: LeadId) -> (String, String) {
+    (format!("LEAD#{lead}"), "RESCORE".into())
+}
+pub fn rescore_pk(shard: u32) -> String {
+    format!("RESCORE#{shard}")
+}
+pub fn rescore_entry(at: Option<DateTime<Utc>>, lead: LeadId) -> (String, String) {
+    let when = at.map(sortable_time).unwrap_or_else(|| NEVER.to_owned());
+    (rescore_pk(shard_of(&lead.to_string(), RESCORE_SHARDS)), format!("{when}#{lead}"))
+}
+/// A lead the process function must look at (its score or band changed).
+pub fn lead_due(at: DateTime<Utc>, lead: LeadId) -> (String, String) {
+    (format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)), format!("{}#{lead}", sortable_time(at)))
+}
+pub fn visitor_interaction(visitor: &str, id: InteractionId) -> (String, String) {
+    (format!("VISITOR#{visitor}"), format!("IX#{id}"))
+}
+pub fn visitor_link(visitor: &str) -> (String, String) {
+    (format!("VISITOR#{visitor}"), "LINK".into())
+}
+/// SES's message id → the lead and contact an email was sent for (written when sending).
+pub fn email_message(message_id: &str) -> (String, String) {
+    (format!("SESMSG#{message_id}"), "SESMSG".into())
+}
+pub fn site(key: &str) -> (String, String) {
+    (format!("SITE#{key}"), "SITE".into())
+}
+pub fn scoring_config() -> (String, String) {
+    ("SCORING".into(), "CONFIG".into())
 }
 
 /// A stable shard for an id (FNV-1a), so one interaction always lands in the same shard.

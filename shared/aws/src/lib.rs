@@ -3,8 +3,11 @@
 
 pub mod config;
 pub mod dynamo;
+pub mod events;
 pub mod forms;
+pub mod item;
 pub mod keys;
+pub mod scoring;
 pub mod sqs;
 
 pub use config::Settings;

@@ -2,6 +2,7 @@
 //! decision. Pure Rust with no AWS types; the outside world is reached through [`ports`].
 
 pub mod email;
+pub mod engagement;
 pub mod form;
 pub mod intake;
 pub mod matching;

@@ -241,6 +241,43 @@ pub enum InteractionKind {
     Custom(String),
 }
 
+impl InteractionKind {
+    /// The name scoring rules use: `email_opened`, `page_viewed`, or a custom type's own name.
+    pub fn name(&self) -> &str {
+        match self {
+            InteractionKind::FormSubmitted => "form_submitted",
+            InteractionKind::PageViewed => "page_viewed",
+            InteractionKind::ContentDownloaded => "content_downloaded",
+            InteractionKind::WebinarRegistered => "webinar_registered",
+            InteractionKind::WebinarAttended => "webinar_attended",
+            InteractionKind::EmailDelivered => "email_delivered",
+            InteractionKind::EmailOpened => "email_opened",
+            InteractionKind::EmailClicked => "email_clicked",
+            InteractionKind::EmailBounced => "email_bounced",
+            InteractionKind::EmailComplained => "email_complained",
+            InteractionKind::Unsubscribed => "unsubscribed",
+            InteractionKind::Custom(name) => name,
+        }
+    }
+}
+
+impl InteractionId {
+    /// A deterministic id for an event that may be delivered more than once (an SES event, a
+    /// client's event id), so every delivery names the same interaction.
+    pub fn derived(parts: &[&str]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0x1f]);
+        }
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        InteractionId(Uuid::new_v8(bytes))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interaction {
     pub interaction_id: InteractionId,

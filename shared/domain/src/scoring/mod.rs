@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod engine;
 pub mod lead;
 pub mod model;
+pub mod service;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,191 @@
+//! The scoring function. Triggered by the scoring queue (interactions stored by intake and
+//! the events API) and the engagement queue (SES events via SNS), with partial batch
+//! failures; and by a schedule for the re-scoring pass (`{"rescore": "due"}`), or by hand
+//! after a model change (`{"rescore": "stale"}`).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use leadflow_aws::config::Clients;
+use leadflow_aws::keys::{sortable_time, NEVER};
+use leadflow_aws::scoring::{DynamoScoring, DynamoScoringConfig};
+use leadflow_domain::engagement::{parse_ses, SesEngagement, SesEvent};
+use leadflow_domain::message::InteractionMessage;
+use leadflow_domain::records::{Interaction, Suppression};
+use leadflow_domain::scoring::service::{rescore_write, score_batch, ScoreCommit, ScoringConfigSource, ScoringStore, Work};
+
+/// Leads one re-scoring invocation handles; the next run carries on.
+pub const RESCORE_LIMIT: usize = 500;
+
+pub struct Scoring {
+    pub store: DynamoScoring,
+    pub config: DynamoScoringConfig,
+    pub clock: fn() -> DateTime<Utc>,
+}
+
+/// What one queue message is.
+enum Parsed {
+    Interaction(InteractionMessage),
+    Ses(SesEvent),
+}
+
+fn classify(body: &str) -> Result<Parsed, String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    if let Some(schema) = value.get("schema").and_then(Value::as_str) {
+        let schema = schema.to_owned();
+        return serde_json::from_value(value).map(Parsed::Interaction).map_err(|e| format!("schema {schema}: {e}"));
+    }
+    parse_ses(body).map(Parsed::Ses).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RescoreReport {
+    pub examined: usize,
+    pub rescored: usize,
+    pub skipped: usize,
+}
+
+impl Scoring {
+    pub fn new(clients: &Clients, table: &str, config_table: &str) -> Self {
+        Scoring {
+            store: DynamoScoring::new(clients.dynamodb.clone(), table),
+            config: DynamoScoringConfig::new(clients.dynamodb.clone(), config_table),
+            clock: Utc::now,
+        }
+    }
+
+    /// The Lambda handler: an SQS batch or a re-scoring command.
+    pub async fn handle(&self, event: Value) -> Result<Value, String> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event).map_err(|e| format!("not an SQS event: {e}"))?;
+            let response = self.on_batch(batch).await;
+            return serde_json::to_value(response).map_err(|e| e.to_string());
+        }
+        match event.get("rescore").and_then(Value::as_str) {
+            Some(mode @ ("due" | "stale")) => {
+                let report = self.rescore(mode).await?;
+                serde_json::to_value(report).map_err(|e| e.to_string())
+            }
+            _ => Err("expected an SQS event or {\"rescore\": \"due\"|\"stale\"}".into()),
+        }
+    }
+
+    pub async fn on_batch(&self, batch: SqsEvent) -> SqsBatchResponse {
+        let now = (self.clock)();
+        let mut failed: Vec<String> = Vec::new();
+        let mut work = Vec::new();
+        let mut ses: Vec<(String, SesEngagement)> = Vec::new();
+        for record in batch.records {
+            // A message without an id cannot be reported back; there is none in practice.
+            let Some(id) = record.message_id.filter(|i| !i.is_empty()) else { continue };
+            match classify(record.body.as_deref().unwrap_or("")) {
+                Ok(Parsed::Interaction(InteractionMessage::V1(r))) => work.push(Work::Stored {
+                    message_id: id,
+                    lead_id: r.lead_id,
+                    contact_id: r.contact_id,
+                    interaction_id: r.interaction_id,
+                }),
+                Ok(Parsed::Ses(SesEvent::Engagement(e))) => ses.push((id, e)),
+                Ok(Parsed::Ses(SesEvent::Ignored(why))) => tracing::debug!(message_id = %id, why, "SES event ignored"),
+                Err(why) => {
+                    // Poison: fails alone, is retried, and ends in the dead-letter queue.
+                    tracing::warn!(message_id = %id, why, "unreadable message");
+                    failed.push(id);
+                }
+            }
+        }
+        let config = match self.config.scoring_config().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "no scoring configuration; the batch goes back to the queue");
+                failed.extend(work.iter().map(|w| w.message_id().to_owned()).chain(ses.into_iter().map(|(id, _)| id)));
+                return response(failed);
+            }
+        };
+        if !ses.is_empty() {
+            let ids: Vec<String> = ses.iter().map(|(_, e)| e.message_id.clone()).collect();
+            match self.store.email_messages(&ids).await {
+                Ok(sent) => {
+                    for (id, e) in ses {
+                        match sent.get(&e.message_id) {
+                            Some((lead_id, contact_id)) => work.push(Work::Arriving {
+                                message_id: id,
+                                suppress: e.suppress.clone().map(|reason| Suppression { reason, at: e.occurred_at }),
+                                interaction: Interaction {
+                                    interaction_id: e.interaction_id,
+                                    lead_id: *lead_id,
+                                    contact_id: *contact_id,
+                                    kind: e.kind,
+                                    occurred_at: e.occurred_at,
+                                    properties: e.properties,
+                                },
+                            }),
+                            // Not an email leadflow sent (or its record was erased): retrying cannot help.
+                            None => tracing::info!(message_id = %id, "SES event for an unknown email; dropped"),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look up SES message ids");
+                    failed.extend(ses.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
+        let report = score_batch(&self.store, &config, work, now).await;
+        tracing::info!(
+            scored = report.scored,
+            duplicates = report.duplicates,
+            dropped = report.dropped,
+            conflicts = report.conflicts,
+            linked = report.linked,
+            failed = report.failed.len() + failed.len(),
+            "scoring batch done"
+        );
+        failed.extend(report.failed);
+        response(failed)
+    }
+
+    /// Re-scores leads whose behaviour points aged (`due`) or whose model changed (`stale`).
+    pub async fn rescore(&self, mode: &str) -> Result<RescoreReport, String> {
+        let now = (self.clock)();
+        let config = self.config.scoring_config().await.map_err(|e| e.to_string())?;
+        let until = if mode == "stale" { NEVER.to_owned() } else { sortable_time(now) };
+        let candidates = self.store.rescore_candidates(&until, RESCORE_LIMIT).await.map_err(|e| e.to_string())?;
+        let loaded = self.store.load(&candidates, &[]).await.map_err(|e| e.to_string())?;
+        let mut report = RescoreReport { examined: candidates.len(), ..Default::default() };
+        for (lead_id, _) in &candidates {
+            let Some(snapshot) = loaded.leads.get(lead_id) else {
+                report.skipped += 1;
+                continue;
+            };
+            if mode == "stale" && !snapshot.scoring.stale_for(&config) {
+                report.skipped += 1;
+                continue;
+            }
+            let reason = if mode == "stale" { "model changed" } else { "behaviour aged" };
+            let write = rescore_write(&config, snapshot, reason, now);
+            match self.store.commit(&write).await.map_err(|e| e.to_string())? {
+                ScoreCommit::Committed => report.rescored += 1,
+                // Scored by someone else meanwhile: it is fresh, and its entry moved on.
+                _ => report.skipped += 1,
+            }
+        }
+        tracing::info!(mode, examined = report.examined, rescored = report.rescored, "re-scoring pass done");
+        Ok(report)
+    }
+}
+
+fn response(failed: Vec<String>) -> SqsBatchResponse {
+    let mut r = SqsBatchResponse::default();
+    r.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    r
+}

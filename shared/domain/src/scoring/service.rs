@@ -1,0 +1,319 @@
+//! Scoring a batch of interactions: grouped per lead, one atomic write per lead, each
+//! interaction applied exactly once, concurrent writers never losing points.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+
+use super::engine::Event;
+use super::lead::{rescore, Input, LeadScoring, Outcome};
+use super::model::ScoringConfig;
+use crate::ports::StoreError;
+use crate::records::{Contact, ContactId, Interaction, InteractionId, LeadId, Suppression};
+
+/// Attempts per lead before its messages are handed back to the queue.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Leads scored at once within a batch.
+pub const CONCURRENCY: usize = 4;
+/// Anonymous interactions linked to a lead in one write (a transaction holds at most 100 items).
+pub const MAX_LINK: usize = 40;
+
+/// What scoring needs of a lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadSnapshot {
+    pub lead_id: LeadId,
+    pub contact: Contact,
+    pub scoring: LeadScoring,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredInteraction {
+    pub interaction: Interaction,
+    pub scored: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    pub leads: HashMap<LeadId, LeadSnapshot>,
+    pub interactions: HashMap<InteractionId, StoredInteraction>,
+}
+
+/// Anonymous interactions moved onto a lead when its visitor identified themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitorLink {
+    pub visitor_id: String,
+    pub moved: Vec<InteractionId>,
+}
+
+/// Everything one lead's scoring writes, atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreWrite {
+    pub lead_id: LeadId,
+    pub contact_id: ContactId,
+    pub expected_version: u64,
+    pub outcome: Outcome,
+    /// Stored interactions now scored (each only if not scored before).
+    pub confirm: Vec<InteractionId>,
+    /// Interactions stored and scored in the same write (SES events, linked anonymous ones).
+    pub create: Vec<Interaction>,
+    pub link: Option<VisitorLink>,
+    pub suppress: Option<Suppression>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScoreCommit {
+    Committed,
+    /// Another writer changed the lead's scoring since it was read.
+    VersionConflict,
+    /// These interactions were scored meanwhile (a duplicate delivery in another batch).
+    AlreadyScored(Vec<InteractionId>),
+}
+
+pub trait ScoringStore: Send + Sync {
+    /// One round trip: the leads with their contacts, and the named stored interactions.
+    fn load(&self, leads: &[(LeadId, ContactId)], interactions: &[(LeadId, InteractionId)])
+        -> impl Future<Output = Result<Loaded, StoreError>> + Send;
+    fn commit(&self, write: &ScoreWrite) -> impl Future<Output = Result<ScoreCommit, StoreError>> + Send;
+    /// A visitor's anonymous interactions not yet linked to a lead, oldest first.
+    fn anonymous(&self, visitor_id: &str, limit: usize) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
+}
+
+pub trait ScoringConfigSource: Send + Sync {
+    fn scoring_config(&self) -> impl Future<Output = Result<Arc<ScoringConfig>, StoreError>> + Send;
+}
+
+/// One unit of work from the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// A stored interaction to score (from intake or the events API).
+    Stored { message_id: String, lead_id: LeadId, contact_id: ContactId, interaction_id: InteractionId },
+    /// An interaction that arrives with its message (SES events): stored and scored at once.
+    Arriving { message_id: String, interaction: Interaction, suppress: Option<Suppression> },
+}
+
+impl Work {
+    pub fn message_id(&self) -> &str {
+        match self {
+            Work::Stored { message_id, .. } | Work::Arriving { message_id, .. } => message_id,
+        }
+    }
+    fn lead(&self) -> (LeadId, ContactId) {
+        match self {
+            Work::Stored { lead_id, contact_id, .. } => (*lead_id, *contact_id),
+            Work::Arriving { interaction, .. } => (interaction.lead_id, interaction.contact_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Message ids to hand back to the queue (retried, then dead-lettered).
+    pub failed: Vec<String>,
+    pub scored: usize,
+    pub duplicates: usize,
+    pub dropped: usize,
+    pub conflicts: usize,
+    pub linked: usize,
+}
+
+#[derive(Debug, Default)]
+struct GroupReport {
+    scored: usize,
+    duplicates: usize,
+    dropped: usize,
+    conflicts: usize,
+    linked: usize,
+}
+
+/// Scores a batch: one load for all leads, then one atomic write per lead, leads in parallel.
+pub async fn score_batch<S: ScoringStore>(store: &S, config: &ScoringConfig, work: Vec<Work>, now: DateTime<Utc>) -> BatchReport {
+    let mut groups: BTreeMap<LeadId, (ContactId, Vec<Work>)> = BTreeMap::new();
+    for w in work {
+        let (lead, contact) = w.lead();
+        groups.entry(lead).or_insert_with(|| (contact, Vec::new())).1.push(w);
+    }
+    let mut report = BatchReport::default();
+    let leads: Vec<(LeadId, ContactId)> = groups.iter().map(|(l, (c, _))| (*l, *c)).collect();
+    let stored: Vec<(LeadId, InteractionId)> = groups
+        .values()
+        .flat_map(|(_, ws)| ws.iter())
+        .filter_map(|w| match w {
+            Work::Stored { lead_id, interaction_id, .. } => Some((*lead_id, *interaction_id)),
+            Work::Arriving { .. } => None,
+        })
+        .collect();
+    let loaded = match store.load(&leads, &stored).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load the batch; every message goes back to the queue");
+            report.failed = groups.into_values().flat_map(|(_, ws)| ws).map(|w| w.message_id().to_owned()).collect();
+            return report;
+        }
+    };
+    let results: Vec<(Vec<String>, Result<GroupReport, StoreError>)> = stream::iter(groups)
+        .map(|(lead_id, (_, works))| {
+            let loaded = &loaded;
+            async move {
+                let ids = works.iter().map(|w| w.message_id().to_owned()).collect();
+                (ids, score_lead(store, config, lead_id, works, loaded, now).await)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for (ids, result) in results {
+        match result {
+            Ok(g) => {
+                report.scored += g.scored;
+                report.duplicates += g.duplicates;
+                report.dropped += g.dropped;
+                report.conflicts += g.conflicts;
+                report.linked += g.linked;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scoring a lead failed; its messages go back to the queue");
+                report.failed.extend(ids);
+            }
+        }
+    }
+    report
+}
+
+async fn score_lead<S: ScoringStore>(
+    store: &S,
+    config: &ScoringConfig,
+    lead_id: LeadId,
+    works: Vec<Work>,
+    loaded: &Loaded,
+    now: DateTime<Utc>,
+) -> Result<GroupReport, StoreError> {
+    let mut report = GroupReport::default();
+    let mut snapshot = match loaded.leads.get(&lead_id) {
+        Some(s) => s.clone(),
+        None => {
+            // Erased, or never existed: nothing to score, and retrying will not change that.
+            tracing::warn!(lead_id = %lead_id, "scoring: lead not found; dropped");
+            report.dropped = works.len();
+            return Ok(report);
+        }
+    };
+    let mut interactions: HashMap<InteractionId, StoredInteraction> = loaded.interactions.clone();
+    let mut done: HashSet<InteractionId> = HashSet::new();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let mut confirm = Vec::new();
+        let mut create = Vec::new();
+        let mut suppress = None;
+        let mut visitors = Vec::new();
+        for w in &works {
+            match w {
+                Work::Stored { interaction_id, .. } => match interactions.get(interaction_id) {
+                    Some(s) if s.scored || done.contains(interaction_id) => {}
+                    Some(s) => {
+                        if let Some(v) = s.interaction.properties.get("visitor_id").and_then(|v| v.as_str()) {
+                            visitors.push(v.to_owned());
+                        }
+                        confirm.push(s.interaction.clone());
+                    }
+                    None if attempt == 1 => {
+                        tracing::warn!(interaction_id = %interaction_id, "scoring: interaction not found; dropped");
+                        report.dropped += 1;
+                    }
+                    None => {}
+                },
+                Work::Arriving { interaction, suppress: s, .. } => {
+                    if !done.contains(&interaction.interaction_id) {
+                        create.push(interaction.clone());
+                    }
+                    if s.is_some() && snapshot.contact.suppressed.is_none() {
+                        suppress = s.clone();
+                    }
+                }
+            }
+        }
+        let mut link = None;
+        if let Some(visitor_id) = visitors.first() {
+            let anonymous = store.anonymous(visitor_id, MAX_LINK).await?;
+            let moved: Vec<InteractionId> = anonymous.iter().map(|i| i.interaction_id).collect();
+            for mut a in anonymous {
+                a.lead_id = lead_id;
+                a.contact_id = snapshot.contact.contact_id;
+                create.push(a);
+            }
+            link = Some(VisitorLink { visitor_id: visitor_id.clone(), moved });
+        }
+        if confirm.is_empty() && create.is_empty() && suppress.is_none() {
+            report.duplicates = works.len() - report.dropped;
+            return Ok(report);
+        }
+        let inputs: Vec<Input<'_>> = confirm
+            .iter()
+            .chain(create.iter())
+            .map(|i| Input {
+                interaction_id: i.interaction_id,
+                event: Event { kind: i.kind.name(), occurred_at: i.occurred_at, properties: &i.properties },
+            })
+            .collect();
+        let mut kinds: Vec<&str> = inputs.iter().map(|i| i.event.kind).collect();
+        kinds.dedup();
+        let reason = kinds.join(", ");
+        let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
+        let write = ScoreWrite {
+            lead_id,
+            contact_id: snapshot.contact.contact_id,
+            expected_version: snapshot.scoring.version,
+            outcome,
+            confirm: confirm.iter().map(|i| i.interaction_id).collect(),
+            create: create.clone(),
+            link: link.clone(),
+            suppress,
+            now,
+        };
+        match store.commit(&write).await? {
+            ScoreCommit::Committed => {
+                report.scored += write.confirm.len() + write.create.len();
+                report.linked += link.map_or(0, |l| l.moved.len());
+                let stored = works.iter().filter(|w| matches!(w, Work::Stored { .. })).count();
+                report.duplicates += stored.saturating_sub(report.dropped + write.confirm.len());
+                return Ok(report);
+            }
+            ScoreCommit::AlreadyScored(ids) => {
+                report.conflicts += 1;
+                done.extend(ids);
+            }
+            ScoreCommit::VersionConflict => {
+                report.conflicts += 1;
+                let keys: Vec<(LeadId, InteractionId)> = write.confirm.iter().map(|i| (lead_id, *i)).collect();
+                let fresh = store.load(&[(lead_id, snapshot.contact.contact_id)], &keys).await?;
+                match fresh.leads.get(&lead_id) {
+                    Some(s) => snapshot = s.clone(),
+                    None => {
+                        report.dropped = works.len();
+                        return Ok(report);
+                    }
+                }
+                interactions.extend(fresh.interactions);
+            }
+        }
+    }
+    Err(StoreError::Unavailable(format!("lead {lead_id}: still conflicting after {MAX_ATTEMPTS} attempts")))
+}
+
+/// Re-scores one lead with nothing new: ageing, or a changed model. `None` when nothing changed.
+pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &str, now: DateTime<Utc>) -> ScoreWrite {
+    let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &[], reason, now);
+    ScoreWrite {
+        lead_id: snapshot.lead_id,
+        contact_id: snapshot.contact.contact_id,
+        expected_version: snapshot.scoring.version,
+        outcome,
+        confirm: vec![],
+        create: vec![],
+        link: None,
+        suppress: None,
+        now,
+    }
+}
