@@ -70,6 +70,7 @@ impl Reply {
 pub struct TestEnv {
     pub stack: Stack,
     pub intake: intake::AwsIntake,
+    pub scoring: scoring::Scoring,
     pub routes: Vec<Route>,
     pub requests: RequestLog,
 }
@@ -95,11 +96,13 @@ impl TestEnv {
             .await
             .expect("stand up the stack from template.yaml");
         let intake = stack.intake().unwrap();
+        let scoring = stack.scoring().unwrap();
         let routes = stack.template.http_routes();
         requests.take();
         TestEnv {
             stack,
             intake,
+            scoring,
             routes,
             requests,
         }
@@ -241,4 +244,87 @@ pub fn n(item: &Item, name: &str) -> i64 {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1)
+}
+
+impl TestEnv {
+    /// Polls the scoring function's queues until they are empty; failures come back at once.
+    pub async fn run_scoring(&self) -> leadflow_local::sqs::Polled {
+        let mut total = leadflow_local::sqs::Polled::default();
+        for _ in 0..50 {
+            let p = self
+                .stack
+                .poll_scoring(&self.scoring, leadflow_local::sqs::Retry::Now)
+                .await
+                .unwrap();
+            total.received += p.received;
+            total.failed += p.failed;
+            if p.received == 0 {
+                break;
+            }
+        }
+        total
+    }
+
+    pub fn queue(&self, logical: &str) -> leadflow_local::template::QueueInfo {
+        self.stack.provisioned.queues[logical].clone()
+    }
+
+    pub async fn send_raw(&self, logical: &str, body: &str) {
+        self.stack
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(self.queue(logical).url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        self.requests.take();
+    }
+
+    /// Messages visible or in flight in a queue (moto counts exactly).
+    pub async fn depth(&self, logical: &str) -> usize {
+        let attrs = self
+            .stack
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(self.queue(logical).url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        self.requests.take();
+        attrs
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+            .unwrap_or(0)
+    }
+
+    pub async fn item(&self, pk: &str, sk: &str) -> Option<Item> {
+        let out = self
+            .stack
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(self.table())
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        self.requests.take();
+        out.item
+    }
+
+    /// The lead's scoring state, as stored.
+    pub async fn scoring_of(&self, lead_id: &str) -> Value {
+        let item = self.item(&format!("LEAD#{lead_id}"), "LEAD").await.expect("lead");
+        match item.get("scoring") {
+            Some(v) => serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone()).unwrap(),
+            None => Value::Null,
+        }
+    }
 }

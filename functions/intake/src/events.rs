@@ -5,7 +5,9 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-use leadflow_domain::engagement::{parse_event, record_event, site_key_in, EventOutcome, EventStore, SiteCatalog, MAX_EVENT_BYTES};
+use leadflow_domain::engagement::{
+    parse_event, record_event, site_key_in, EventOutcome, EventStore, SiteCatalog, MAX_EVENT_BYTES,
+};
 use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue};
 
 use crate::{error, field_errors, header_str, json_response, store_failure, Intake};
@@ -28,8 +30,14 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
                 let mut r = Response::new(Body::Empty);
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 let h = r.headers_mut();
-                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-leadflow-site-key"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("POST, OPTIONS"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("content-type, x-leadflow-site-key"),
+                );
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
                 allow_origin(&mut r, origin.as_deref());
                 r
@@ -43,7 +51,8 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
             }
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
                 r
             }
         }
@@ -52,20 +61,43 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
     async fn post_event(&self, req: &Request, origin: Option<&str>) -> Response<Body> {
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_EVENT_BYTES {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("events are limited to {MAX_EVENT_BYTES} bytes"));
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("events are limited to {MAX_EVENT_BYTES} bytes"),
+            );
         }
         // navigator.sendBeacon sends a string body as text/plain.
-        let ct = header_str(req.headers(), header::CONTENT_TYPE).unwrap_or("").to_ascii_lowercase();
+        let ct = header_str(req.headers(), header::CONTENT_TYPE)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && essence != "text/plain" {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/json",
+            );
         }
-        if serde_json::from_slice::<serde_json::Value>(body).map(|v| !v.is_object()).unwrap_or(true) {
-            return error(StatusCode::BAD_REQUEST, "malformed_body", "the body must be a JSON object");
+        if serde_json::from_slice::<serde_json::Value>(body)
+            .map(|v| !v.is_object())
+            .unwrap_or(true)
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the body must be a JSON object",
+            );
         }
-        let key = header_str(req.headers(), SITE_KEY_HEADER).map(str::to_owned).or_else(|| site_key_in(body));
+        let key = header_str(req.headers(), SITE_KEY_HEADER)
+            .map(str::to_owned)
+            .or_else(|| site_key_in(body));
         let Some(key) = key else {
-            return error(StatusCode::UNAUTHORIZED, "site_key_required", format!("send the site's public key in {SITE_KEY_HEADER} or site_key"));
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "site_key_required",
+                format!("send the site's public key in {SITE_KEY_HEADER} or site_key"),
+            );
         };
         let site = match self.sites.site(&key).await {
             Ok(Some(s)) => s,
@@ -74,7 +106,11 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
         };
         if let Some(o) = origin {
             if !site.origin_allowed(o) {
-                return error(StatusCode::FORBIDDEN, "origin_not_allowed", "this site does not accept events from that origin");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "this site does not accept events from that origin",
+                );
             }
         }
         let event = match parse_event(body, &site, (self.clock)()) {
@@ -83,17 +119,28 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
         };
         let kind = event.kind.name().to_owned();
         match record_event(&self.service.store, &self.service.queue, event).await {
-            Ok(EventOutcome::Recorded { interaction_id, lead_id, queued }) => {
+            Ok(EventOutcome::Recorded {
+                interaction_id,
+                lead_id,
+                queued,
+            }) => {
                 tracing::info!(site = %site.site_id, kind, lead_id = %lead_id, queued, "event recorded");
-                json_response(StatusCode::ACCEPTED, &json!({"status": "recorded", "interaction_id": interaction_id, "lead_id": lead_id}))
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &json!({"status": "recorded", "interaction_id": interaction_id, "lead_id": lead_id}),
+                )
             }
             Ok(EventOutcome::Anonymous { interaction_id }) => {
                 tracing::info!(site = %site.site_id, kind, "anonymous event recorded");
-                json_response(StatusCode::ACCEPTED, &json!({"status": "anonymous", "interaction_id": interaction_id}))
+                json_response(
+                    StatusCode::ACCEPTED,
+                    &json!({"status": "anonymous", "interaction_id": interaction_id}),
+                )
             }
-            Ok(EventOutcome::Duplicate { interaction_id }) => {
-                json_response(StatusCode::ACCEPTED, &json!({"status": "duplicate", "interaction_id": interaction_id}))
-            }
+            Ok(EventOutcome::Duplicate { interaction_id }) => json_response(
+                StatusCode::ACCEPTED,
+                &json!({"status": "duplicate", "interaction_id": interaction_id}),
+            ),
             Ok(EventOutcome::UnknownSubject) => error(StatusCode::NOT_FOUND, "unknown_lead", "no such lead or contact"),
             Err(e) => store_failure(&e),
         }

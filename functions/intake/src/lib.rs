@@ -16,9 +16,9 @@ use leadflow_aws::dynamo::DynamoStore;
 use leadflow_aws::forms::{DynamoForms, DynamoSites};
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_aws::Settings;
+use leadflow_domain::engagement::{EventStore, SiteCatalog};
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, Receipt, SubmissionMeta};
-use leadflow_domain::engagement::{EventStore, SiteCatalog};
 use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue, StoreError};
 use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 

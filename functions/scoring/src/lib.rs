@@ -14,7 +14,9 @@ use leadflow_aws::scoring::{DynamoScoring, DynamoScoringConfig};
 use leadflow_domain::engagement::{parse_ses, SesEngagement, SesEvent};
 use leadflow_domain::message::InteractionMessage;
 use leadflow_domain::records::{Interaction, Suppression};
-use leadflow_domain::scoring::service::{rescore_write, score_batch, ScoreCommit, ScoringConfigSource, ScoringStore, Work};
+use leadflow_domain::scoring::service::{
+    rescore_write, score_batch, ScoreCommit, ScoringConfigSource, ScoringStore, Work,
+};
 
 /// Leads one re-scoring invocation handles; the next run carries on.
 pub const RESCORE_LIMIT: usize = 500;
@@ -35,7 +37,9 @@ fn classify(body: &str) -> Result<Parsed, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     if let Some(schema) = value.get("schema").and_then(Value::as_str) {
         let schema = schema.to_owned();
-        return serde_json::from_value(value).map(Parsed::Interaction).map_err(|e| format!("schema {schema}: {e}"));
+        return serde_json::from_value(value)
+            .map(Parsed::Interaction)
+            .map_err(|e| format!("schema {schema}: {e}"));
     }
     parse_ses(body).map(Parsed::Ses).map_err(|e| e.to_string())
 }
@@ -79,7 +83,9 @@ impl Scoring {
         let mut ses: Vec<(String, SesEngagement)> = Vec::new();
         for record in batch.records {
             // A message without an id cannot be reported back; there is none in practice.
-            let Some(id) = record.message_id.filter(|i| !i.is_empty()) else { continue };
+            let Some(id) = record.message_id.filter(|i| !i.is_empty()) else {
+                continue;
+            };
             match classify(record.body.as_deref().unwrap_or("")) {
                 Ok(Parsed::Interaction(InteractionMessage::V1(r))) => work.push(Work::Stored {
                     message_id: id,
@@ -100,7 +106,11 @@ impl Scoring {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no scoring configuration; the batch goes back to the queue");
-                failed.extend(work.iter().map(|w| w.message_id().to_owned()).chain(ses.into_iter().map(|(id, _)| id)));
+                failed.extend(
+                    work.iter()
+                        .map(|w| w.message_id().to_owned())
+                        .chain(ses.into_iter().map(|(id, _)| id)),
+                );
                 return response(failed);
             }
         };
@@ -112,7 +122,10 @@ impl Scoring {
                         match sent.get(&e.message_id) {
                             Some((lead_id, contact_id)) => work.push(Work::Arriving {
                                 message_id: id,
-                                suppress: e.suppress.clone().map(|reason| Suppression { reason, at: e.occurred_at }),
+                                suppress: e.suppress.clone().map(|reason| Suppression {
+                                    reason,
+                                    at: e.occurred_at,
+                                }),
                                 interaction: Interaction {
                                     interaction_id: e.interaction_id,
                                     lead_id: *lead_id,
@@ -151,10 +164,21 @@ impl Scoring {
     pub async fn rescore(&self, mode: &str) -> Result<RescoreReport, String> {
         let now = (self.clock)();
         let config = self.config.scoring_config().await.map_err(|e| e.to_string())?;
-        let until = if mode == "stale" { NEVER.to_owned() } else { sortable_time(now) };
-        let candidates = self.store.rescore_candidates(&until, RESCORE_LIMIT).await.map_err(|e| e.to_string())?;
+        let until = if mode == "stale" {
+            NEVER.to_owned()
+        } else {
+            sortable_time(now)
+        };
+        let candidates = self
+            .store
+            .rescore_candidates(&until, RESCORE_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
         let loaded = self.store.load(&candidates, &[]).await.map_err(|e| e.to_string())?;
-        let mut report = RescoreReport { examined: candidates.len(), ..Default::default() };
+        let mut report = RescoreReport {
+            examined: candidates.len(),
+            ..Default::default()
+        };
         for (lead_id, _) in &candidates {
             let Some(snapshot) = loaded.leads.get(lead_id) else {
                 report.skipped += 1;
@@ -164,7 +188,11 @@ impl Scoring {
                 report.skipped += 1;
                 continue;
             }
-            let reason = if mode == "stale" { "model changed" } else { "behaviour aged" };
+            let reason = if mode == "stale" {
+                "model changed"
+            } else {
+                "behaviour aged"
+            };
             let write = rescore_write(&config, snapshot, reason, now);
             match self.store.commit(&write).await.map_err(|e| e.to_string())? {
                 ScoreCommit::Committed => report.rescored += 1,
@@ -172,7 +200,12 @@ impl Scoring {
                 _ => report.skipped += 1,
             }
         }
-        tracing::info!(mode, examined = report.examined, rescored = report.rescored, "re-scoring pass done");
+        tracing::info!(
+            mode,
+            examined = report.examined,
+            rescored = report.rescored,
+            "re-scoring pass done"
+        );
         Ok(report)
     }
 }

@@ -3,12 +3,22 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).without_time().init();
-    let (table, config_table) = (leadflow_aws::config::env("TABLE_NAME")?, leadflow_aws::config::env("CONFIG_TABLE_NAME")?);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .without_time()
+        .init();
+    let (table, config_table) = (
+        leadflow_aws::config::env("TABLE_NAME")?,
+        leadflow_aws::config::env("CONFIG_TABLE_NAME")?,
+    );
     let config = leadflow_aws::config::sdk_config(None).await;
     let scoring = scoring::Scoring::new(&leadflow_aws::config::Clients::new(&config), &table, &config_table);
     let scoring = &scoring;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { scoring.handle(event.payload).await }))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        scoring.handle(event.payload).await
+    }))
+    .await
 }

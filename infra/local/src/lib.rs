@@ -15,10 +15,10 @@ use aws_sdk_dynamodb::config::Credentials;
 use leadflow_aws::config::{Clients, SdkConfig};
 use leadflow_aws::forms::{DynamoForms, DynamoSites};
 use leadflow_aws::scoring::DynamoScoringConfig;
-use leadflow_domain::engagement::Site;
-use leadflow_domain::scoring::ScoringConfig;
 use leadflow_aws::Settings;
+use leadflow_domain::engagement::Site;
 use leadflow_domain::form::FormDefinition;
+use leadflow_domain::scoring::ScoringConfig;
 
 pub use emulator::{workspace_root, Emulator};
 pub use template::{Provisioned, Template};
@@ -50,14 +50,21 @@ pub enum LocalError {
 
 /// The JSON documents of a directory, in name order. Errors name the file and line.
 pub fn read_json_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<(String, T)>, LocalError> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     paths.sort();
     paths
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path)?;
             let shown = path.display().to_string();
-            let doc = serde_json::from_str(&text).map_err(|e| LocalError::Config { path: shown.clone(), message: format!("line {}: {e}", e.line()) })?;
+            let doc = serde_json::from_str(&text).map_err(|e| LocalError::Config {
+                path: shown.clone(),
+                message: format!("line {}: {e}", e.line()),
+            })?;
             Ok((shown, doc))
         })
         .collect()
@@ -67,7 +74,12 @@ pub fn read_json_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<(
 pub fn read_forms(dir: &Path) -> Result<Vec<FormDefinition>, LocalError> {
     read_json_dir::<FormDefinition>(dir)?
         .into_iter()
-        .map(|(path, form)| form.check().map(|_| form).map_err(|e| LocalError::Config { path, message: e.to_string() }))
+        .map(|(path, form)| {
+            form.check().map(|_| form).map_err(|e| LocalError::Config {
+                path,
+                message: e.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -100,12 +112,25 @@ impl Stack {
         }
         let sites = stack.sites()?;
         for (path, site) in read_json_dir::<Site>(&root.join("config/sites"))? {
-            sites.put(&site).await.map_err(|e| LocalError::Config { path, message: e.to_string() })?;
+            sites.put(&site).await.map_err(|e| LocalError::Config {
+                path,
+                message: e.to_string(),
+            })?;
         }
         let path = root.join("config/scoring/default.json");
-        let scoring: ScoringConfig = serde_json::from_str(&std::fs::read_to_string(&path)?)
-            .map_err(|e| LocalError::Config { path: path.display().to_string(), message: format!("line {}: {e}", e.line()) })?;
-        stack.scoring_config()?.put(&scoring).await.map_err(|e| LocalError::Config { path: path.display().to_string(), message: e.to_string() })?;
+        let scoring: ScoringConfig =
+            serde_json::from_str(&std::fs::read_to_string(&path)?).map_err(|e| LocalError::Config {
+                path: path.display().to_string(),
+                message: format!("line {}: {e}", e.line()),
+            })?;
+        stack
+            .scoring_config()?
+            .put(&scoring)
+            .await
+            .map_err(|e| LocalError::Config {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         Ok(stack)
     }
 
@@ -123,17 +148,27 @@ impl Stack {
     }
 
     pub fn sites(&self) -> Result<DynamoSites, LocalError> {
-        Ok(DynamoSites::new(self.clients.dynamodb.clone(), self.settings("IntakeFunction")?.config_table))
+        Ok(DynamoSites::new(
+            self.clients.dynamodb.clone(),
+            self.settings("IntakeFunction")?.config_table,
+        ))
     }
 
     fn scoring_env(&self) -> Result<(String, String), LocalError> {
         let env = self.template.function_env("ScoringFunction", &self.provisioned)?;
-        let get = |k: &str| env.get(k).cloned().ok_or_else(|| LocalError::Other(format!("ScoringFunction: {k} is not set")));
+        let get = |k: &str| {
+            env.get(k)
+                .cloned()
+                .ok_or_else(|| LocalError::Other(format!("ScoringFunction: {k} is not set")))
+        };
         Ok((get("TABLE_NAME")?, get("CONFIG_TABLE_NAME")?))
     }
 
     pub fn scoring_config(&self) -> Result<DynamoScoringConfig, LocalError> {
-        Ok(DynamoScoringConfig::new(self.clients.dynamodb.clone(), self.scoring_env()?.1))
+        Ok(DynamoScoringConfig::new(
+            self.clients.dynamodb.clone(),
+            self.scoring_env()?.1,
+        ))
     }
 
     pub fn scoring(&self) -> Result<scoring::Scoring, LocalError> {
@@ -144,11 +179,22 @@ impl Stack {
     /// Runs one poll of every SQS event source of a function in the template.
     pub async fn poll_scoring(&self, scoring: &scoring::Scoring, retry: sqs::Retry) -> Result<sqs::Polled, LocalError> {
         let mut total = sqs::Polled::default();
-        for source in self.template.sqs_sources().into_iter().filter(|s| s.function == "ScoringFunction") {
-            let q = self.provisioned.queues.get(&source.queue).ok_or_else(|| LocalError::Other(format!("no queue {}", source.queue)))?;
-            let polled = sqs::poll_once(&self.clients.sqs, &q.url, &q.arn, source.batch_size, retry, |event| scoring.handle(event))
-                .await
-                .map_err(LocalError::Other)?;
+        for source in self
+            .template
+            .sqs_sources()
+            .into_iter()
+            .filter(|s| s.function == "ScoringFunction")
+        {
+            let q = self
+                .provisioned
+                .queues
+                .get(&source.queue)
+                .ok_or_else(|| LocalError::Other(format!("no queue {}", source.queue)))?;
+            let polled = sqs::poll_once(&self.clients.sqs, &q.url, &q.arn, source.batch_size, retry, |event| {
+                scoring.handle(event)
+            })
+            .await
+            .map_err(LocalError::Other)?;
             total.received += polled.received;
             total.failed += polled.failed;
         }

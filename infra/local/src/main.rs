@@ -32,7 +32,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (stack, scoring) = (stack.clone(), scoring.clone());
         tokio::spawn(async move {
             loop {
-                match stack.poll_scoring(&scoring, leadflow_local::sqs::Retry::AfterTimeout).await {
+                match stack
+                    .poll_scoring(&scoring, leadflow_local::sqs::Retry::AfterTimeout)
+                    .await
+                {
                     Ok(p) if p.received > 0 => continue,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "scoring poll failed"),

@@ -23,7 +23,14 @@ pub enum Retry {
 }
 
 /// One poll: at most `batch_size` messages to `handler`, partial batch failures honoured.
-pub async fn poll_once<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, arn: &str, batch_size: i32, retry: Retry, handler: F) -> Result<Polled, String>
+pub async fn poll_once<F, Fut>(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    arn: &str,
+    batch_size: i32,
+    retry: Retry,
+    handler: F,
+) -> Result<Polled, String>
 where
     F: FnOnce(Value) -> Fut,
     Fut: Future<Output = Result<Value, String>>,
@@ -45,7 +52,11 @@ where
         .map(|m| {
             let attributes: serde_json::Map<String, Value> = m
                 .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                        .collect()
+                })
                 .unwrap_or_default();
             json!({
                 "messageId": m.message_id(),
@@ -66,18 +77,31 @@ where
         Ok(v) => v
             .get("batchItemFailures")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
         Err(e) => {
             tracing::warn!(error = %e, "function failed the whole batch");
-            messages.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect()
+            messages
+                .iter()
+                .filter_map(|m| m.message_id().map(str::to_owned))
+                .collect()
         }
     };
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
         .iter()
         .enumerate()
         .filter(|(_, m)| !m.message_id().is_some_and(|id| failed.iter().any(|f| f == id)))
-        .filter_map(|(i, m)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok())
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle()?)
+                .build()
+                .ok()
+        })
         .collect();
     if !done.is_empty() {
         sqs.delete_message_batch()
@@ -88,11 +112,23 @@ where
             .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
     }
     if retry == Retry::Now {
-        for m in messages.iter().filter(|m| m.message_id().is_some_and(|id| failed.iter().any(|f| f == id))) {
+        for m in messages
+            .iter()
+            .filter(|m| m.message_id().is_some_and(|id| failed.iter().any(|f| f == id)))
+        {
             if let Some(h) = m.receipt_handle() {
-                let _ = sqs.change_message_visibility().queue_url(url).receipt_handle(h).visibility_timeout(0).send().await;
+                let _ = sqs
+                    .change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
             }
         }
     }
-    Ok(Polled { received: messages.len(), failed: failed.len() })
+    Ok(Polled {
+        received: messages.len(),
+        failed: failed.len(),
+    })
 }

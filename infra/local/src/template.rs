@@ -158,14 +158,18 @@ impl Template {
     pub fn sqs_sources(&self) -> Vec<SqsSource> {
         let mut out = Vec::new();
         for (function, props) in self.of_type("AWS::Serverless::Function") {
-            let Some(events) = get(&props, "Events").and_then(Value::as_mapping) else { continue };
+            let Some(events) = get(&props, "Events").and_then(Value::as_mapping) else {
+                continue;
+            };
             for (_, ev) in events {
                 if ev.get("Type").and_then(Value::as_str) != Some("SQS") {
                     continue;
                 }
                 let Some(p) = ev.get("Properties") else { continue };
                 let queue = match p.get("Queue") {
-                    Some(Value::Tagged(t)) if t.tag == "GetAtt" => t.value.as_str().and_then(|v| v.strip_suffix(".Arn")).map(str::to_owned),
+                    Some(Value::Tagged(t)) if t.tag == "GetAtt" => {
+                        t.value.as_str().and_then(|v| v.strip_suffix(".Arn")).map(str::to_owned)
+                    }
                     _ => None,
                 };
                 let Some(queue) = queue else { continue };
@@ -174,7 +178,12 @@ impl Template {
                     .get("FunctionResponseTypes")
                     .and_then(Value::as_sequence)
                     .is_some_and(|s| s.iter().any(|v| v.as_str() == Some("ReportBatchItemFailures")));
-                out.push(SqsSource { function: function.clone(), queue, batch_size, partial_failures });
+                out.push(SqsSource {
+                    function: function.clone(),
+                    queue,
+                    batch_size,
+                    partial_failures,
+                });
             }
         }
         out

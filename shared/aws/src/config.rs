@@ -20,7 +20,10 @@ pub struct MissingEnv(pub &'static str);
 
 /// A required environment variable.
 pub fn env(name: &'static str) -> Result<String, MissingEnv> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingEnv(name))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(MissingEnv(name))
 }
 
 impl Settings {

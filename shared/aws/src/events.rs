@@ -14,11 +14,22 @@ use crate::scoring::anonymous_item;
 use crate::store_error;
 
 async fn put_new(store: &DynamoStore, item: crate::item::Item) -> Result<bool, StoreError> {
-    let result =
-        store.client().put_item().table_name(store.table()).set_item(Some(item)).condition_expression("attribute_not_exists(pk)").send().await;
+    let result = store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
     match result {
         Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(store_error("PutItem", e)),
     }
 }
@@ -34,7 +45,11 @@ impl EventStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        Ok(out.item.as_ref().and_then(|i| str_attr(i, "contact_id")).and_then(ContactId::parse))
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| str_attr(i, "contact_id"))
+            .and_then(ContactId::parse))
     }
 
     async fn latest_lead(&self, contact: ContactId) -> Result<Option<LeadId>, StoreError> {
@@ -51,7 +66,12 @@ impl EventStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("Query", e))?;
-        Ok(out.items.unwrap_or_default().first().and_then(|i| str_attr(i, "lead_id")).and_then(LeadId::parse))
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .first()
+            .and_then(|i| str_attr(i, "lead_id"))
+            .and_then(LeadId::parse))
     }
 
     async fn visitor_link(&self, visitor: &str) -> Result<Option<(LeadId, ContactId)>, StoreError> {
@@ -64,14 +84,20 @@ impl EventStore for DynamoStore {
             .await
             .map_err(|e| store_error("GetItem", e))?;
         Ok(out.item.and_then(|i| {
-            Some((str_attr(&i, "lead_id").and_then(LeadId::parse)?, str_attr(&i, "contact_id").and_then(ContactId::parse)?))
+            Some((
+                str_attr(&i, "lead_id").and_then(LeadId::parse)?,
+                str_attr(&i, "contact_id").and_then(ContactId::parse)?,
+            ))
         }))
     }
 
     async fn put_interaction(&self, ix: &Interaction) -> Result<bool, StoreError> {
         let mut item = crate::item::record_item(ix, keys::interaction(ix.lead_id, ix.interaction_id), "interaction")?;
-        let (due_pk, due_sk) =
-            keys::outbox_entry(chrono::Utc::now() + leadflow_domain::outbox::OUTBOX_GRACE, ix.lead_id, ix.interaction_id);
+        let (due_pk, due_sk) = keys::outbox_entry(
+            chrono::Utc::now() + leadflow_domain::outbox::OUTBOX_GRACE,
+            ix.lead_id,
+            ix.interaction_id,
+        );
         item.insert(DUE_PK.into(), AttributeValue::S(due_pk));
         item.insert(DUE_SK.into(), AttributeValue::S(due_sk));
         put_new(self, item).await

@@ -59,7 +59,10 @@ impl Document for Site {
         if Self::plausible(&self.key) && !self.site_id.is_empty() {
             Ok(())
         } else {
-            Err(format!("site {}: key must be 1-64 of a-z, 0-9, '-', '_'; site_id is required", self.site_id))
+            Err(format!(
+                "site {}: key must be 1-64 of a-z, 0-9, '-', '_'; site_id is required",
+                self.site_id
+            ))
         }
     }
 }
@@ -76,7 +79,13 @@ pub struct Catalog<T> {
 
 impl<T> Clone for Catalog<T> {
     fn clone(&self) -> Self {
-        Self { client: self.client.clone(), table: self.table.clone(), ttl: self.ttl, cache: self.cache.clone(), kind: PhantomData }
+        Self {
+            client: self.client.clone(),
+            table: self.table.clone(),
+            ttl: self.ttl,
+            cache: self.cache.clone(),
+            kind: PhantomData,
+        }
     }
 }
 
@@ -85,7 +94,13 @@ pub type DynamoSites = Catalog<Site>;
 
 impl<T: Document> Catalog<T> {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), ttl: CONFIG_CACHE_TTL, cache: Arc::default(), kind: PhantomData }
+        Self {
+            client,
+            table: table.into(),
+            ttl: CONFIG_CACHE_TTL,
+            cache: Arc::default(),
+            kind: PhantomData,
+        }
     }
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
@@ -101,7 +116,13 @@ impl<T: Document> Catalog<T> {
         item.insert(PK.into(), AttributeValue::S(pk));
         item.insert(SK.into(), AttributeValue::S(sk));
         item.insert(TYPE.into(), AttributeValue::S(T::TYPE.into()));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| store_error("PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(doc.id());
         Ok(())
     }
@@ -136,7 +157,10 @@ impl<T: Document> Catalog<T> {
             }
         }
         let doc = self.load(id).await?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), (Instant::now(), doc.clone()));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), (Instant::now(), doc.clone()));
         Ok(doc)
     }
 }

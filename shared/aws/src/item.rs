@@ -42,7 +42,12 @@ pub fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 /// A Put for a transaction.
-pub fn put(table: &str, item: Item, condition: Option<&str>, values: Option<Item>) -> Result<TransactWriteItem, StoreError> {
+pub fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    values: Option<Item>,
+) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
@@ -55,14 +60,24 @@ pub fn put(table: &str, item: Item, condition: Option<&str>, values: Option<Item
 
 /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
 /// unprocessed keys with backoff. Returns the items found, keyed by (pk, sk).
-pub async fn batch_get(client: &Client, table: &str, keys: Vec<(String, String)>) -> Result<HashMap<(String, String), Item>, StoreError> {
+pub async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: Vec<(String, String)>,
+) -> Result<HashMap<(String, String), Item>, StoreError> {
     let mut found = HashMap::new();
     let mut unique = keys;
     unique.sort();
     unique.dedup();
     for chunk in unique.chunks(100) {
         let wanted: Vec<Item> = chunk.iter().cloned().map(key).collect();
-        let mut pending = Some(KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(corrupt)?);
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(corrupt)?,
+        );
         let mut rounds = 0;
         while let Some(keys_and_attrs) = pending.take() {
             rounds += 1;
@@ -77,7 +92,10 @@ pub async fn batch_get(client: &Client, table: &str, keys: Vec<(String, String)>
                     found.insert((pk.to_owned(), sk.to_owned()), item);
                 }
             }
-            pending = out.unprocessed_keys.and_then(|mut u| u.remove(table)).filter(|k| !k.keys.is_empty());
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys.is_empty());
             if pending.is_some() {
                 if rounds >= 5 {
                     return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));

@@ -63,7 +63,10 @@ pub fn form(id: &str) -> (String, String) {
 }
 
 pub fn score_history(lead: LeadId, at: DateTime<Utc>, model: &str, version: u64) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("SCORE#{}#{model}#{version:010}", sortable_time(at)))
+    (
+        format!("LEAD#{lead}"),
+        format!("SCORE#{}#{model}#{version:010}", sortable_time(at)),
+    )
 }
 pub fn rescore(lead: LeadId) -> (String, String) {
     (format!("LEAD#{lead}"), "RESCORE".into())
@@ -73,11 +76,17 @@ pub fn rescore_pk(shard: u32) -> String {
 }
 pub fn rescore_entry(at: Option<DateTime<Utc>>, lead: LeadId) -> (String, String) {
     let when = at.map(sortable_time).unwrap_or_else(|| NEVER.to_owned());
-    (rescore_pk(shard_of(&lead.to_string(), RESCORE_SHARDS)), format!("{when}#{lead}"))
+    (
+        rescore_pk(shard_of(&lead.to_string(), RESCORE_SHARDS)),
+        format!("{when}#{lead}"),
+    )
 }
 /// A lead the process function must look at (its score or band changed).
 pub fn lead_due(at: DateTime<Utc>, lead: LeadId) -> (String, String) {
-    (format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)), format!("{}#{lead}", sortable_time(at)))
+    (
+        format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)),
+        format!("{}#{lead}", sortable_time(at)),
+    )
 }
 pub fn visitor_interaction(visitor: &str, id: InteractionId) -> (String, String) {
     (format!("VISITOR#{visitor}"), format!("IX#{id}"))

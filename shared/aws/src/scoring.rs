@@ -29,7 +29,13 @@ pub struct DynamoScoring {
     table: String,
 }
 
-fn update(table: &str, k: (String, String), expr: &str, condition: Option<&str>, values: Item) -> Result<TransactWriteItem, StoreError> {
+fn update(
+    table: &str,
+    k: (String, String),
+    expr: &str,
+    condition: Option<&str>,
+    values: Item,
+) -> Result<TransactWriteItem, StoreError> {
     let u = Update::builder()
         .table_name(table)
         .set_key(Some(key(k)))
@@ -50,15 +56,27 @@ enum Slot {
 
 impl DynamoScoring {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// The leads and contacts an SES message id was sent for.
     pub async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, (LeadId, ContactId)>, StoreError> {
-        let found = batch_get(&self.client, &self.table, ids.iter().map(|i| keys::email_message(i)).collect()).await?;
+        let found = batch_get(
+            &self.client,
+            &self.table,
+            ids.iter().map(|i| keys::email_message(i)).collect(),
+        )
+        .await?;
         let mut out = HashMap::new();
         for item in found.values() {
-            let (Some(m), Some(l), Some(c)) = (str_attr(item, "message_id"), str_attr(item, "lead_id"), str_attr(item, "contact_id")) else {
+            let (Some(m), Some(l), Some(c)) = (
+                str_attr(item, "message_id"),
+                str_attr(item, "lead_id"),
+                str_attr(item, "contact_id"),
+            ) else {
                 continue;
             };
             if let (Some(l), Some(c)) = (LeadId::parse(l), ContactId::parse(c)) {
@@ -69,13 +87,24 @@ impl DynamoScoring {
     }
 
     /// Records which lead an email went to (the process function calls this when it sends).
-    pub async fn record_email_message(&self, message_id: &str, lead: LeadId, contact: ContactId) -> Result<(), StoreError> {
+    pub async fn record_email_message(
+        &self,
+        message_id: &str,
+        lead: LeadId,
+        contact: ContactId,
+    ) -> Result<(), StoreError> {
         let mut item = key(keys::email_message(message_id));
         item.insert("message_id".into(), s(message_id));
         item.insert("lead_id".into(), s(lead.to_string()));
         item.insert("contact_id".into(), s(contact.to_string()));
         item.insert("type".into(), s("email_message"));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| store_error("PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
         Ok(())
     }
 
@@ -143,7 +172,13 @@ impl DynamoScoring {
             values.insert(":v".into(), AttributeValue::N(w.expected_version.to_string()));
             "attribute_exists(pk) AND scoring.version = :v".to_owned()
         };
-        items.push(update(&self.table, keys::lead(w.lead_id), &expr, Some(&condition), values)?);
+        items.push(update(
+            &self.table,
+            keys::lead(w.lead_id),
+            &expr,
+            Some(&condition),
+            values,
+        )?);
         slots.push(Slot::Lead);
         let now = HashMap::from([(":now".to_owned(), s(sortable_time(w.now)))]);
         for id in &w.confirm {
@@ -164,7 +199,11 @@ impl DynamoScoring {
             slots.push(Slot::Interaction(ix.interaction_id));
         }
         for change in &w.outcome.changes {
-            let item = record_item(change, keys::score_history(w.lead_id, w.now, &change.model_id, sc.version), "score_change")?;
+            let item = record_item(
+                change,
+                keys::score_history(w.lead_id, w.now, &change.model_id, sc.version),
+                "score_change",
+            )?;
             items.push(put(&self.table, item, None, None)?);
             slots.push(Slot::Other);
         }
@@ -210,7 +249,11 @@ impl DynamoScoring {
 }
 
 impl ScoringStore for DynamoScoring {
-    async fn load(&self, leads: &[(LeadId, ContactId)], interactions: &[(LeadId, InteractionId)]) -> Result<Loaded, StoreError> {
+    async fn load(
+        &self,
+        leads: &[(LeadId, ContactId)],
+        interactions: &[(LeadId, InteractionId)],
+    ) -> Result<Loaded, StoreError> {
         let mut wanted = Vec::new();
         for (l, c) in leads {
             wanted.push(keys::lead(*l));
@@ -220,19 +263,30 @@ impl ScoringStore for DynamoScoring {
         let found = batch_get(&self.client, &self.table, wanted).await?;
         let mut loaded = Loaded::default();
         for (l, c) in leads {
-            let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else { continue };
+            let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
+                continue;
+            };
             let contact: Contact = from_item(contact.clone()).map_err(corrupt)?;
             let scoring: LeadScoring = match lead.get("scoring") {
                 Some(v) => from_attribute_value(v.clone()).map_err(corrupt)?,
                 None => LeadScoring::default(),
             };
-            loaded.leads.insert(*l, LeadSnapshot { lead_id: *l, contact, scoring });
+            loaded.leads.insert(
+                *l,
+                LeadSnapshot {
+                    lead_id: *l,
+                    contact,
+                    scoring,
+                },
+            );
         }
         for (l, i) in interactions {
             if let Some(item) = found.get(&keys::interaction(*l, *i)) {
                 let scored = item.contains_key("scored_at");
                 let interaction: Interaction = from_item(item.clone()).map_err(corrupt)?;
-                loaded.interactions.insert(*i, StoredInteraction { interaction, scored });
+                loaded
+                    .interactions
+                    .insert(*i, StoredInteraction { interaction, scored });
             }
         }
         Ok(loaded)
@@ -240,13 +294,19 @@ impl ScoringStore for DynamoScoring {
 
     async fn commit(&self, w: &ScoreWrite) -> Result<ScoreCommit, StoreError> {
         let (slots, items) = self.slots_and_items(w)?;
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
         let err = match result {
             Ok(_) => return Ok(ScoreCommit::Committed),
             Err(e) => e,
         };
-        let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) =
-            err.as_service_error()
+        let Some(
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),
+        ) = err.as_service_error()
         else {
             return Err(store_error("TransactWriteItems", err));
         };
@@ -260,7 +320,11 @@ impl ScoringStore for DynamoScoring {
             }
         }
         // Nothing failed a condition: a conflicting transaction on the same items; read again.
-        Ok(if scored.is_empty() { ScoreCommit::VersionConflict } else { ScoreCommit::AlreadyScored(scored) })
+        Ok(if scored.is_empty() {
+            ScoreCommit::VersionConflict
+        } else {
+            ScoreCommit::AlreadyScored(scored)
+        })
     }
 
     async fn anonymous(&self, visitor_id: &str, limit: usize) -> Result<Vec<Interaction>, StoreError> {
@@ -277,7 +341,12 @@ impl ScoringStore for DynamoScoring {
             .send()
             .await
             .map_err(|e| store_error("Query", e))?;
-        out.items.unwrap_or_default().into_iter().take(limit).map(|i| from_item(i).map_err(corrupt)).collect()
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .take(limit)
+            .map(|i| from_item(i).map_err(corrupt))
+            .collect()
     }
 }
 
@@ -292,7 +361,11 @@ pub struct DynamoScoringConfig {
 
 impl DynamoScoringConfig {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), cache: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            cache: Arc::default(),
+        }
     }
 
     pub async fn put(&self, config: &ScoringConfig) -> Result<(), StoreError> {
@@ -300,7 +373,13 @@ impl DynamoScoringConfig {
         let mut item = key(keys::scoring_config());
         item.insert("document".into(), s(serde_json::to_string(config).map_err(corrupt)?));
         item.insert("type".into(), s("scoring_config"));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| store_error("PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
@@ -323,7 +402,8 @@ impl ScoringConfigSource for DynamoScoringConfig {
             .map_err(|e| store_error("GetItem", e))?;
         let config = match out.item.as_ref().and_then(|i| str_attr(i, "document")) {
             Some(doc) => {
-                let c: ScoringConfig = serde_json::from_str(doc).map_err(|e| corrupt(format!("scoring config: {e}")))?;
+                let c: ScoringConfig =
+                    serde_json::from_str(doc).map_err(|e| corrupt(format!("scoring config: {e}")))?;
                 c.check().map_err(corrupt)?;
                 c
             }
@@ -339,7 +419,11 @@ impl ScoringConfigSource for DynamoScoringConfig {
 pub const ANONYMOUS_TTL_DAYS: i64 = 90;
 
 pub(crate) fn anonymous_item(visitor: &str, ix: &Interaction) -> Result<Item, StoreError> {
-    let mut item = record_item(ix, keys::visitor_interaction(visitor, ix.interaction_id), "anonymous_interaction")?;
+    let mut item = record_item(
+        ix,
+        keys::visitor_interaction(visitor, ix.interaction_id),
+        "anonymous_interaction",
+    )?;
     let expires: DateTime<Utc> = ix.occurred_at + chrono::Duration::days(ANONYMOUS_TTL_DAYS);
     item.insert(TTL.into(), AttributeValue::N(expires.timestamp().to_string()));
     item.insert("visitor_id".into(), s(visitor));

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::records::{InteractionId, InteractionKind, LeadId, ContactId};
+use crate::records::{ContactId, InteractionId, InteractionKind, LeadId};
 use crate::submission::FieldError;
 
 /// One SES event, reduced to what leadflow keeps.
@@ -41,7 +41,9 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 fn time_at(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
-    str_at(v, path).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    str_at(v, path)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Reads an SES event as delivered to SQS: wrapped in an SNS notification, in an EventBridge
@@ -49,23 +51,41 @@ fn time_at(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
 pub fn parse_ses(body: &str) -> Result<SesEvent, SesParseError> {
     let outer: Value = serde_json::from_str(body).map_err(|e| SesParseError::NotJson(e.to_string()))?;
     let event = if outer.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = outer.get("Message").and_then(Value::as_str).ok_or_else(|| SesParseError::NotSes("SNS notification without Message".into()))?;
+        let inner = outer
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SesParseError::NotSes("SNS notification without Message".into()))?;
         serde_json::from_str(inner).map_err(|e| SesParseError::NotJson(format!("SNS Message: {e}")))?
     } else if outer.get("source").and_then(Value::as_str) == Some("aws.ses") {
-        outer.get("detail").cloned().ok_or_else(|| SesParseError::NotSes("EventBridge event without detail".into()))?
+        outer
+            .get("detail")
+            .cloned()
+            .ok_or_else(|| SesParseError::NotSes("EventBridge event without detail".into()))?
     } else {
         outer
     };
-    let kind = str_at(&event, &["eventType"]).or_else(|| str_at(&event, &["notificationType"])).ok_or_else(|| SesParseError::NotSes("no eventType".into()))?;
-    let message_id = str_at(&event, &["mail", "messageId"]).ok_or_else(|| SesParseError::NotSes("no mail.messageId".into()))?.to_owned();
+    let kind = str_at(&event, &["eventType"])
+        .or_else(|| str_at(&event, &["notificationType"]))
+        .ok_or_else(|| SesParseError::NotSes("no eventType".into()))?;
+    let message_id = str_at(&event, &["mail", "messageId"])
+        .ok_or_else(|| SesParseError::NotSes("no mail.messageId".into()))?
+        .to_owned();
     let mail_time = time_at(&event, &["mail", "timestamp"]);
     let mut properties = Map::new();
     properties.insert("ses_message_id".into(), message_id.clone().into());
     let (kind, at, suppress, key) = match kind {
-        "Delivery" => (InteractionKind::EmailDelivered, time_at(&event, &["delivery", "timestamp"]), None, String::new()),
-        "Open" => {
-            (InteractionKind::EmailOpened, time_at(&event, &["open", "timestamp"]), None, str_at(&event, &["open", "timestamp"]).unwrap_or("").to_owned())
-        }
+        "Delivery" => (
+            InteractionKind::EmailDelivered,
+            time_at(&event, &["delivery", "timestamp"]),
+            None,
+            String::new(),
+        ),
+        "Open" => (
+            InteractionKind::EmailOpened,
+            time_at(&event, &["open", "timestamp"]),
+            None,
+            str_at(&event, &["open", "timestamp"]).unwrap_or("").to_owned(),
+        ),
         "Click" => {
             let link = str_at(&event, &["click", "link"]).unwrap_or("").to_owned();
             properties.insert("link".into(), link.clone().into());
@@ -73,7 +93,12 @@ pub fn parse_ses(body: &str) -> Result<SesEvent, SesParseError> {
                 properties.insert("link_tags".into(), tags.clone());
             }
             let ts = str_at(&event, &["click", "timestamp"]).unwrap_or("");
-            (InteractionKind::EmailClicked, time_at(&event, &["click", "timestamp"]), None, format!("{ts}#{link}"))
+            (
+                InteractionKind::EmailClicked,
+                time_at(&event, &["click", "timestamp"]),
+                None,
+                format!("{ts}#{link}"),
+            )
         }
         "Bounce" => {
             let bounce_type = str_at(&event, &["bounce", "bounceType"]).unwrap_or("Undetermined");
@@ -81,18 +106,37 @@ pub fn parse_ses(body: &str) -> Result<SesEvent, SesParseError> {
             properties.insert("bounce_type".into(), bounce_type.into());
             properties.insert("bounce_subtype".into(), sub.into());
             let suppress = (bounce_type == "Permanent").then(|| format!("bounce: {bounce_type}/{sub}"));
-            (InteractionKind::EmailBounced, time_at(&event, &["bounce", "timestamp"]), suppress, String::new())
+            (
+                InteractionKind::EmailBounced,
+                time_at(&event, &["bounce", "timestamp"]),
+                suppress,
+                String::new(),
+            )
         }
         "Complaint" => {
             let feedback = str_at(&event, &["complaint", "complaintFeedbackType"]).unwrap_or("unspecified");
             properties.insert("feedback_type".into(), feedback.into());
-            (InteractionKind::EmailComplained, time_at(&event, &["complaint", "timestamp"]), Some(format!("complaint: {feedback}")), String::new())
+            (
+                InteractionKind::EmailComplained,
+                time_at(&event, &["complaint", "timestamp"]),
+                Some(format!("complaint: {feedback}")),
+                String::new(),
+            )
         }
         other => return Ok(SesEvent::Ignored(format!("event type {other}"))),
     };
-    let occurred_at = at.or(mail_time).ok_or_else(|| SesParseError::NotSes("no timestamp".into()))?;
+    let occurred_at = at
+        .or(mail_time)
+        .ok_or_else(|| SesParseError::NotSes("no timestamp".into()))?;
     let interaction_id = InteractionId::derived(&["ses", &message_id, kind.name(), &key]);
-    Ok(SesEvent::Engagement(SesEngagement { message_id, interaction_id, kind, occurred_at, properties, suppress }))
+    Ok(SesEvent::Engagement(SesEngagement {
+        message_id,
+        interaction_id,
+        kind,
+        occurred_at,
+        properties,
+        suppress,
+    }))
 }
 
 /// Limits of `POST /events`.
@@ -114,7 +158,9 @@ pub struct Site {
 
 impl Site {
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin))
     }
 }
 
@@ -163,11 +209,18 @@ struct RawEvent {
 
 /// The site key carried in the body (sendBeacon cannot set headers).
 pub fn site_key_in(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(body).ok()?.get("site_key")?.as_str().map(str::to_owned)
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("site_key")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn valid_token(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 pub fn event_kind(name: &str) -> Option<InteractionKind> {
@@ -177,8 +230,15 @@ pub fn event_kind(name: &str) -> Option<InteractionKind> {
         "webinar_registered" => InteractionKind::WebinarRegistered,
         "webinar_attended" => InteractionKind::WebinarAttended,
         // Email and form events come from SES and intake only: a page cannot claim them.
-        "email_delivered" | "email_opened" | "email_clicked" | "email_bounced" | "email_complained" | "form_submitted" | "unsubscribed" => return None,
-        custom if custom.len() <= 40 && custom.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && !custom.is_empty() => {
+        "email_delivered" | "email_opened" | "email_clicked" | "email_bounced" | "email_complained"
+        | "form_submitted" | "unsubscribed" => return None,
+        custom
+            if custom.len() <= 40
+                && custom
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !custom.is_empty() =>
+        {
             InteractionKind::Custom(custom.to_owned())
         }
         _ => return None,
@@ -187,7 +247,8 @@ pub fn event_kind(name: &str) -> Option<InteractionKind> {
 
 /// Parses and checks a `POST /events` body. Errors come back together, one per field.
 pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<EventRequest, Vec<FieldError>> {
-    let raw: RawEvent = serde_json::from_slice(body).map_err(|e| vec![FieldError::new("_body", format!("is not a valid event: {e}"))])?;
+    let raw: RawEvent = serde_json::from_slice(body)
+        .map_err(|e| vec![FieldError::new("_body", format!("is not a valid event: {e}"))])?;
     let _ = raw.site_key;
     let mut errors = Vec::new();
     let kind = match raw.kind.as_deref() {
@@ -213,17 +274,26 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
     }
     if let Some(v) = &raw.visitor_id {
         if !valid_token(v, 64) {
-            errors.push(FieldError::new("visitor_id", "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+            errors.push(FieldError::new(
+                "visitor_id",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
         }
     }
     if let Some(v) = &raw.event_id {
         if !valid_token(v, 64) {
-            errors.push(FieldError::new("event_id", "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+            errors.push(FieldError::new(
+                "event_id",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
         }
     }
     let mut properties = raw.properties.unwrap_or_default();
     if properties.len() > MAX_EVENT_PROPERTIES {
-        errors.push(FieldError::new("properties", format!("must have at most {MAX_EVENT_PROPERTIES} entries")));
+        errors.push(FieldError::new(
+            "properties",
+            format!("must have at most {MAX_EVENT_PROPERTIES} entries"),
+        ));
     }
     for (k, v) in &properties {
         let ok = match v {
@@ -232,12 +302,18 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
             _ => false,
         };
         if !ok || k.is_empty() || k.len() > 64 {
-            errors.push(FieldError::new(format!("properties.{}", k.chars().take(64).collect::<String>()), "must be a string (at most 500 characters), number or boolean"));
+            errors.push(FieldError::new(
+                format!("properties.{}", k.chars().take(64).collect::<String>()),
+                "must be a string (at most 500 characters), number or boolean",
+            ));
         }
     }
     if let Some(url) = &raw.url {
         if url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) {
-            errors.push(FieldError::new("url", "must be an http(s) URL of at most 2048 characters"));
+            errors.push(FieldError::new(
+                "url",
+                "must be an http(s) URL of at most 2048 characters",
+            ));
         } else {
             properties.insert("url".into(), url.clone().into());
         }
@@ -245,7 +321,9 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
     let occurred_at = match raw.occurred_at.as_deref() {
         None => Some(now),
         Some(t) => match DateTime::parse_from_rfc3339(t) {
-            Ok(t) if t.with_timezone(&Utc) >= now - MAX_PAST && t.with_timezone(&Utc) <= now + MAX_FUTURE => Some(t.with_timezone(&Utc)),
+            Ok(t) if t.with_timezone(&Utc) >= now - MAX_PAST && t.with_timezone(&Utc) <= now + MAX_FUTURE => {
+                Some(t.with_timezone(&Utc))
+            }
             Ok(_) => {
                 errors.push(FieldError::new("occurred_at", "must be within the last 7 days"));
                 None
@@ -261,7 +339,10 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
         (None, Some(Ok(c)), _) => Some(Subject::Contact(c)),
         (None, None, Some(v)) => Some(Subject::Visitor(v.clone())),
         (None, None, None) => {
-            errors.push(FieldError::new("visitor_id", "is required when neither lead_id nor contact_id is given"));
+            errors.push(FieldError::new(
+                "visitor_id",
+                "is required when neither lead_id nor contact_id is given",
+            ));
             None
         }
         _ => None,
@@ -280,7 +361,14 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
         Some(e) => InteractionId::derived(&["event", &site.site_id, e]),
         None => InteractionId::generate(),
     };
-    Ok(EventRequest { interaction_id, kind, subject, visitor_id: raw.visitor_id, occurred_at, properties })
+    Ok(EventRequest {
+        interaction_id,
+        kind,
+        subject,
+        visitor_id: raw.visitor_id,
+        occurred_at,
+        properties,
+    })
 }
 
 #[cfg(test)]
@@ -289,7 +377,12 @@ mod tests {
     use serde_json::json;
 
     fn site() -> Site {
-        Site { key: "pk_demo".into(), site_id: "demo".into(), name: "Demo".into(), allowed_origins: vec!["http://localhost:3000".into()] }
+        Site {
+            key: "pk_demo".into(),
+            site_id: "demo".into(),
+            name: "Demo".into(),
+            allowed_origins: vec!["http://localhost:3000".into()],
+        }
     }
 
     #[test]
@@ -300,13 +393,17 @@ mod tests {
             "open": {"timestamp": "2026-11-02T01:02:03.000Z", "userAgent": "Mozilla", "ipAddress": "192.0.2.1"}
         });
         let sns = json!({"Type": "Notification", "MessageId": "x", "TopicArn": "arn:aws:sns:us-east-1:123:ses", "Message": ses.to_string()});
-        let SesEvent::Engagement(e) = parse_ses(&sns.to_string()).unwrap() else { panic!() };
+        let SesEvent::Engagement(e) = parse_ses(&sns.to_string()).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.kind, InteractionKind::EmailOpened);
         assert_eq!(e.message_id, "0100017-abc");
         assert_eq!(e.occurred_at.to_rfc3339(), "2026-11-02T01:02:03+00:00");
         assert!(e.suppress.is_none());
         // The same event delivered again is the same interaction.
-        let SesEvent::Engagement(again) = parse_ses(&ses.to_string()).unwrap() else { panic!() };
+        let SesEvent::Engagement(again) = parse_ses(&ses.to_string()).unwrap() else {
+            panic!()
+        };
         assert_eq!(again.interaction_id, e.interaction_id);
     }
 
@@ -314,25 +411,35 @@ mod tests {
     fn ses_bounce_and_complaint_suppress() {
         let bounce = json!({"eventType": "Bounce", "mail": {"messageId": "m1", "timestamp": "2026-11-02T00:00:00Z"},
             "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "2026-11-02T00:00:01Z", "bouncedRecipients": [{"emailAddress": "a@example.jp"}]}});
-        let SesEvent::Engagement(b) = parse_ses(&bounce.to_string()).unwrap() else { panic!() };
+        let SesEvent::Engagement(b) = parse_ses(&bounce.to_string()).unwrap() else {
+            panic!()
+        };
         assert_eq!(b.suppress.as_deref(), Some("bounce: Permanent/General"));
         let transient = json!({"eventType": "Bounce", "mail": {"messageId": "m1", "timestamp": "2026-11-02T00:00:00Z"},
             "bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull", "timestamp": "2026-11-02T00:00:01Z"}});
-        let SesEvent::Engagement(t) = parse_ses(&transient.to_string()).unwrap() else { panic!() };
+        let SesEvent::Engagement(t) = parse_ses(&transient.to_string()).unwrap() else {
+            panic!()
+        };
         assert!(t.suppress.is_none());
         let complaint = json!({"source": "aws.ses", "detail-type": "Email Complaint Received", "detail": {"eventType": "Complaint",
             "mail": {"messageId": "m2", "timestamp": "2026-11-02T00:00:00Z"}, "complaint": {"complaintFeedbackType": "abuse", "timestamp": "2026-11-02T00:00:02Z"}}});
-        let SesEvent::Engagement(c) = parse_ses(&complaint.to_string()).unwrap() else { panic!() };
+        let SesEvent::Engagement(c) = parse_ses(&complaint.to_string()).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.suppress.as_deref(), Some("complaint: abuse"));
         assert_eq!(c.kind, InteractionKind::EmailComplained);
     }
 
     #[test]
     fn ses_other_events_and_garbage() {
-        let send = json!({"eventType": "Send", "mail": {"messageId": "m", "timestamp": "2026-11-02T00:00:00Z"}, "send": {}});
+        let send =
+            json!({"eventType": "Send", "mail": {"messageId": "m", "timestamp": "2026-11-02T00:00:00Z"}, "send": {}});
         assert!(matches!(parse_ses(&send.to_string()), Ok(SesEvent::Ignored(_))));
         assert!(matches!(parse_ses("not json"), Err(SesParseError::NotJson(_))));
-        assert!(matches!(parse_ses("{\"eventType\": \"Open\"}"), Err(SesParseError::NotSes(_))));
+        assert!(matches!(
+            parse_ses("{\"eventType\": \"Open\"}"),
+            Err(SesParseError::NotSes(_))
+        ));
     }
 
     #[test]
@@ -344,7 +451,13 @@ mod tests {
         assert_eq!(e.kind, InteractionKind::PageViewed);
         assert_eq!(e.subject, Subject::Lead(lead));
         assert_eq!(e.properties["url"], "https://example.jp/pricing");
-        assert_eq!(e.interaction_id, parse_event(ok.to_string().as_bytes(), &site(), now).unwrap().interaction_id, "event ids make retries idempotent");
+        assert_eq!(
+            e.interaction_id,
+            parse_event(ok.to_string().as_bytes(), &site(), now)
+                .unwrap()
+                .interaction_id,
+            "event ids make retries idempotent"
+        );
         let anon = parse_event(br#"{"type":"seminar_booked","visitor_id":"abc"}"#, &site(), now).unwrap();
         assert_eq!(anon.subject, Subject::Visitor("abc".into()));
         assert_eq!(anon.kind, InteractionKind::Custom("seminar_booked".into()));
@@ -352,7 +465,11 @@ mod tests {
         let bad = json!({"type": "email_opened", "lead_id": "nope", "url": "javascript:x", "occurred_at": "2020-01-01T00:00:00Z", "properties": {"a": {"deep": 1}}});
         let errs = parse_event(bad.to_string().as_bytes(), &site(), now).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["type", "lead_id", "properties.a", "url", "occurred_at"], "{errs:?}");
+        assert_eq!(
+            fields,
+            ["type", "lead_id", "properties.a", "url", "occurred_at"],
+            "{errs:?}"
+        );
         let errs = parse_event(br#"{"type":"page_view"}"#, &site(), now).unwrap_err();
         assert_eq!(errs[0].field, "visitor_id");
         assert!(parse_event(br#"{"type":"page_view","visitor_id":"a","extra":1}"#, &site(), now).is_err());
@@ -361,25 +478,48 @@ mod tests {
 
 /// What the events API needs from the record store.
 pub trait EventStore: Send + Sync {
-    fn contact_of_lead(&self, lead: LeadId) -> impl std::future::Future<Output = Result<Option<ContactId>, crate::ports::StoreError>> + Send;
+    fn contact_of_lead(
+        &self,
+        lead: LeadId,
+    ) -> impl std::future::Future<Output = Result<Option<ContactId>, crate::ports::StoreError>> + Send;
     /// The contact's most recently created lead.
-    fn latest_lead(&self, contact: ContactId) -> impl std::future::Future<Output = Result<Option<LeadId>, crate::ports::StoreError>> + Send;
-    fn visitor_link(&self, visitor: &str) -> impl std::future::Future<Output = Result<Option<(LeadId, ContactId)>, crate::ports::StoreError>> + Send;
+    fn latest_lead(
+        &self,
+        contact: ContactId,
+    ) -> impl std::future::Future<Output = Result<Option<LeadId>, crate::ports::StoreError>> + Send;
+    fn visitor_link(
+        &self,
+        visitor: &str,
+    ) -> impl std::future::Future<Output = Result<Option<(LeadId, ContactId)>, crate::ports::StoreError>> + Send;
     /// Stores an interaction of a lead (with its outbox entry); `false` if it exists already.
-    fn put_interaction(&self, ix: &crate::records::Interaction) -> impl std::future::Future<Output = Result<bool, crate::ports::StoreError>> + Send;
+    fn put_interaction(
+        &self,
+        ix: &crate::records::Interaction,
+    ) -> impl std::future::Future<Output = Result<bool, crate::ports::StoreError>> + Send;
     /// Stores an anonymous interaction under its visitor; `false` if it exists already.
-    fn put_anonymous(&self, visitor: &str, ix: &crate::records::Interaction) -> impl std::future::Future<Output = Result<bool, crate::ports::StoreError>> + Send;
+    fn put_anonymous(
+        &self,
+        visitor: &str,
+        ix: &crate::records::Interaction,
+    ) -> impl std::future::Future<Output = Result<bool, crate::ports::StoreError>> + Send;
 }
 
 /// Site keys.
 pub trait SiteCatalog: Send + Sync {
-    fn site(&self, key: &str) -> impl std::future::Future<Output = Result<Option<std::sync::Arc<Site>>, crate::ports::StoreError>> + Send;
+    fn site(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<Option<std::sync::Arc<Site>>, crate::ports::StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {
     /// Stored against a lead and queued for scoring (`queued` false: the outbox sends it later).
-    Recorded { interaction_id: InteractionId, lead_id: LeadId, queued: bool },
+    Recorded {
+        interaction_id: InteractionId,
+        lead_id: LeadId,
+        queued: bool,
+    },
     /// Stored under the visitor until they identify themselves with a form.
     Anonymous { interaction_id: InteractionId },
     /// The same event (same `event_id`) was recorded before.
@@ -411,9 +551,13 @@ pub async fn record_event(
         return match &req.subject {
             // Unlinked ids are nil until a form submission links the visitor to a lead.
             Subject::Visitor(v) => Ok(if store.put_anonymous(v, &ix).await? {
-                EventOutcome::Anonymous { interaction_id: ix.interaction_id }
+                EventOutcome::Anonymous {
+                    interaction_id: ix.interaction_id,
+                }
             } else {
-                EventOutcome::Duplicate { interaction_id: ix.interaction_id }
+                EventOutcome::Duplicate {
+                    interaction_id: ix.interaction_id,
+                }
             }),
             _ => Ok(EventOutcome::UnknownSubject),
         };
@@ -421,14 +565,23 @@ pub async fn record_event(
     ix.lead_id = lead_id;
     ix.contact_id = contact_id;
     if !store.put_interaction(&ix).await? {
-        return Ok(EventOutcome::Duplicate { interaction_id: ix.interaction_id });
+        return Ok(EventOutcome::Duplicate {
+            interaction_id: ix.interaction_id,
+        });
     }
-    let queued = match queue.publish(&crate::message::InteractionMessage::for_interaction(&ix)).await {
+    let queued = match queue
+        .publish(&crate::message::InteractionMessage::for_interaction(&ix))
+        .await
+    {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(interaction_id = %ix.interaction_id, error = %e, "event not queued; left in the outbox");
             false
         }
     };
-    Ok(EventOutcome::Recorded { interaction_id: ix.interaction_id, lead_id, queued })
+    Ok(EventOutcome::Recorded {
+        interaction_id: ix.interaction_id,
+        lead_id,
+        queued,
+    })
 }

@@ -75,11 +75,18 @@ pub enum ScoreCommit {
 
 pub trait ScoringStore: Send + Sync {
     /// One round trip: the leads with their contacts, and the named stored interactions.
-    fn load(&self, leads: &[(LeadId, ContactId)], interactions: &[(LeadId, InteractionId)])
-        -> impl Future<Output = Result<Loaded, StoreError>> + Send;
+    fn load(
+        &self,
+        leads: &[(LeadId, ContactId)],
+        interactions: &[(LeadId, InteractionId)],
+    ) -> impl Future<Output = Result<Loaded, StoreError>> + Send;
     fn commit(&self, write: &ScoreWrite) -> impl Future<Output = Result<ScoreCommit, StoreError>> + Send;
     /// A visitor's anonymous interactions not yet linked to a lead, oldest first.
-    fn anonymous(&self, visitor_id: &str, limit: usize) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
+    fn anonymous(
+        &self,
+        visitor_id: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
 }
 
 pub trait ScoringConfigSource: Send + Sync {
@@ -90,9 +97,18 @@ pub trait ScoringConfigSource: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
     /// A stored interaction to score (from intake or the events API).
-    Stored { message_id: String, lead_id: LeadId, contact_id: ContactId, interaction_id: InteractionId },
+    Stored {
+        message_id: String,
+        lead_id: LeadId,
+        contact_id: ContactId,
+        interaction_id: InteractionId,
+    },
     /// An interaction that arrives with its message (SES events): stored and scored at once.
-    Arriving { message_id: String, interaction: Interaction, suppress: Option<Suppression> },
+    Arriving {
+        message_id: String,
+        interaction: Interaction,
+        suppress: Option<Suppression>,
+    },
 }
 
 impl Work {
@@ -103,7 +119,9 @@ impl Work {
     }
     fn lead(&self) -> (LeadId, ContactId) {
         match self {
-            Work::Stored { lead_id, contact_id, .. } => (*lead_id, *contact_id),
+            Work::Stored {
+                lead_id, contact_id, ..
+            } => (*lead_id, *contact_id),
             Work::Arriving { interaction, .. } => (interaction.lead_id, interaction.contact_id),
         }
     }
@@ -130,7 +148,12 @@ struct GroupReport {
 }
 
 /// Scores a batch: one load for all leads, then one atomic write per lead, leads in parallel.
-pub async fn score_batch<S: ScoringStore>(store: &S, config: &ScoringConfig, work: Vec<Work>, now: DateTime<Utc>) -> BatchReport {
+pub async fn score_batch<S: ScoringStore>(
+    store: &S,
+    config: &ScoringConfig,
+    work: Vec<Work>,
+    now: DateTime<Utc>,
+) -> BatchReport {
     let mut groups: BTreeMap<LeadId, (ContactId, Vec<Work>)> = BTreeMap::new();
     for w in work {
         let (lead, contact) = w.lead();
@@ -142,7 +165,11 @@ pub async fn score_batch<S: ScoringStore>(store: &S, config: &ScoringConfig, wor
         .values()
         .flat_map(|(_, ws)| ws.iter())
         .filter_map(|w| match w {
-            Work::Stored { lead_id, interaction_id, .. } => Some((*lead_id, *interaction_id)),
+            Work::Stored {
+                lead_id,
+                interaction_id,
+                ..
+            } => Some((*lead_id, *interaction_id)),
             Work::Arriving { .. } => None,
         })
         .collect();
@@ -150,7 +177,11 @@ pub async fn score_batch<S: ScoringStore>(store: &S, config: &ScoringConfig, wor
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "could not load the batch; every message goes back to the queue");
-            report.failed = groups.into_values().flat_map(|(_, ws)| ws).map(|w| w.message_id().to_owned()).collect();
+            report.failed = groups
+                .into_values()
+                .flat_map(|(_, ws)| ws)
+                .map(|w| w.message_id().to_owned())
+                .collect();
             return report;
         }
     };
@@ -224,7 +255,11 @@ async fn score_lead<S: ScoringStore>(
                     }
                     None => {}
                 },
-                Work::Arriving { interaction, suppress: s, .. } => {
+                Work::Arriving {
+                    interaction,
+                    suppress: s,
+                    ..
+                } => {
                     if !done.contains(&interaction.interaction_id) {
                         create.push(interaction.clone());
                     }
@@ -243,7 +278,10 @@ async fn score_lead<S: ScoringStore>(
                 a.contact_id = snapshot.contact.contact_id;
                 create.push(a);
             }
-            link = Some(VisitorLink { visitor_id: visitor_id.clone(), moved });
+            link = Some(VisitorLink {
+                visitor_id: visitor_id.clone(),
+                moved,
+            });
         }
         if confirm.is_empty() && create.is_empty() && suppress.is_none() {
             report.duplicates = works.len() - report.dropped;
@@ -254,7 +292,11 @@ async fn score_lead<S: ScoringStore>(
             .chain(create.iter())
             .map(|i| Input {
                 interaction_id: i.interaction_id,
-                event: Event { kind: i.kind.name(), occurred_at: i.occurred_at, properties: &i.properties },
+                event: Event {
+                    kind: i.kind.name(),
+                    occurred_at: i.occurred_at,
+                    properties: &i.properties,
+                },
             })
             .collect();
         let mut kinds: Vec<&str> = inputs.iter().map(|i| i.event.kind).collect();
@@ -299,7 +341,9 @@ async fn score_lead<S: ScoringStore>(
             }
         }
     }
-    Err(StoreError::Unavailable(format!("lead {lead_id}: still conflicting after {MAX_ATTEMPTS} attempts")))
+    Err(StoreError::Unavailable(format!(
+        "lead {lead_id}: still conflicting after {MAX_ATTEMPTS} attempts"
+    )))
 }
 
 /// Re-scores one lead with nothing new: ageing, or a changed model. `None` when nothing changed.

@@ -1,0 +1,616 @@
+//! Scoring end to end: intake → SQS → the real scoring handler → stored score and
+//! explanation; SES engagement; the events API; exactly-once under duplicates and races.
+
+use chrono::{DateTime, Duration, Utc};
+use leadflow_domain::records::{ContactId, LeadId};
+use leadflow_domain::scoring::ScoringConfig;
+use leadflow_tests::{s, TestEnv};
+use serde_json::{json, Value};
+
+const SITE_KEY: &str = "pk_demo_site_2026";
+
+async fn submit(env: &TestEnv, body: Value) -> (String, String) {
+    let r = env.post_json("demo", &body, &[]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (
+        r.body["lead_id"].as_str().unwrap().to_owned(),
+        r.body["contact_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn ses(event_type: &str, message_id: &str, detail: Value) -> String {
+    let mut event = json!({
+        "eventType": event_type,
+        "mail": {"timestamp": Utc::now().to_rfc3339(), "source": "news@example.jp", "messageId": message_id,
+                  "destination": ["someone@example.jp"], "tags": {"ses:configuration-set": ["leadflow-nurture"]}}
+    });
+    let key = event_type.to_lowercase();
+    event[key] = detail;
+    // As SNS delivers it to SQS (no raw message delivery).
+    json!({"Type": "Notification", "MessageId": uuid::Uuid::new_v4().to_string(), "TopicArn": "arn:aws:sns:us-east-1:123456789012:engagement",
+           "Message": event.to_string(), "Timestamp": Utc::now().to_rfc3339()})
+    .to_string()
+}
+
+fn open(message_id: &str, n: u32) -> String {
+    let at = (Utc::now() - Duration::minutes(i64::from(n))).to_rfc3339();
+    ses(
+        "Open",
+        message_id,
+        json!({"timestamp": at, "userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"}),
+    )
+}
+
+fn click(message_id: &str, link: &str) -> String {
+    ses(
+        "Click",
+        message_id,
+        json!({"timestamp": Utc::now().to_rfc3339(), "link": link, "linkTags": {}, "ipAddress": "192.0.2.1", "userAgent": "Mozilla/5.0"}),
+    )
+}
+
+async fn record_email(env: &TestEnv, message_id: &str, lead: &str, contact: &str) {
+    env.scoring
+        .store
+        .record_email_message(
+            message_id,
+            LeadId::parse(lead).unwrap(),
+            ContactId::parse(contact).unwrap(),
+        )
+        .await
+        .unwrap();
+    env.requests.take();
+}
+
+fn explanation_sum(scoring: &Value, model: &str) -> i64 {
+    scoring["scores"][model]["explanation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["points"].as_i64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn worked_example_end_to_end_fit_30_plus_opens_and_clicks_10_is_40_warm() {
+    let env = TestEnv::new().await;
+    // SPEC's worked example counts opens and clicks only, so this model gives a form submission nothing.
+    let mut config = ScoringConfig::defaults();
+    config.models[0]
+        .behaviour_rules
+        .iter_mut()
+        .find(|r| r.id == "form_submitted")
+        .unwrap()
+        .points = 0;
+    env.stack.scoring_config().unwrap().put(&config).await.unwrap();
+
+    let (lead, contact) = submit(
+        &env,
+        json!({"email": "worked@example.jp", "last_name": "例", "industry": "IT", "employees": "300"}),
+    )
+    .await;
+    env.run_scoring().await;
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(
+        (sc["total"].as_i64(), sc["band"].as_str()),
+        (Some(30), Some("warm")),
+        "{sc}"
+    );
+
+    record_email(&env, "msg-1", &lead, &contact).await;
+    record_email(&env, "msg-2", &lead, &contact).await;
+    for body in [
+        open("msg-1", 1),
+        open("msg-1", 2),
+        open("msg-2", 3),
+        open("msg-2", 4),
+        click("msg-1", "https://example.jp/a"),
+        click("msg-2", "https://example.jp/b"),
+    ] {
+        env.send_raw("EngagementQueue", &body).await;
+    }
+    let polled = env.run_scoring().await;
+    assert_eq!((polled.received, polled.failed), (6, 0));
+    let sc = env.scoring_of(&lead).await;
+    let score = &sc["scores"]["default"];
+    assert_eq!(
+        (
+            score["fit"].as_i64(),
+            score["behaviour"].as_i64(),
+            score["total"].as_i64()
+        ),
+        (Some(30), Some(10), Some(40)),
+        "{score}"
+    );
+    assert_eq!(score["band"], "warm");
+    assert_eq!(score["grade"], "B");
+    assert_eq!(explanation_sum(&sc, "default"), 40);
+    let lines: Vec<(String, i64)> = score["explanation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["points"].as_i64() != Some(0))
+        .map(|l| (l["rule"].as_str().unwrap().to_owned(), l["points"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("industry_it".to_owned(), 15),
+            ("employees_100_500".to_owned(), 15),
+            ("email_opened".to_owned(), 4),
+            ("email_clicked".to_owned(), 6)
+        ]
+    );
+
+    // History: the first score and the change to 40 (six events in one batch: one write).
+    let history: Vec<_> = env
+        .items_of("score_change")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "pk") == format!("LEAD#{lead}"))
+        .collect();
+    let mut totals: Vec<i64> = history
+        .iter()
+        .map(|h| h["to_total"].as_n().unwrap().parse().unwrap())
+        .collect();
+    totals.sort();
+    assert_eq!(totals, [30, 40]);
+    // Every interaction was confirmed: scored, and out of the outbox.
+    for ix in env.items_of("interaction").await {
+        assert!(ix.contains_key("scored_at"), "{ix:?}");
+        assert!(!ix.contains_key("due_pk"));
+    }
+}
+
+#[tokio::test]
+async fn default_model_hot_lead_is_sales_ready_and_due_for_the_process() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "hot@example.jp", "last_name": "熱", "industry": "IT", "employees": "100-500", "job_title": "情報システム部 部長"})).await;
+    env.run_scoring().await;
+    let sc = env.scoring_of(&lead).await;
+    // 15 + 15 + 15 fit, + 5 for the form.
+    assert_eq!(
+        (sc["total"].as_i64(), sc["band"].as_str(), sc["sales_ready"].as_bool()),
+        (Some(50), Some("hot"), Some(true)),
+        "{sc}"
+    );
+    assert!(sc["sales_ready_at"].is_string());
+    assert_eq!(explanation_sum(&sc, "default"), 50);
+    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    assert!(
+        s(&item, "due_pk").starts_with("DUE#"),
+        "the process function sees it next"
+    );
+    assert_eq!(s(&item, "band"), "hot");
+    let rescore = env.item(&format!("LEAD#{lead}"), "RESCORE").await.unwrap();
+    assert!(s(&rescore, "due_pk").starts_with("RESCORE#"));
+}
+
+fn sqs_event(messages: &[(&str, &str)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body, "attributes": {}, "messageAttributes": {},
+                                  "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}))
+        .collect();
+    json!({"Records": records})
+}
+
+#[tokio::test]
+async fn the_same_interaction_delivered_twice_or_in_two_batches_at_once_scores_once() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "dup@example.jp", "last_name": "重複"})).await;
+    let msgs = env.drain_queue().await;
+    let body = msgs[0].to_string();
+    // Two batches at once, each carrying the same message, plus a third with it twice.
+    let (a, b) = futures::join!(
+        env.scoring.handle(sqs_event(&[("m1", &body)])),
+        env.scoring.handle(sqs_event(&[("m2", &body)]))
+    );
+    let c = env.scoring.handle(sqs_event(&[("m3", &body), ("m4", &body)])).await;
+    for r in [a, b, c] {
+        assert_eq!(r.unwrap()["batchItemFailures"], json!([]));
+    }
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(sc["total"].as_i64(), Some(5), "one form submission, scored once: {sc}");
+    assert_eq!(sc["ledgers"]["default"]["buckets"][0]["count"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn concurrent_batches_on_one_lead_never_lose_points() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "race@example.jp", "last_name": "競"})).await;
+    env.run_scoring().await; // scored once already, so the race is between two updates
+    for i in 0..6 {
+        let r = env
+            .send(
+                "POST",
+                "/events",
+                &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
+                json!({"type": "download", "lead_id": lead, "event_id": format!("dl-{i}")})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let bodies: Vec<String> = env.drain_queue().await.iter().map(Value::to_string).collect();
+    assert_eq!(bodies.len(), 6);
+    let first: Vec<(String, &str)> = bodies[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("a{i}"), b.as_str()))
+        .collect();
+    let second: Vec<(String, &str)> = bodies[3..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("b{i}"), b.as_str()))
+        .collect();
+    let first: Vec<(&str, &str)> = first.iter().map(|(i, b)| (i.as_str(), *b)).collect();
+    let second: Vec<(&str, &str)> = second.iter().map(|(i, b)| (i.as_str(), *b)).collect();
+    let (a, b) = futures::join!(
+        env.scoring.handle(sqs_event(&first)),
+        env.scoring.handle(sqs_event(&second))
+    );
+    assert_eq!(a.unwrap()["batchItemFailures"], json!([]));
+    assert_eq!(b.unwrap()["batchItemFailures"], json!([]));
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(sc["total"].as_i64(), Some(5 + 6 * 5), "{sc}");
+    assert_eq!(explanation_sum(&sc, "default"), 35);
+}
+
+#[tokio::test]
+async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "poison@example.jp", "last_name": "毒"})).await;
+    let good = env.drain_queue().await[0].to_string();
+    let unknown_version = json!({"schema": "leadflow.interaction.v9", "lead_id": lead}).to_string();
+    let r = env
+        .scoring
+        .handle(sqs_event(&[
+            ("bad-1", "not json at all"),
+            ("good", &good),
+            ("bad-2", &unknown_version),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        r["batchItemFailures"],
+        json!([{"itemIdentifier": "bad-1"}, {"itemIdentifier": "bad-2"}])
+    );
+    assert_eq!(
+        env.scoring_of(&lead).await["total"].as_i64(),
+        Some(5),
+        "the good message in the batch was scored"
+    );
+
+    // Through the real queues: retried until the redrive policy moves them to the DLQ.
+    env.send_raw("ScoringQueue", "not json at all").await;
+    env.send_raw("ScoringQueue", &unknown_version).await;
+    env.run_scoring().await;
+    assert_eq!(env.depth("ScoringQueue").await, 0);
+    assert_eq!(env.depth("ScoringDeadLetterQueue").await, 2);
+}
+
+#[tokio::test]
+async fn ses_bounces_and_complaints_suppress_opens_and_clicks_score_unknown_ids_drop() {
+    let env = TestEnv::new().await;
+    let (lead_a, contact_a) = submit(&env, json!({"email": "bounce@example.jp", "last_name": "跳"})).await;
+    let (lead_b, contact_b) = submit(&env, json!({"email": "complain@example.jp", "last_name": "苦"})).await;
+    let (lead_c, contact_c) = submit(&env, json!({"email": "transient@example.jp", "last_name": "一時"})).await;
+    env.run_scoring().await;
+    record_email(&env, "m-a", &lead_a, &contact_a).await;
+    record_email(&env, "m-b", &lead_b, &contact_b).await;
+    record_email(&env, "m-c", &lead_c, &contact_c).await;
+    let at = Utc::now().to_rfc3339();
+    env.send_raw("EngagementQueue", &ses("Bounce", "m-a", json!({"bounceType": "Permanent", "bounceSubType": "General", "timestamp": at, "bouncedRecipients": [{"emailAddress": "bounce@example.jp"}], "feedbackId": "f"}))).await;
+    env.send_raw("EngagementQueue", &ses("Complaint", "m-b", json!({"complaintFeedbackType": "abuse", "timestamp": at, "complainedRecipients": [{"emailAddress": "complain@example.jp"}], "feedbackId": "g"}))).await;
+    env.send_raw("EngagementQueue", &ses("Bounce", "m-c", json!({"bounceType": "Transient", "bounceSubType": "MailboxFull", "timestamp": at, "bouncedRecipients": []}))).await;
+    env.send_raw(
+        "EngagementQueue",
+        &ses(
+            "Delivery",
+            "m-c",
+            json!({"timestamp": at, "recipients": ["transient@example.jp"]}),
+        ),
+    )
+    .await;
+    let the_open = open("m-c", 1);
+    env.send_raw("EngagementQueue", &the_open).await;
+    env.send_raw("EngagementQueue", &open("unknown-message", 1)).await;
+    let polled = env.run_scoring().await;
+    assert_eq!(
+        (polled.received, polled.failed),
+        (6, 0),
+        "an unknown message id is dropped, not retried"
+    );
+    assert_eq!(
+        env.depth("EngagementQueue").await + env.depth("EngagementDeadLetterQueue").await,
+        0
+    );
+
+    let env = &env;
+    let contact = |id: String| async move { env.item(&format!("CONTACT#{id}"), "CONTACT").await.unwrap() };
+    let a = contact(contact_a).await;
+    assert_eq!(
+        a["suppressed"].as_m().unwrap()["reason"].as_s().unwrap(),
+        "bounce: Permanent/General"
+    );
+    let b = contact(contact_b).await;
+    assert_eq!(
+        b["suppressed"].as_m().unwrap()["reason"].as_s().unwrap(),
+        "complaint: abuse"
+    );
+    let c = contact(contact_c).await;
+    assert!(!c.contains_key("suppressed"), "a transient bounce does not suppress");
+    assert_eq!(
+        env.scoring_of(&lead_c).await["total"].as_i64(),
+        Some(5 + 1),
+        "the open scored"
+    );
+    let kinds: Vec<String> = env.items_of("interaction").await.iter().map(|i| s(i, "kind")).collect();
+    for k in ["email_bounced", "email_complained", "email_delivered", "email_opened"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} stored: {kinds:?}");
+    }
+    // The same SES event delivered again changes nothing.
+    env.send_raw("EngagementQueue", &the_open).await;
+    env.run_scoring().await;
+    assert_eq!(env.scoring_of(&lead_c).await["total"].as_i64(), Some(6));
+}
+
+async fn event(env: &TestEnv, headers: &[(&str, &str)], body: &[u8]) -> leadflow_tests::Reply {
+    env.send("POST", "/events", headers, body).await
+}
+
+#[tokio::test]
+async fn events_api_rejects_bad_events_and_stores_nothing() {
+    let env = TestEnv::new().await;
+    let json_ct = ("content-type", "application/json");
+    let key = ("x-leadflow-site-key", SITE_KEY);
+    let ok = json!({"type": "page_view", "visitor_id": "v-1"}).to_string();
+    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        (vec![json_ct], ok.clone().into_bytes(), 401, "site_key_required"),
+        (
+            vec![json_ct, ("x-leadflow-site-key", "pk_nope")],
+            ok.clone().into_bytes(),
+            401,
+            "unknown_site_key",
+        ),
+        (
+            vec![json_ct, key, ("origin", "https://evil.example")],
+            ok.clone().into_bytes(),
+            403,
+            "origin_not_allowed",
+        ),
+        (vec![json_ct, key], b"{not json".to_vec(), 400, "malformed_body"),
+        (
+            vec![("content-type", "application/xml"), key],
+            ok.clone().into_bytes(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            vec![json_ct, key],
+            json!({"type": "email_opened", "visitor_id": "v-1"})
+                .to_string()
+                .into_bytes(),
+            422,
+            "validation_failed",
+        ),
+        (
+            vec![json_ct, key],
+            json!({"type": "page_view"}).to_string().into_bytes(),
+            422,
+            "validation_failed",
+        ),
+        (
+            vec![json_ct, key],
+            json!({"type": "page_view", "visitor_id": "v 1"})
+                .to_string()
+                .into_bytes(),
+            422,
+            "validation_failed",
+        ),
+        (
+            vec![json_ct, key],
+            json!({"type": "page_view", "lead_id": uuid::Uuid::now_v7().to_string()})
+                .to_string()
+                .into_bytes(),
+            404,
+            "unknown_lead",
+        ),
+        (
+            vec![json_ct, key],
+            json!({"type": "page_view", "visitor_id": "v", "url": "x".repeat(9000)})
+                .to_string()
+                .into_bytes(),
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (headers, body, status, code) in cases {
+        let r = event(&env, &headers, &body).await;
+        assert_eq!((r.status, r.body["error"].as_str()), (status, Some(code)), "{}", r.body);
+    }
+    assert!(env.items().await.is_empty(), "nothing stored");
+    assert!(env.drain_queue().await.is_empty());
+    let pre = env
+        .send("OPTIONS", "/events", &[("origin", "http://localhost:3000")], b"")
+        .await;
+    assert_eq!(pre.status, 204);
+    // sendBeacon: text/plain with the key in the body.
+    let beacon = json!({"type": "page_view", "visitor_id": "v-1", "site_key": SITE_KEY}).to_string();
+    let r = event(&env, &[("content-type", "text/plain;charset=UTF-8")], beacon.as_bytes()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (202, Some("anonymous")));
+}
+
+#[tokio::test]
+async fn anonymous_visits_are_linked_and_scored_when_the_visitor_submits_a_form() {
+    let env = TestEnv::new().await;
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-leadflow-site-key", SITE_KEY),
+        ("origin", "http://localhost:3000"),
+    ];
+    for i in 0..3 {
+        let body = json!({"type": "page_view", "visitor_id": "vis-42", "url": format!("https://example.jp/p{i}"), "event_id": format!("pv-{i}")});
+        let r = event(&env, &headers, body.to_string().as_bytes()).await;
+        assert_eq!(
+            (r.status, r.body["status"].as_str()),
+            (202, Some("anonymous")),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    }
+    let again = event(
+        &env,
+        &headers,
+        json!({"type": "page_view", "visitor_id": "vis-42", "event_id": "pv-0"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(again.body["status"], "duplicate");
+    assert!(env.drain_queue().await.is_empty(), "anonymous events wait for a link");
+
+    let (lead, _) = submit(
+        &env,
+        json!({"email": "visitor@example.jp", "last_name": "訪問", "visitor_id": "vis-42"}),
+    )
+    .await;
+    env.run_scoring().await;
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(
+        sc["total"].as_i64(),
+        Some(5 + 3),
+        "the form and three earlier page views: {sc}"
+    );
+    let on_lead = env
+        .items_of("interaction")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "lead_id") == lead)
+        .count();
+    assert_eq!(on_lead, 4);
+    let anon = env.items_of("anonymous_interaction").await;
+    assert!(anon.iter().all(|a| s(a, "linked_lead") == lead));
+    // From now on the visitor's events go straight to the lead.
+    let later = event(
+        &env,
+        &headers,
+        json!({"type": "page_view", "visitor_id": "vis-42"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (later.body["status"].as_str(), later.body["lead_id"].as_str()),
+        (Some("recorded"), Some(lead.as_str()))
+    );
+    env.run_scoring().await;
+    assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(9));
+}
+
+fn in_91_days() -> DateTime<Utc> {
+    Utc::now() + Duration::days(91)
+}
+
+#[tokio::test]
+async fn rescoring_ages_behaviour_and_applies_model_changes_walking_only_scored_leads() {
+    let mut env = TestEnv::new().await;
+    let (lead, _) = submit(
+        &env,
+        json!({"email": "age@example.jp", "last_name": "古", "industry": "IT"}),
+    )
+    .await;
+    env.run_scoring().await;
+    assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(20));
+    let nothing_due = env.scoring.rescore("due").await.unwrap();
+    assert_eq!((nothing_due.examined, nothing_due.rescored), (0, 0));
+
+    env.scoring.clock = in_91_days;
+    let aged = env.scoring.rescore("due").await.unwrap();
+    assert_eq!((aged.examined, aged.rescored), (1, 1));
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(
+        sc["total"].as_i64(),
+        Some(15),
+        "the form's 5 points aged out after 90 days: {sc}"
+    );
+    let reasons: Vec<String> = env
+        .items_of("score_change")
+        .await
+        .iter()
+        .map(|h| s(h, "reason"))
+        .collect();
+    assert!(reasons.iter().any(|r| r == "behaviour aged"), "{reasons:?}");
+
+    // A new model version: only leads scored by the old one are re-scored.
+    let mut v2 = ScoringConfig::defaults();
+    v2.models[0].version = 2;
+    v2.models[0]
+        .fit_rules
+        .iter_mut()
+        .find(|r| r.id == "industry_it")
+        .unwrap()
+        .points = 25;
+    env.stack.scoring_config().unwrap().put(&v2).await.unwrap();
+    env.scoring = env.stack.scoring().unwrap();
+    let changed = env.scoring.rescore("stale").await.unwrap();
+    assert_eq!((changed.examined, changed.rescored), (1, 1));
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(
+        (sc["total"].as_i64(), sc["scores"]["default"]["model_version"].as_u64()),
+        (Some(25), Some(2))
+    );
+    let again = env.scoring.rescore("stale").await.unwrap();
+    assert_eq!(again.rescored, 0, "nothing stale is left");
+}
+
+#[tokio::test]
+async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
+    let env = TestEnv::new().await;
+    let mut leads = Vec::new();
+    for i in 0..3 {
+        leads.push(
+            submit(
+                &env,
+                json!({"email": format!("batch{i}@example.jp"), "last_name": "束"}),
+            )
+            .await
+            .0,
+        );
+    }
+    for i in 0..7 {
+        let lead = &leads[i % 3];
+        let r = env
+            .send(
+                "POST",
+                "/events",
+                &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
+                json!({"type": "download", "lead_id": lead}).to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    let bodies: Vec<String> = env.drain_queue().await.iter().map(Value::to_string).collect();
+    assert_eq!(bodies.len(), 10);
+    let ids: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    let msgs: Vec<(&str, &str)> = ids.iter().zip(&bodies).map(|(i, b)| (i.as_str(), b.as_str())).collect();
+    env.requests.take();
+    let r = env.scoring.handle(sqs_event(&msgs)).await.unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    let mut ops = env.requests.take();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "BatchGetItem",
+            "GetItem",
+            "TransactWriteItems",
+            "TransactWriteItems",
+            "TransactWriteItems"
+        ],
+        "GetItem: the scoring configuration, once per container"
+    );
+}
