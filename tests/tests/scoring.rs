@@ -367,7 +367,9 @@ async fn events_api_rejects_bad_events_and_stores_nothing() {
     let json_ct = ("content-type", "application/json");
     let key = ("x-leadflow-site-key", SITE_KEY);
     let ok = json!({"type": "page_view", "visitor_id": "v-1"}).to_string();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // (headers, body, expected status, expected error code)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![json_ct], ok.clone().into_bytes(), 401, "site_key_required"),
         (
             vec![json_ct, ("x-leadflow-site-key", "pk_nope")],

@@ -350,13 +350,15 @@ impl ScoringStore for DynamoScoring {
     }
 }
 
+type CachedConfig = (Instant, Arc<ScoringConfig>);
+
 /// Scoring configuration from the config table (`SCORING`/`CONFIG`), cached per container;
 /// the built-in default (SPEC's model) when none is stored.
 #[derive(Clone)]
 pub struct DynamoScoringConfig {
     client: Client,
     table: String,
-    cache: Arc<Mutex<Option<(Instant, Arc<ScoringConfig>)>>>,
+    cache: Arc<Mutex<Option<CachedConfig>>>,
 }
 
 impl DynamoScoringConfig {

@@ -43,7 +43,7 @@ fn pattern_matches(text: &str, pattern: &str) -> bool {
     if p.is_empty() {
         return false;
     }
-    if p.chars().all(|c| c.is_ascii()) {
+    if p.is_ascii() {
         word_match(text, &p)
     } else {
         text.contains(&p)
