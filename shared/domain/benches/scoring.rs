@@ -11,8 +11,15 @@ use leadflow_domain::scoring::engine::Event;
 use leadflow_domain::scoring::lead::{rescore, Input, LeadScoring};
 use leadflow_domain::scoring::ScoringConfig;
 
-const KINDS: [&str; 7] =
-    ["email_opened", "email_clicked", "form_submitted", "content_downloaded", "webinar_registered", "webinar_attended", "page_viewed"];
+const KINDS: [&str; 7] = [
+    "email_opened",
+    "email_clicked",
+    "form_submitted",
+    "content_downloaded",
+    "webinar_registered",
+    "webinar_attended",
+    "page_viewed",
+];
 
 fn bench(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
@@ -38,7 +45,11 @@ fn bench(c: &mut Criterion) {
     let history: Vec<Input<'_>> = (0..60)
         .map(|i| Input {
             interaction_id: InteractionId::generate(),
-            event: Event { kind: KINDS[i % KINDS.len()], occurred_at: now - Duration::days(i as i64), properties: &props },
+            event: Event {
+                kind: KINDS[i % KINDS.len()],
+                occurred_at: now - Duration::days(i as i64),
+                properties: &props,
+            },
         })
         .collect();
     let state = rescore(&config, &contact, &LeadScoring::default(), &history, "history", now).scoring;
@@ -46,19 +57,45 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("scoring");
     group.throughput(Throughput::Elements(1));
     group.bench_function("one interaction on a lead with 60 days of history", |b| {
-        let one = [Input { interaction_id: InteractionId::generate(), event: Event { kind: "email_clicked", occurred_at: now, properties: &props } }];
-        b.iter_batched(|| state.clone(), |s| black_box(rescore(&config, &contact, &s, &one, "bench", now)), BatchSize::SmallInput)
+        let one = [Input {
+            interaction_id: InteractionId::generate(),
+            event: Event {
+                kind: "email_clicked",
+                occurred_at: now,
+                properties: &props,
+            },
+        }];
+        b.iter_batched(
+            || state.clone(),
+            |s| black_box(rescore(&config, &contact, &s, &one, "bench", now)),
+            BatchSize::SmallInput,
+        )
     });
     group.throughput(Throughput::Elements(10));
     group.bench_function("a batch of 10 interactions for one lead", |b| {
         let ten: Vec<Input<'_>> = (0..10)
-            .map(|i| Input { interaction_id: InteractionId::generate(), event: Event { kind: KINDS[i % KINDS.len()], occurred_at: now, properties: &props } })
+            .map(|i| Input {
+                interaction_id: InteractionId::generate(),
+                event: Event {
+                    kind: KINDS[i % KINDS.len()],
+                    occurred_at: now,
+                    properties: &props,
+                },
+            })
             .collect();
-        b.iter_batched(|| state.clone(), |s| black_box(rescore(&config, &contact, &s, &ten, "bench", now)), BatchSize::SmallInput)
+        b.iter_batched(
+            || state.clone(),
+            |s| black_box(rescore(&config, &contact, &s, &ten, "bench", now)),
+            BatchSize::SmallInput,
+        )
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("re-score (ageing) a lead with 60 days of history", |b| {
-        b.iter_batched(|| state.clone(), |s| black_box(rescore(&config, &contact, &s, &[], "ageing", now + Duration::days(1))), BatchSize::SmallInput)
+        b.iter_batched(
+            || state.clone(),
+            |s| black_box(rescore(&config, &contact, &s, &[], "ageing", now + Duration::days(1))),
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 }
