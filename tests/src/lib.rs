@@ -90,9 +90,14 @@ impl TestEnv {
                     .interceptor(requests.clone())
                     .build(),
             ),
+            sesv2: aws_sdk_sesv2::Client::from_conf(
+                aws_sdk_sesv2::config::Builder::from(&sdk)
+                    .interceptor(requests.clone())
+                    .build(),
+            ),
         };
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let stack = Stack::stand_up_with(clients, &prefix)
+        let stack = Stack::stand_up_with(clients, &prefix, "https://leadflow.test")
             .await
             .expect("stand up the stack from template.yaml");
         let intake = stack.intake().unwrap();

@@ -5,6 +5,7 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
+use crate::unsubscribe::Unsubscriber;
 use leadflow_domain::engagement::{
     parse_event, record_event, site_key_in, EventOutcome, EventStore, SiteCatalog, MAX_EVENT_BYTES,
 };
@@ -21,7 +22,9 @@ fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
     }
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: InteractionQueue> Intake<C, T, S, Q> {
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber, Q: InteractionQueue>
+    Intake<C, T, S, Q>
+{
     pub(crate) async fn events(&self, req: Request) -> Response<Body> {
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
         match *req.method() {

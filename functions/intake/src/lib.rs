@@ -26,6 +26,7 @@ use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub mod events;
+pub mod unsubscribe;
 
 pub struct Intake<C, T, S, Q> {
     pub forms: C,
@@ -33,6 +34,8 @@ pub struct Intake<C, T, S, Q> {
     pub sites: T,
     pub service: IntakeService<S, Q>,
     pub clock: fn() -> DateTime<Utc>,
+    /// The secret unsubscribe tokens are signed with (from the deployment).
+    pub unsubscribe_secret: Option<Vec<u8>>,
 }
 
 pub type AwsIntake = Intake<DynamoForms, DynamoSites, DynamoStore, SqsQueue>;
@@ -47,6 +50,7 @@ impl AwsIntake {
                 SqsQueue::new(clients.sqs.clone(), &settings.scoring_queue_url),
             ),
             clock: Utc::now,
+            unsubscribe_secret: settings.unsubscribe_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         }
     }
 }
@@ -136,7 +140,9 @@ fn receipt_body(r: &Receipt) -> Value {
     serde_json::to_value(r).unwrap_or_else(|_| json!({}))
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: InteractionQueue> Intake<C, T, S, Q> {
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + unsubscribe::Unsubscriber, Q: InteractionQueue>
+    Intake<C, T, S, Q>
+{
     /// The Lambda handler. Never returns `Err`: every failure is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
         let response = self.route(req).await;
@@ -147,6 +153,9 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore, Q: Interaction
     async fn route(&self, req: Request) -> Response<Body> {
         if req.raw_http_path().trim_end_matches('/').ends_with("/events") {
             return self.events(req).await;
+        }
+        if req.raw_http_path().trim_end_matches('/').ends_with("/unsubscribe") {
+            return self.unsubscribe(req).await;
         }
         let Some(form_id) = form_id_of(&req) else {
             return error(

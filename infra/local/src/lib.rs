@@ -13,11 +13,14 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::config::Credentials;
 use leadflow_aws::config::{Clients, SdkConfig};
+use leadflow_aws::docs::DynamoDocs;
 use leadflow_aws::forms::{DynamoForms, DynamoSites};
 use leadflow_aws::scoring::DynamoScoringConfig;
 use leadflow_aws::Settings;
 use leadflow_domain::engagement::Site;
 use leadflow_domain::form::FormDefinition;
+use leadflow_domain::process::handoff::RoutingConfig;
+use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::scoring::ScoringConfig;
 
 pub use emulator::{workspace_root, Emulator};
@@ -70,6 +73,18 @@ pub fn read_json_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<(
         .collect()
 }
 
+/// One JSON document; errors name the file and line.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LocalError> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| LocalError::Config {
+        path: path.display().to_string(),
+        message: format!("line {}: {e}", e.line()),
+    })
+}
+
+/// The unsubscribe key of a local run (a deployment passes its own, NoEcho).
+pub const LOCAL_UNSUBSCRIBE_SECRET: &str = "local-development-only-unsubscribe-secret";
+
 /// The forms in a directory of JSON files, checked. Errors name the file and line.
 pub fn read_forms(dir: &Path) -> Result<Vec<FormDefinition>, LocalError> {
     read_json_dir::<FormDefinition>(dir)?
@@ -92,15 +107,22 @@ pub struct Stack {
 
 impl Stack {
     /// Creates every resource of `template.yaml` (names prefixed) and loads `config/forms`.
-    pub async fn stand_up(endpoint: &str, prefix: &str) -> Result<Self, LocalError> {
-        Self::stand_up_with(Clients::new(&sdk_config(endpoint).await), prefix).await
+    pub async fn stand_up(endpoint: &str, prefix: &str, public_url: &str) -> Result<Self, LocalError> {
+        Self::stand_up_with(Clients::new(&sdk_config(endpoint).await), prefix, public_url).await
     }
 
     /// As [`Stack::stand_up`], with clients the caller built (tests count their requests).
-    pub async fn stand_up_with(clients: Clients, prefix: &str) -> Result<Self, LocalError> {
+    pub async fn stand_up_with(clients: Clients, prefix: &str, public_url: &str) -> Result<Self, LocalError> {
         let root = workspace_root();
-        let template = Template::load(&root.join("template.yaml"))?;
-        let provisioned = template.provision(prefix, &clients.dynamodb, &clients.sqs).await?;
+        let mut template = Template::load(&root.join("template.yaml"))?;
+        // Parameters a deployment supplies; here, values fit for one machine.
+        template
+            .overrides
+            .insert("UnsubscribeSecret".into(), LOCAL_UNSUBSCRIBE_SECRET.into());
+        template.overrides.insert("PublicBaseUrl".into(), public_url.into());
+        let provisioned = template
+            .provision(prefix, &clients.dynamodb, &clients.sqs, &clients.sesv2)
+            .await?;
         let stack = Stack {
             template,
             provisioned,
@@ -131,6 +153,25 @@ impl Stack {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+        let docs = stack.docs()?;
+        let path = root.join("config/nurture.json");
+        let nurture: NurtureConfig = read_json(&path)?;
+        nurture.check().map_err(|e| LocalError::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        docs.put("nurture", &nurture)
+            .await
+            .map_err(|e| LocalError::Other(e.to_string()))?;
+        let path = root.join("config/routing.json");
+        let routing: RoutingConfig = read_json(&path)?;
+        routing.check().map_err(|message| LocalError::Config {
+            path: path.display().to_string(),
+            message,
+        })?;
+        docs.put("routing", &routing)
+            .await
+            .map_err(|e| LocalError::Other(e.to_string()))?;
         Ok(stack)
     }
 
@@ -145,6 +186,19 @@ impl Stack {
             self.clients.dynamodb.clone(),
             self.settings("IntakeFunction")?.config_table,
         ))
+    }
+
+    pub fn docs(&self) -> Result<DynamoDocs, LocalError> {
+        Ok(DynamoDocs::new(
+            self.clients.dynamodb.clone(),
+            self.settings("IntakeFunction")?.config_table,
+        ))
+    }
+
+    pub fn process(&self) -> Result<process::Process, LocalError> {
+        let env = self.template.function_env("ProcessFunction", &self.provisioned)?;
+        let settings = process::ProcessSettings::from_lookup(|k| env.get(k).cloned()).map_err(LocalError::Other)?;
+        Ok(process::Process::new(&self.clients, &settings))
     }
 
     pub fn sites(&self) -> Result<DynamoSites, LocalError> {

@@ -20,7 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = arg("--port", 3000);
     let emulator_port = arg("--emulator-port", 4566);
     let emulator = Emulator::start_on(emulator_port)?;
-    let stack = Stack::stand_up(&emulator.endpoint, "leadflow-").await?;
+    let public_url = format!("http://127.0.0.1:{port}");
+    let stack = Stack::stand_up(&emulator.endpoint, "leadflow-", &public_url).await?;
     let front = Arc::new(server::Front {
         routes: stack.template.http_routes(),
         intake: stack.intake()?,

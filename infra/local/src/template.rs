@@ -29,6 +29,8 @@ fn shape(msg: impl Into<String>) -> TemplateError {
 
 /// The parsed template.
 pub struct Template {
+    /// Values for parameters, over their defaults (a local run's secret, its public URL).
+    pub overrides: BTreeMap<String, String>,
     resources: Mapping,
     parameters: Mapping,
     globals_env: Mapping,
@@ -46,6 +48,8 @@ pub struct QueueInfo {
 pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, QueueInfo>,
+    /// `!Ref` values of other resources (SES identities and configuration sets).
+    pub others: BTreeMap<String, String>,
 }
 
 /// An SQS event source mapping of a function, as the template declares it.
@@ -99,6 +103,7 @@ impl Template {
             .cloned()
             .unwrap_or_default();
         Ok(Template {
+            overrides: BTreeMap::new(),
             resources,
             parameters,
             globals_env,
@@ -203,6 +208,9 @@ impl Template {
                 if let Some(q) = p.queues.get(name) {
                     return Ok(q.url.clone());
                 }
+                if let Some(v) = p.others.get(name).or_else(|| self.overrides.get(name)) {
+                    return Ok(v.clone());
+                }
                 if let Some(param) = get(&self.parameters, name) {
                     return param
                         .get("Default")
@@ -257,8 +265,21 @@ impl Template {
         prefix: &str,
         ddb: &aws_sdk_dynamodb::Client,
         sqs: &aws_sdk_sqs::Client,
+        sesv2: &aws_sdk_sesv2::Client,
     ) -> Result<Provisioned, TemplateError> {
         let mut p = Provisioned::default();
+        for (id, _) in self.of_type("AWS::SES::ConfigurationSet") {
+            p.others.insert(id.clone(), format!("{prefix}{id}"));
+        }
+        for (id, props) in self.of_type("AWS::SES::EmailIdentity") {
+            let identity = self.resolve(
+                get(&props, "EmailIdentity").ok_or_else(|| shape("EmailIdentity needs EmailIdentity"))?,
+                &p,
+            )?;
+            // Idempotent: one emulator may hold several stacks sending from the same identity.
+            let _ = sesv2.create_email_identity().email_identity(&identity).send().await;
+            p.others.insert(id, identity);
+        }
         for (id, props) in self.of_type("AWS::DynamoDB::Table") {
             let name = format!("{prefix}{id}");
             create_table(&name, &props, ddb).await?;

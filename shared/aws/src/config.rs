@@ -12,6 +12,8 @@ pub struct Settings {
     pub config_table: String,
     /// The scoring queue's URL.
     pub scoring_queue_url: String,
+    /// The key unsubscribe links are signed with; unsubscribe routes answer 503 without it.
+    pub unsubscribe_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,7 @@ impl Settings {
             table: var("TABLE_NAME")?,
             config_table: var("CONFIG_TABLE_NAME")?,
             scoring_queue_url: var("SCORING_QUEUE_URL")?,
+            unsubscribe_secret: lookup("UNSUBSCRIBE_SECRET").filter(|v| !v.is_empty()),
         })
     }
 }
@@ -57,6 +60,7 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sesv2: aws_sdk_sesv2::Client,
 }
 
 impl Clients {
@@ -64,6 +68,7 @@ impl Clients {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            sesv2: aws_sdk_sesv2::Client::new(config),
         }
     }
 }

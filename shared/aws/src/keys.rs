@@ -98,6 +98,27 @@ pub fn visitor_link(visitor: &str) -> (String, String) {
 pub fn email_message(message_id: &str) -> (String, String) {
     (format!("SESMSG#{message_id}"), "SESMSG".into())
 }
+pub fn stage_history(lead: LeadId, at: DateTime<Utc>, n: usize) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("STAGE#{}#{n:02}", sortable_time(at)))
+}
+pub fn send_ledger(lead: LeadId, key: &str) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("SEND#{key}"))
+}
+pub fn task(lead: LeadId, task_id: &str) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("TASK#{task_id}"))
+}
+pub fn task_due(at: DateTime<Utc>, lead: LeadId, task_id: &str) -> (String, String) {
+    (
+        format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)),
+        format!("{}#TASK#{lead}#{task_id}", sortable_time(at)),
+    )
+}
+pub fn activity(lead: LeadId, at: DateTime<Utc>) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("ACT#{}", sortable_time(at)))
+}
+pub fn round_robin(pool: &str) -> (String, String) {
+    (format!("ROUNDROBIN#{pool}"), "ROUNDROBIN".into())
+}
 pub fn site(key: &str) -> (String, String) {
     (format!("SITE#{key}"), "SITE".into())
 }

@@ -2,12 +2,15 @@
 //! the domain never sees an AWS type.
 
 pub mod config;
+pub mod docs;
 pub mod dynamo;
 pub mod events;
 pub mod forms;
 pub mod item;
 pub mod keys;
+pub mod process;
 pub mod scoring;
+pub mod ses;
 pub mod sqs;
 
 pub use config::Settings;

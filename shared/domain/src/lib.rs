@@ -10,6 +10,7 @@ pub mod message;
 pub mod normalize;
 pub mod outbox;
 pub mod ports;
+pub mod process;
 pub mod records;
 pub mod scoring;
 pub mod submission;

@@ -1,0 +1,109 @@
+//! `GET /unsubscribe?token=…` shows a confirmation page (Japanese and English); `POST` is the
+//! RFC 8058 one-click unsubscribe (and the page's button). Both take effect at once and are
+//! idempotent; a forged or altered token gets a 400 and changes nothing.
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use leadflow_domain::engagement::{EventStore, SiteCatalog};
+use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue};
+use leadflow_domain::process::unsubscribe::verify;
+
+use crate::Intake;
+
+/// Records an unsubscription; implemented by the records table.
+pub trait Unsubscriber: Send + Sync {
+    fn unsubscribe(
+        &self,
+        contact: leadflow_domain::records::ContactId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> impl std::future::Future<Output = Result<bool, leadflow_domain::ports::StoreError>> + Send;
+}
+
+impl Unsubscriber for leadflow_aws::dynamo::DynamoStore {
+    async fn unsubscribe(
+        &self,
+        contact: leadflow_domain::records::ContactId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, leadflow_domain::ports::StoreError> {
+        leadflow_aws::process::unsubscribe(self.client(), self.table(), contact, at).await
+    }
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body>{body}</body></html>"
+    );
+    let mut r = Response::new(Body::Text(html));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber, Q: InteractionQueue>
+    Intake<C, T, S, Q>
+{
+    pub(crate) async fn unsubscribe(&self, req: Request) -> Response<Body> {
+        let Some(secret) = &self.unsubscribe_secret else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "<p>配信停止は現在ご利用いただけません。/ Unsubscribing is not available right now.</p>",
+            );
+        };
+        let token = req
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("token").map(str::to_owned))
+            .or_else(|| {
+                let body = std::str::from_utf8(req.body().as_ref()).ok()?.to_owned();
+                body.split('&')
+                    .find_map(|p| p.strip_prefix("token=").map(|t| percent_decode(t)))
+            })
+            .unwrap_or_default();
+        let Some(contact) = verify(secret, &token) else {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "無効なリンク / Invalid link",
+                "<h1>無効なリンクです / This link is not valid</h1><p>配信停止リンクが正しくありません。メール内のリンクをそのままお使いください。<br>The unsubscribe link is not valid. Please use the link from the email as it is.</p>",
+            );
+        };
+        match *req.method() {
+            Method::GET | Method::HEAD => page(
+                StatusCode::OK,
+                "配信停止の確認 / Confirm unsubscribe",
+                &format!(
+                    "<h1>メール配信の停止 / Unsubscribe</h1><p>今後のご案内メールの配信を停止します。よろしいですか?<br>You will no longer receive our emails. Continue?</p>\
+<form method=\"post\" action=\"?token={}\"><button type=\"submit\">配信を停止する / Unsubscribe</button></form>",
+                    escape(&token)
+                ),
+            ),
+            Method::POST => match self.service.store.unsubscribe(contact, (self.clock)()).await {
+                Ok(_) => {
+                    tracing::info!(contact_id = %contact, "unsubscribed");
+                    page(StatusCode::OK, "配信を停止しました / Unsubscribed", "<h1>配信を停止しました / You are unsubscribed</h1><p>今後、ご案内メールはお送りしません。<br>You will not receive further emails from us.</p>")
+                }
+                Err(e) => crate::store_failure(&e),
+            },
+            _ => page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "<p>GET or POST</p>"),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}

@@ -1,0 +1,83 @@
+//! Sending email with SES v2: raw MIME, the configuration set (engagement events), a tag
+//! naming the lead.
+
+use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
+use aws_sdk_sesv2::Client;
+
+pub use aws_sdk_sesv2::Client as SesClient;
+
+use leadflow_domain::process::run::{MailError, Mailer};
+use leadflow_domain::records::LeadId;
+
+#[derive(Clone)]
+pub struct SesMailer {
+    client: Client,
+    from: String,
+    configuration_set: Option<String>,
+}
+
+impl SesMailer {
+    pub fn new(client: Client, from: impl Into<String>, configuration_set: Option<String>) -> Self {
+        Self {
+            client,
+            from: from.into(),
+            configuration_set,
+        }
+    }
+}
+
+impl Mailer for SesMailer {
+    async fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> Result<String, MailError> {
+        let content = EmailContent::builder()
+            .raw(
+                RawMessage::builder()
+                    .data(Blob::new(raw))
+                    .build()
+                    .map_err(|e| MailError::Rejected(e.to_string()))?,
+            )
+            .build();
+        let tag = MessageTag::builder()
+            .name("lead_id")
+            .value(lead.to_string())
+            .build()
+            .map_err(|e| MailError::Rejected(e.to_string()))?;
+        // The SDK retries throttling and 5xx with backoff; what still fails is reported here.
+        let result = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(content)
+            .set_configuration_set_name(self.configuration_set.clone())
+            .email_tags(tag)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .message_id
+                .ok_or_else(|| MailError::Unavailable("SES returned no message id".into())),
+            Err(e) => {
+                let text = DisplayErrorContext(&e).to_string();
+                Err(match e.code() {
+                    Some(
+                        "TooManyRequestsException"
+                        | "LimitExceededException"
+                        | "SendingPausedException"
+                        | "Throttling"
+                        | "ThrottlingException",
+                    ) => MailError::Throttled(text),
+                    Some(
+                        "MessageRejected"
+                        | "MailFromDomainNotVerifiedException"
+                        | "BadRequestException"
+                        | "NotFoundException"
+                        | "AccountSuspendedException",
+                    ) => MailError::Rejected(text),
+                    _ => MailError::Unavailable(text),
+                })
+            }
+        }
+    }
+}

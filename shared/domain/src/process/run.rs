@@ -1,0 +1,511 @@
+//! One scheduled run of the process: the leads and tasks that are due, within a time budget,
+//! safe when two runs overlap (a lease per lead; a ledger claim per email).
+
+use std::future::Future;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::handoff::{new_task, sla, RoutingConfig, Sla, Task, TaskStatus};
+use super::nurture::{mime, recent_sends, render, NurtureConfig, RenderedEmail};
+use super::plan::{after_send, plan, LeadView, NurtureState};
+use super::stage::StageChange;
+use super::unsubscribe;
+use crate::ports::StoreError;
+use crate::records::{ContactId, LeadId, LeadStatus, Stage};
+use crate::scoring::AttributeMaps;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DueItem {
+    Lead(LeadId),
+    Task(LeadId, String),
+}
+
+/// What a run writes back for a lead, releasing its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadSave {
+    pub lead_id: LeadId,
+    pub run_id: String,
+    pub stage: Stage,
+    pub status: LeadStatus,
+    pub moves: Vec<StageChange>,
+    pub nurture: NurtureState,
+    pub owner: Option<String>,
+    pub task: Option<Task>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours to send.
+    Claimed,
+    /// Claimed before (sent, or a crash between claim and send: not sent again).
+    AlreadyClaimed,
+    /// The contact's send record changed meanwhile (another lead of theirs was emailed).
+    ContactBusy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// The account's send rate or quota: stop sending this run.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// SES refused this message (bad address…): do not retry it.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub trait ProcessStore: Send + Sync {
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<Vec<DueItem>, StoreError>> + Send;
+    /// Takes the lead for this run until `until`; `None` if another run holds it or it is gone.
+    fn lease(
+        &self,
+        lead: LeadId,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
+    fn save(&self, save: &LeadSave) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Claims an email in the ledger (once per lead and key, ever), with the contact's new
+    /// send record (guarded by its version) for nurture emails.
+    fn claim(
+        &self,
+        lead: LeadId,
+        key: &str,
+        contact: Option<(ContactId, u64, Vec<DateTime<Utc>>)>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// The email went out: its SES message id, for engagement events.
+    fn sent(
+        &self,
+        lead: LeadId,
+        contact: ContactId,
+        key: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it.
+    fn release(&self, lead: LeadId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn round_robin(&self, pool: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// A task, with the lead's last sales activity and what the owner email needs.
+    fn task(
+        &self,
+        lead: LeadId,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Option<(Task, Option<DateTime<Utc>>)>, StoreError>> + Send;
+    fn save_task(
+        &self,
+        task: &Task,
+        next_check: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+pub trait Mailer: Send + Sync {
+    /// Sends a raw MIME message; returns SES's message id.
+    fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> impl Future<Output = Result<String, MailError>> + Send;
+}
+
+pub struct RunConfig<'a> {
+    pub nurture: &'a NurtureConfig,
+    pub routing: &'a RoutingConfig,
+    pub maps: &'a AttributeMaps,
+    pub unsubscribe_secret: &'a [u8],
+    /// The public base URL of the API (`https://…`), for unsubscribe links.
+    pub public_url: &'a str,
+    pub run_id: &'a str,
+    pub now: DateTime<Utc>,
+    /// Stop taking new leads after this (below the Lambda timeout).
+    pub deadline: Instant,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub due: usize,
+    pub leads: usize,
+    pub moves: usize,
+    pub emails: usize,
+    pub handoffs: usize,
+    pub reminders: usize,
+    pub escalations: usize,
+    pub held: usize,
+    pub busy: usize,
+    pub failed: usize,
+    /// Sending stopped for this run (SES throttling); the leads stay due.
+    pub throttled: bool,
+    /// The time budget ran out; the next run carries on.
+    pub out_of_time: bool,
+}
+
+pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId) -> String {
+    format!(
+        "{}/unsubscribe?token={}",
+        cfg.public_url.trim_end_matches('/'),
+        unsubscribe::token(cfg.unsubscribe_secret, contact)
+    )
+}
+
+fn owner_email(
+    cfg: &RunConfig<'_>,
+    kind: &str,
+    view_line: &str,
+    task: &Task,
+    lead_url: &str,
+    explanation: &str,
+) -> RenderedEmail {
+    let subject = match kind {
+        "handoff" => format!("[leadflow] {}: {view_line}", task.subject),
+        "reminder" => format!("[leadflow] Reminder — not yet followed: {view_line}"),
+        _ => format!("[leadflow] Escalation — hot lead not followed: {view_line}"),
+    };
+    let text = format!(
+        "{}\n\nLead: {view_line}\nTask: {} (due {})\nOwner: {}\n\nScore:\n{explanation}\n\nOpen the lead: {lead_url}\n",
+        match kind {
+            "handoff" => "A hot lead has been assigned to you.",
+            "reminder" => "This hot lead has had no activity since it was assigned.",
+            _ => "This hot lead is past its due date with no activity.",
+        },
+        task.subject,
+        task.due_at.to_rfc3339(),
+        task.owner
+    );
+    let html = format!(
+        "<pre>{}</pre><p><a href=\"{lead_url}\">Open the lead</a></p>",
+        text.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    let _ = cfg;
+    RenderedEmail { subject, html, text }
+}
+
+fn explain(view: &LeadView) -> String {
+    let mut s: String = view
+        .explanation
+        .iter()
+        .map(|l| format!("  {:+} {} ({})\n", l.points, l.rule, l.detail))
+        .collect();
+    s.push_str(&format!(
+        "  = {} ({})",
+        view.total,
+        view.band.as_deref().unwrap_or("unscored")
+    ));
+    s
+}
+
+fn describe(view: &LeadView) -> String {
+    let f = &view.contact.fields;
+    let name = format!(
+        "{}{}",
+        f.last_name.as_deref().unwrap_or(""),
+        f.first_name.as_deref().unwrap_or("")
+    );
+    format!(
+        "{} / {} ({})",
+        if name.is_empty() { "—" } else { &name },
+        f.company.as_deref().unwrap_or("—"),
+        view.lead.lead_id
+    )
+}
+
+/// Sends a transactional email to an owner or manager, once per key.
+async fn send_once(
+    store: &impl ProcessStore,
+    mailer: &impl Mailer,
+    cfg: &RunConfig<'_>,
+    lead: LeadId,
+    contact: ContactId,
+    key: &str,
+    to: (&str, &str),
+    email: &RenderedEmail,
+) -> Result<bool, MailError> {
+    match store
+        .claim(lead, key, None, cfg.now)
+        .await
+        .map_err(|e| MailError::Unavailable(e.to_string()))?
+    {
+        Claim::Claimed => {}
+        _ => return Ok(false),
+    }
+    let raw = mime(
+        cfg.nurture,
+        to.0,
+        to.1,
+        email,
+        &cfg.nurture.footer.privacy_url,
+        &format!("{key}.{lead}@leadflow"),
+    )
+    .map_err(MailError::Rejected)?;
+    match mailer.send(raw, to.0, lead).await {
+        Ok(id) => {
+            store
+                .sent(lead, contact, key, &id)
+                .await
+                .map_err(|e| MailError::Unavailable(e.to_string()))?;
+            Ok(true)
+        }
+        Err(e @ (MailError::Throttled(_) | MailError::Unavailable(_))) => {
+            let _ = store.release(lead, key).await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn run(
+    store: &impl ProcessStore,
+    mailer: &impl Mailer,
+    cfg: &RunConfig<'_>,
+) -> Result<RunReport, StoreError> {
+    let mut report = RunReport::default();
+    let due = store.due(cfg.now, cfg.limit).await?;
+    report.due = due.len();
+    for item in due {
+        if Instant::now() >= cfg.deadline {
+            report.out_of_time = true;
+            break;
+        }
+        let result = match item {
+            DueItem::Lead(lead) => process_lead(store, mailer, cfg, lead, &mut report).await,
+            DueItem::Task(lead, task) => process_task(store, mailer, cfg, lead, &task, &mut report).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "process: a due item failed; it stays due");
+            report.failed += 1;
+        }
+    }
+    Ok(report)
+}
+
+async fn process_lead(
+    store: &impl ProcessStore,
+    mailer: &impl Mailer,
+    cfg: &RunConfig<'_>,
+    lead_id: LeadId,
+    report: &mut RunReport,
+) -> Result<(), StoreError> {
+    let until = cfg.now + chrono::Duration::minutes(5);
+    let Some(view) = store.lease(lead_id, cfg.run_id, cfg.now, until).await? else {
+        report.busy += 1;
+        return Ok(());
+    };
+    report.leads += 1;
+    let p = plan(&view, cfg.nurture, cfg.now);
+    report.moves += p.moves.len();
+    let mut nurture = p.nurture.clone();
+    let mut next_due = p.next_due;
+    if p.held.is_some() {
+        report.held += 1;
+    }
+    if let (Some(email), false) = (&p.email, report.throttled) {
+        let contact = &view.contact;
+        let mut sends = recent_sends(&view.contact_sends, cfg.nurture.frequency_cap, cfg.now);
+        sends.push(cfg.now);
+        match store
+            .claim(
+                lead_id,
+                &email.key,
+                Some((contact.contact_id, view.contact_send_seq, sends)),
+                cfg.now,
+            )
+            .await?
+        {
+            Claim::Claimed => {
+                let url = unsubscribe_url(cfg, contact.contact_id);
+                let to = contact
+                    .email
+                    .as_ref()
+                    .map(|e| e.as_str().to_owned())
+                    .unwrap_or_default();
+                let sent =
+                    match render(cfg.nurture, &email.template, contact, &view.lead, &email.band, &url).and_then(|r| {
+                        mime(
+                            cfg.nurture,
+                            &to,
+                            &super::nurture::salutation(contact),
+                            &r,
+                            &url,
+                            &format!("{}.{lead_id}@leadflow", email.key.replace(':', ".")),
+                        )
+                    }) {
+                        Ok(raw) => mailer.send(raw, &to, lead_id).await,
+                        Err(e) => Err(MailError::Rejected(format!("render: {e}"))),
+                    };
+                match sent {
+                    Ok(message_id) => {
+                        store.sent(lead_id, contact.contact_id, &email.key, &message_id).await?;
+                        report.emails += 1;
+                        nurture = after_send(nurture, email, cfg.now);
+                        next_due = Some(cfg.now); // the next step's time is worked out on the next run
+                    }
+                    Err(MailError::Rejected(why)) => {
+                        // Kept claimed: this step is not retried for this lead.
+                        tracing::warn!(lead_id = %lead_id, why, "nurture email rejected");
+                        nurture = after_send(nurture, email, cfg.now);
+                        next_due = Some(cfg.now);
+                    }
+                    Err(e) => {
+                        store.release(lead_id, &email.key).await?;
+                        if matches!(e, MailError::Throttled(_)) {
+                            report.throttled = true;
+                        }
+                        next_due = Some(cfg.now + chrono::Duration::minutes(5));
+                    }
+                }
+            }
+            Claim::AlreadyClaimed => {
+                nurture = after_send(nurture, email, cfg.now);
+                next_due = Some(cfg.now);
+            }
+            Claim::ContactBusy => next_due = Some(cfg.now),
+        }
+    } else if p.email.is_some() {
+        next_due = Some(cfg.now + chrono::Duration::minutes(5));
+    }
+    let mut owner = view.owner.clone();
+    let mut task = None;
+    if p.handoff {
+        let routed = cfg
+            .routing
+            .route(&view.contact, &view.lead, cfg.maps)
+            .map(|(o, _)| o.clone());
+        let chosen = match routed {
+            Some(o) => Some(o),
+            None => {
+                let n = store.round_robin("default").await?;
+                cfg.routing.round_robin(n).cloned()
+            }
+        };
+        if let Some(o) = chosen {
+            let t = new_task(cfg.routing, &o, lead_id, cfg.now);
+            let url = cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string());
+            let email = owner_email(cfg, "handoff", &describe(&view), &t, &url, &explain(&view));
+            match send_once(
+                store,
+                mailer,
+                cfg,
+                lead_id,
+                view.contact.contact_id,
+                &format!("handoff:{}", t.task_id),
+                (&o.email, &o.name),
+                &email,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(e) => tracing::warn!(lead_id = %lead_id, error = %e, "owner email not sent"),
+            }
+            owner = Some(o.id.clone());
+            task = Some(t);
+            report.handoffs += 1;
+        }
+    }
+    store
+        .save(&LeadSave {
+            lead_id,
+            run_id: cfg.run_id.to_owned(),
+            stage: p.stage,
+            status: p.status,
+            moves: p.moves,
+            nurture,
+            owner,
+            task,
+            next_due,
+            now: cfg.now,
+        })
+        .await
+}
+
+async fn process_task(
+    store: &impl ProcessStore,
+    mailer: &impl Mailer,
+    cfg: &RunConfig<'_>,
+    lead_id: LeadId,
+    task_id: &str,
+    report: &mut RunReport,
+) -> Result<(), StoreError> {
+    let Some((mut task, last_activity)) = store.task(lead_id, task_id).await? else {
+        return Ok(());
+    };
+    let Some(owner) = cfg.routing.owner(&task.owner).cloned() else {
+        return Ok(());
+    };
+    let url = cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string());
+    let line = format!("lead {lead_id}");
+    let nil = ContactId(uuid::Uuid::nil());
+    match sla(cfg.routing, &task, last_activity, cfg.now) {
+        Sla::Done => {
+            task.status = TaskStatus::Done;
+            store.save_task(&task, None).await?;
+        }
+        Sla::Remind => {
+            let email = owner_email(cfg, "reminder", &line, &task, &url, "");
+            match send_once(
+                store,
+                mailer,
+                cfg,
+                lead_id,
+                nil,
+                &format!("reminder:{task_id}"),
+                (&owner.email, &owner.name),
+                &email,
+            )
+            .await
+            {
+                Ok(_) => {
+                    report.reminders += 1;
+                    task.reminded_at = Some(cfg.now);
+                }
+                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(e) => tracing::warn!(error = %e, "reminder not sent"),
+            }
+            let next = match sla(cfg.routing, &task, last_activity, cfg.now) {
+                Sla::Wait(at) => at,
+                _ => Some(cfg.now + chrono::Duration::minutes(5)),
+            };
+            store.save_task(&task, next).await?;
+        }
+        Sla::Escalate => {
+            let manager = owner
+                .manager
+                .as_deref()
+                .and_then(|m| cfg.routing.owner(m))
+                .cloned()
+                .unwrap_or(owner.clone());
+            let email = owner_email(cfg, "escalation", &line, &task, &url, "");
+            match send_once(
+                store,
+                mailer,
+                cfg,
+                lead_id,
+                nil,
+                &format!("escalation:{task_id}"),
+                (&manager.email, &manager.name),
+                &email,
+            )
+            .await
+            {
+                Ok(_) => {
+                    report.escalations += 1;
+                    task.escalated_at = Some(cfg.now);
+                }
+                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(e) => tracing::warn!(error = %e, "escalation not sent"),
+            }
+            store
+                .save_task(
+                    &task,
+                    if task.escalated_at.is_some() {
+                        None
+                    } else {
+                        Some(cfg.now + chrono::Duration::minutes(5))
+                    },
+                )
+                .await?;
+        }
+        Sla::Wait(at) => store.save_task(&task, at).await?,
+    }
+    Ok(())
+}
