@@ -6,3 +6,6 @@ pub mod plan;
 pub mod run;
 pub mod stage;
 pub mod unsubscribe;
+
+#[cfg(test)]
+mod tests;

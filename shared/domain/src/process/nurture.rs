@@ -85,6 +85,14 @@ impl SendWindow {
 pub struct FrequencyCap {
     pub max_emails: u32,
     pub per_days: u32,
+    /// At least this long between two nurture emails to one lead (a rule email and the
+    /// program's next step never land in the same inbox on the same day).
+    #[serde(default = "default_gap")]
+    pub min_hours_between: u32,
+}
+
+fn default_gap() -> u32 {
+    24
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,14 +244,28 @@ pub fn render(
 ) -> Result<RenderedEmail, String> {
     let env = config.environment()?;
     let f = &contact.fields;
-    let ctx = minijinja::context! {
-        salutation => salutation(contact),
-        last_name => f.last_name, first_name => f.first_name, company => f.company, job_title => f.job_title,
-        industry => f.industry, country => f.country,
-        campaign => lead.campaign, form_id => lead.form_id, band => band,
-        unsubscribe_url => unsubscribe_url, privacy_url => config.footer.privacy_url,
-        sender => config.footer.sender,
+    // Only values that exist: a missing one is undefined, so `default(...)` applies and it
+    // renders empty otherwise, never as "None".
+    let mut ctx = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            ctx.insert(k.to_owned(), v.into());
+        }
     };
+    put("last_name", f.last_name.as_deref());
+    put("first_name", f.first_name.as_deref());
+    put("company", f.company.as_deref());
+    put("job_title", f.job_title.as_deref());
+    put("industry", f.industry.as_deref());
+    put("country", f.country.as_deref());
+    put("campaign", lead.campaign.as_deref());
+    put("form_id", Some(&lead.form_id));
+    put("band", Some(band));
+    put("unsubscribe_url", Some(unsubscribe_url));
+    put("privacy_url", Some(&config.footer.privacy_url));
+    put("sender", Some(&config.footer.sender));
+    ctx.insert("salutation".into(), salutation(contact).into());
+    let ctx = minijinja::Value::from_serialize(&ctx);
     let part = |p: &str| {
         env.get_template(&format!("{template}.{p}"))
             .and_then(|t| t.render(&ctx))

@@ -196,7 +196,8 @@ pub fn plan(view: &LeadView, cfg: &NurtureConfig, now: DateTime<Utc>) -> LeadPla
                 held = Some(why.to_owned());
             } else {
                 let window = cfg.window.next_open(now);
-                let cap = cap_allows_at(&view.contact_sends, cfg.frequency_cap, now);
+                let gap = nurture.last_sent_at.map(|t| t + Duration::hours(i64::from(cfg.frequency_cap.min_hours_between)));
+                let cap = cap_allows_at(&view.contact_sends, cfg.frequency_cap, now).max(gap.unwrap_or(now));
                 if window > now {
                     held = Some("outside the send window".into());
                     next_due = earliest(next_due, window);
@@ -232,6 +233,7 @@ pub fn after_send(mut state: NurtureState, email: &EmailPlan, now: DateTime<Utc>
             if !state.fired_rules.contains(id) {
                 state.fired_rules.push(id.clone());
             }
+            state.last_sent_at = Some(now);
         }
     }
     state
