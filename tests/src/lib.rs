@@ -48,8 +48,19 @@ impl Intercept for RequestLog {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
-        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let req = ctx.request();
+        // JSON protocols name the operation in a header; REST ones (SES v2) in the path.
+        let op = match req.headers().get("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
+            None => {
+                let uri = req.uri();
+                let path = uri
+                    .find("://")
+                    .and_then(|i| uri[i + 3..].find('/').map(|j| &uri[i + 3 + j..]))
+                    .unwrap_or(uri);
+                format!("{} {}", req.method(), path.split('?').next().unwrap_or(""))
+            }
+        };
         self.0.lock().unwrap().push(op);
         Ok(())
     }
@@ -71,6 +82,7 @@ pub struct TestEnv {
     pub stack: Stack,
     pub intake: intake::AwsIntake,
     pub scoring: scoring::Scoring,
+    pub process: process::Process,
     pub routes: Vec<Route>,
     pub requests: RequestLog,
 }
@@ -102,12 +114,14 @@ impl TestEnv {
             .expect("stand up the stack from template.yaml");
         let intake = stack.intake().unwrap();
         let scoring = stack.scoring().unwrap();
+        let process = stack.process().unwrap();
         let routes = stack.template.http_routes();
         requests.take();
         TestEnv {
             stack,
             intake,
             scoring,
+            process,
             routes,
             requests,
         }
@@ -120,7 +134,8 @@ impl TestEnv {
     }
 
     /// Sends a request through API Gateway's event shape to the real handler.
-    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub async fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let (route, params) = match match_route(&self.routes, method, path) {
             Some(m) => m,
             None => panic!("no route for {method} {path}"),
@@ -128,13 +143,22 @@ impl TestEnv {
         let req = HttpRequest {
             method,
             path,
-            query: "",
+            query,
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body,
             source_ip: "203.0.113.7",
         };
-        let event = http_api_event(route, &params, &req).to_string();
-        let request = lambda_http::request::from_str(&event).unwrap();
+        let event = http_api_event(route, &params, &req);
+        if route.function == "ProcessFunction" {
+            let out = self.process.handle(event).await.unwrap();
+            let body = out["body"].as_str().unwrap_or("null");
+            return Reply {
+                status: out["statusCode"].as_u64().unwrap() as u16,
+                headers: Default::default(),
+                body: serde_json::from_str(body).unwrap_or(Value::Null),
+            };
+        }
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let response = match self.intake.handle(request).await {
             Ok(r) => r,
             Err(never) => match never {},
@@ -332,4 +356,68 @@ impl TestEnv {
             None => Value::Null,
         }
     }
+}
+
+/// An email as SES (moto) received it.
+pub struct SentEmail {
+    pub message_id: String,
+    pub to: Vec<String>,
+    pub raw: String,
+}
+
+impl SentEmail {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(self.raw.as_bytes())
+            .expect("a MIME message")
+    }
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+    pub fn text(&self) -> String {
+        self.parsed().body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+    }
+    pub fn html(&self) -> String {
+        self.parsed().body_html(0).map(|t| t.into_owned()).unwrap_or_default()
+    }
+    pub fn header(&self, name: &str) -> String {
+        let unfolded = self.raw.replace("\r\n\t", " ").replace("\r\n ", " ");
+        unfolded
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Every raw email moto's SES holds (the whole emulator: filter by recipient).
+pub async fn sent_emails() -> Vec<SentEmail> {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    data["ses"]["RawMessage"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| SentEmail {
+            message_id: m["id"].as_str().unwrap_or("").to_owned(),
+            to: m["destinations"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            raw: m["raw_data"].as_str().unwrap_or("").to_owned(),
+        })
+        .collect()
+}
+
+/// Emails to one address.
+pub async fn emails_to(address: &str) -> Vec<SentEmail> {
+    sent_emails()
+        .await
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == address))
+        .collect()
 }

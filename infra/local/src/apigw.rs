@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value};
 
 use crate::template::Route;
 
+/// Who an IAM-authorised route's caller is on one machine.
+pub const LOCAL_IAM_CALLER: &str = "arn:aws:iam::123456789012:user/local-developer";
+
 /// The route a request takes, with its path parameters.
 pub fn match_route<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<(&'a Route, BTreeMap<String, String>)> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -105,6 +108,11 @@ pub fn http_api_event(route: &Route, path_params: &BTreeMap<String, String>, req
     if !path_params.is_empty() {
         event["pathParameters"] = json!(path_params);
     }
+    if route.iam {
+        // Locally nobody signs requests; the caller is named so moves are still attributed.
+        event["requestContext"]["authorizer"] =
+            json!({"iam": {"userArn": LOCAL_IAM_CALLER, "accountId": "123456789012"}});
+    }
     if !query.is_empty() {
         event["queryStringParameters"] = Value::Object(query);
     }
@@ -124,11 +132,13 @@ mod tests {
                 function: "Intake".into(),
                 method: "POST".into(),
                 path: "/forms/{formId}/submissions".into(),
+                iam: false,
             },
             Route {
                 function: "Intake".into(),
                 method: "OPTIONS".into(),
                 path: "/forms/{formId}/submissions".into(),
+                iam: false,
             },
         ]
     }

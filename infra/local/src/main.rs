@@ -25,10 +25,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let front = Arc::new(server::Front {
         routes: stack.template.http_routes(),
         intake: stack.intake()?,
+        process: stack.process()?,
     });
     // The SQS event source mappings of the template: scoring polls its queues every second.
     let stack = Arc::new(stack);
     let scoring = Arc::new(stack.scoring()?);
+    // The process function's schedule (rate(5 minutes) in the template; every minute here).
+    let process = Arc::new(stack.process()?);
+    let scheduler = {
+        let process = process.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if let Err(e) = process.run().await {
+                    tracing::warn!(error = %e, "process run failed");
+                }
+            }
+        })
+    };
     let poller = {
         let (stack, scoring) = (stack.clone(), scoring.clone());
         tokio::spawn(async move {
@@ -82,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     poller.abort();
+    scheduler.abort();
     drop(emulator);
     println!("stopped");
     Ok(())

@@ -21,6 +21,7 @@ const MAX_LOCAL_BODY: usize = 1024 * 1024;
 pub struct Front {
     pub routes: Vec<Route>,
     pub intake: intake::AwsIntake,
+    pub process: process::Process,
 }
 
 fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -67,6 +68,24 @@ impl Front {
                 source_ip: &ip,
             },
         );
+        if route.function == "ProcessFunction" {
+            let out = self
+                .process
+                .handle(event)
+                .await
+                .unwrap_or_else(|e| serde_json::json!({"statusCode": 500, "body": e}));
+            let status = out.get("statusCode").and_then(serde_json::Value::as_u64).unwrap_or(500) as u16;
+            let body = out
+                .get("body")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            return plain(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "application/json",
+                body,
+            );
+        }
         let request = match lambda_http::request::from_str(&event.to_string()) {
             Ok(r) => r,
             Err(e) => {

@@ -68,6 +68,8 @@ pub struct Route {
     pub function: String,
     pub method: String,
     pub path: String,
+    /// The route is IAM-authorised (`Auth: Authorizer: AWS_IAM`).
+    pub iam: bool,
 }
 
 fn get<'a>(m: &'a Mapping, k: &str) -> Option<&'a Value> {
@@ -149,10 +151,16 @@ impl Template {
                     .and_then(Value::as_str)
                     .unwrap_or("/$default")
                     .to_owned();
+                let iam = p
+                    .and_then(|p| p.get("Auth"))
+                    .and_then(|a| a.get("Authorizer"))
+                    .and_then(Value::as_str)
+                    == Some("AWS_IAM");
                 out.push(Route {
                     function: function.clone(),
                     method,
                     path,
+                    iam,
                 });
             }
         }

@@ -196,7 +196,9 @@ pub fn plan(view: &LeadView, cfg: &NurtureConfig, now: DateTime<Utc>) -> LeadPla
                 held = Some(why.to_owned());
             } else {
                 let window = cfg.window.next_open(now);
-                let gap = nurture.last_sent_at.map(|t| t + Duration::hours(i64::from(cfg.frequency_cap.min_hours_between)));
+                let gap = nurture
+                    .last_sent_at
+                    .map(|t| t + Duration::hours(i64::from(cfg.frequency_cap.min_hours_between)));
                 let cap = cap_allows_at(&view.contact_sends, cfg.frequency_cap, now).max(gap.unwrap_or(now));
                 if window > now {
                     held = Some("outside the send window".into());

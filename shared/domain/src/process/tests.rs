@@ -22,8 +22,19 @@ fn contact(opt_in: bool) -> Contact {
     Contact {
         contact_id: ContactId::generate(),
         email: Some(Email::parse("taro@example.jp").unwrap()),
-        fields: ContactFields { last_name: Some("山田".into()), first_name: Some("太郎".into()), ..Default::default() },
-        consent: Some(Consent { opt_in, wording_version: Some("2026-04".into()), at: now, source_form: "demo".into(), ip: None, user_agent: None }),
+        fields: ContactFields {
+            last_name: Some("山田".into()),
+            first_name: Some("太郎".into()),
+            ..Default::default()
+        },
+        consent: Some(Consent {
+            opt_in,
+            wording_version: Some("2026-04".into()),
+            at: now,
+            source_form: "demo".into(),
+            ip: None,
+            user_agent: None,
+        }),
         unsubscribed_at: None,
         suppressed: None,
         owner: None,
@@ -43,7 +54,11 @@ fn view(band: &str, stage: Stage, sales_ready: bool) -> LeadView {
             campaign: Some("Ebook".into()),
             source: LeadSource::WebForm,
             stage,
-            status: if stage == Stage::SalesAcceptance { LeadStatus::Qualified } else { LeadStatus::Open },
+            status: if stage == Stage::SalesAcceptance {
+                LeadStatus::Qualified
+            } else {
+                LeadStatus::Open
+            },
             created_at: now,
             last_activity_at: now,
             submissions: 1,
@@ -70,16 +85,33 @@ fn salutation_and_missing_merge_values() {
     c.fields = ContactFields::default();
     assert_eq!(salutation(&c), "ご担当者様");
     let v = view("cold", Stage::AutomatedMarketingQualification, false);
-    let e = render(&cfg, "cold_trends", &c, &v.lead, "cold", "https://x.test/unsubscribe?token=t").unwrap();
+    let e = render(
+        &cfg,
+        "cold_trends",
+        &c,
+        &v.lead,
+        "cold",
+        "https://x.test/unsubscribe?token=t",
+    )
+    .unwrap();
     assert!(e.text.starts_with("ご担当者様"), "{}", e.text);
     assert!(e.text.contains("貴社"), "a missing company falls back: {}", e.text);
     assert!(!e.subject.contains("for"), "no dangling words: {}", e.subject);
     for part in [&e.text, &e.html] {
-        for must in ["株式会社リードフロー", "〒100-0005", "support@example.jp", "https://example.jp/privacy", "https://x.test/unsubscribe?token=t"] {
+        for must in [
+            "株式会社リードフロー",
+            "〒100-0005",
+            "support@example.jp",
+            "https://example.jp/privacy",
+            "https://x.test/unsubscribe?token=t",
+        ] {
             assert!(part.contains(must), "footer {must} missing in {part}");
         }
     }
-    assert!(e.html.find("配信停止").unwrap() < e.html.find("</body>").unwrap(), "footer inside the body");
+    assert!(
+        e.html.find("配信停止").unwrap() < e.html.find("</body>").unwrap(),
+        "footer inside the body"
+    );
 }
 
 #[test]
@@ -87,8 +119,27 @@ fn mime_has_both_parts_and_one_click_unsubscribe() {
     let cfg = config();
     let c = contact(true);
     let v = view("warm", Stage::AutomatedMarketingQualification, false);
-    let e = render(&cfg, "ebook_followup", &c, &v.lead, "warm", "https://x.test/unsubscribe?token=abc").unwrap();
-    let raw = String::from_utf8(mime(&cfg, "taro@example.jp", "山田太郎様", &e, "https://x.test/unsubscribe?token=abc", "m1@leadflow").unwrap()).unwrap();
+    let e = render(
+        &cfg,
+        "ebook_followup",
+        &c,
+        &v.lead,
+        "warm",
+        "https://x.test/unsubscribe?token=abc",
+    )
+    .unwrap();
+    let raw = String::from_utf8(
+        mime(
+            &cfg,
+            "taro@example.jp",
+            "山田太郎様",
+            &e,
+            "https://x.test/unsubscribe?token=abc",
+            "m1@leadflow",
+        )
+        .unwrap(),
+    )
+    .unwrap();
     // Long headers are folded (RFC 5322); read them unfolded.
     let raw = raw.replace("\r\n\t", " ").replace("\r\n ", " ").replace(",  <", ", <");
     assert!(raw.contains("List-Unsubscribe: <https://x.test/unsubscribe?token=abc>, <mailto:unsubscribe@example.jp?subject=unsubscribe>"), "{raw}");
@@ -112,19 +163,36 @@ fn send_window_weekdays_nine_to_six_in_tokyo() {
     let w = SendWindow::default();
     assert_eq!(w.next_open(monday_10am()), monday_10am());
     let monday_8am = Utc.with_ymd_and_hms(2026, 11, 1, 23, 0, 0).unwrap();
-    assert_eq!(w.next_open(monday_8am), Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap());
+    assert_eq!(
+        w.next_open(monday_8am),
+        Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap()
+    );
     let friday_7pm = Utc.with_ymd_and_hms(2026, 11, 6, 10, 0, 0).unwrap();
-    assert_eq!(w.next_open(friday_7pm), Utc.with_ymd_and_hms(2026, 11, 9, 0, 0, 0).unwrap(), "to Monday 09:00");
+    assert_eq!(
+        w.next_open(friday_7pm),
+        Utc.with_ymd_and_hms(2026, 11, 9, 0, 0, 0).unwrap(),
+        "to Monday 09:00"
+    );
 }
 
 #[test]
 fn frequency_cap() {
-    let cap = FrequencyCap { max_emails: 2, per_days: 7, min_hours_between: 24 };
+    let cap = FrequencyCap {
+        max_emails: 2,
+        per_days: 7,
+        min_hours_between: 24,
+    };
     let now = monday_10am();
     let sends = [now - Duration::days(6), now - Duration::days(2)];
-    assert_eq!(cap_allows_at(&sends, cap, now), now - Duration::days(6) + Duration::days(7) + Duration::seconds(1));
+    assert_eq!(
+        cap_allows_at(&sends, cap, now),
+        now - Duration::days(6) + Duration::days(7) + Duration::seconds(1)
+    );
     assert_eq!(cap_allows_at(&sends[1..], cap, now), now);
-    assert_eq!(cap_allows_at(&[now - Duration::days(8), now - Duration::days(9)], cap, now), now);
+    assert_eq!(
+        cap_allows_at(&[now - Duration::days(8), now - Duration::days(9)], cap, now),
+        now
+    );
 }
 
 #[test]
@@ -133,9 +201,15 @@ fn becoming_warm_from_the_ebook_sends_the_follow_up_once_then_the_program() {
     let now = monday_10am();
     let mut v = view("warm", Stage::Inquiry, false);
     let p = plan(&v, &cfg, now);
-    assert_eq!(p.moves.iter().map(|m| m.to).collect::<Vec<_>>(), [Stage::AutomatedMarketingQualification]);
+    assert_eq!(
+        p.moves.iter().map(|m| m.to).collect::<Vec<_>>(),
+        [Stage::AutomatedMarketingQualification]
+    );
     let email = p.email.clone().unwrap();
-    assert_eq!((email.key.as_str(), email.template.as_str()), ("rule:ebook_followup", "ebook_followup"));
+    assert_eq!(
+        (email.key.as_str(), email.template.as_str()),
+        ("rule:ebook_followup", "ebook_followup")
+    );
     v.lead.stage = p.stage;
     v.nurture = after_send(p.nurture, &email, now);
     // Later the same day: the program's first step waits for the 24-hour gap.
@@ -165,12 +239,18 @@ fn consent_and_suppression_decide() {
     v.contact.unsubscribed_at = Some(now);
     assert_eq!(plan(&v, &cfg, now).held.as_deref(), Some("unsubscribed"));
     v.contact.unsubscribed_at = None;
-    v.contact.suppressed = Some(crate::records::Suppression { reason: "bounce".into(), at: now });
+    v.contact.suppressed = Some(crate::records::Suppression {
+        reason: "bounce".into(),
+        at: now,
+    });
     assert_eq!(plan(&v, &cfg, now).held.as_deref(), Some("suppressed"));
     v.contact.suppressed = None;
     let saturday = now + Duration::days(5);
     let p = plan(&v, &cfg, saturday);
-    assert_eq!((p.email.is_none(), p.held.as_deref()), (true, Some("outside the send window")));
+    assert_eq!(
+        (p.email.is_none(), p.held.as_deref()),
+        (true, Some("outside the send window"))
+    );
     assert_eq!(p.next_due, Some(Utc.with_ymd_and_hms(2026, 11, 9, 0, 0, 0).unwrap()));
 }
 
@@ -181,7 +261,13 @@ fn sales_ready_skips_telemarketing_and_hands_off_and_stale_leads_recycle() {
     let v = view("hot", Stage::Inquiry, true);
     let p = plan(&v, &cfg, now);
     let path: Vec<(Stage, Stage)> = p.moves.iter().map(|m| (m.from, m.to)).collect();
-    assert_eq!(path, [(Stage::Inquiry, Stage::AutomatedMarketingQualification), (Stage::AutomatedMarketingQualification, Stage::SalesAcceptance)]);
+    assert_eq!(
+        path,
+        [
+            (Stage::Inquiry, Stage::AutomatedMarketingQualification),
+            (Stage::AutomatedMarketingQualification, Stage::SalesAcceptance)
+        ]
+    );
     assert_eq!(p.moves[1].reason, "sales-ready: score 40");
     assert!(p.handoff);
     assert!(p.email.is_none(), "sales now, not nurture");
@@ -190,10 +276,17 @@ fn sales_ready_skips_telemarketing_and_hands_off_and_stale_leads_recycle() {
     stale.lead.last_activity_at = now - Duration::days(31);
     let p = plan(&stale, &cfg, now);
     assert_eq!(p.moves.len(), 1);
-    assert_eq!((p.moves[0].to, p.moves[0].reason.as_str()), (Stage::AutomatedMarketingQualification, "no engagement for 30 days"));
+    assert_eq!(
+        (p.moves[0].to, p.moves[0].reason.as_str()),
+        (Stage::AutomatedMarketingQualification, "no engagement for 30 days")
+    );
     let fresh = view("warm", Stage::TelemarketingAcceptance, false);
     let p = plan(&fresh, &cfg, now);
     assert!(p.moves.is_empty());
-    assert_eq!(p.next_due, Some(now + Duration::days(30)), "looked at again when it would go stale");
+    assert_eq!(
+        p.next_due,
+        Some(now + Duration::days(30)),
+        "looked at again when it would go stale"
+    );
     let _ = Move::Recycle;
 }

@@ -1,0 +1,486 @@
+//! The process end to end: submit → scoring via SQS → a process run → the email in moto's
+//! stored raw messages; ledger, overlap, unsubscribe, suppression, hand-off and SLA.
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use leadflow_tests::{emails_to, s, TestEnv};
+use serde_json::{json, Value};
+
+/// The next weekday 10:00 in Tokyo after now: inside the default send window.
+fn t0() -> DateTime<Utc> {
+    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
+    let after = Utc::now() + Duration::minutes(1);
+    let mut day = after.with_timezone(&jst).date_naive();
+    loop {
+        let at = jst
+            .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(10, 0, 0).unwrap()))
+            .unwrap()
+            .with_timezone(&Utc);
+        if at > after && !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            return at;
+        }
+        day += Duration::days(1);
+    }
+}
+fn t0_plus_3h() -> DateTime<Utc> {
+    t0() + Duration::hours(3)
+}
+/// Past the task's due date (two days), an hour later.
+fn t_due() -> DateTime<Utc> {
+    t0() + Duration::days(2) + Duration::hours(1)
+}
+/// Past due + two more days: escalation time.
+fn t_escalate() -> DateTime<Utc> {
+    t0() + Duration::days(4) + Duration::hours(1)
+}
+/// A week later, at 10:00 on a weekday.
+fn t_week() -> DateTime<Utc> {
+    t0() + Duration::days(7)
+}
+
+/// Emails to an address about one lead (owners receive mail about many leads, from every test).
+async fn about(address: &str, lead: &str) -> Vec<leadflow_tests::SentEmail> {
+    emails_to(address)
+        .await
+        .into_iter()
+        .filter(|m| m.text().contains(lead))
+        .collect()
+}
+
+async fn lead(env: &TestEnv, body: Value) -> String {
+    let r = env.post_json("demo", &body, &[]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["lead_id"].as_str().unwrap().to_owned()
+}
+
+fn person(email: &str, extra: Value) -> Value {
+    let mut p = json!({"email": email, "last_name": "山田", "first_name": "太郎", "consent": true});
+    p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    p
+}
+
+#[tokio::test]
+async fn nurture_email_end_to_end_with_headers_footer_merge_fields_and_the_bands_template() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    // IT and 300 employees (fit 30) + the form (5) = 35: warm, from the Ebook page.
+    let warm = lead(
+        &env,
+        person("warm-e2e@example.jp", json!({"industry": "IT", "employees": "300"})),
+    )
+    .await;
+    let cold = lead(&env, person("cold-e2e@example.jp", json!({"company": "Acme"}))).await;
+    env.run_scoring().await;
+    env.requests.take();
+    let report = env.process.run().await.unwrap();
+    assert_eq!((report.leads, report.emails, report.moves), (2, 2, 2), "{report:?}");
+
+    let mails = emails_to("warm-e2e@example.jp").await;
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    // The workflow rule: warm + Ebook → the Ebook follow-up, once.
+    assert_eq!(m.subject(), "Ebookはお役に立ちましたか? / How was the ebook?");
+    let text = m.text();
+    assert!(text.starts_with("山田太郎様"), "{text}");
+    for footer in [
+        "株式会社リードフロー",
+        "〒100-0005 東京都千代田区丸の内1-1-1",
+        "support@example.jp / 03-0000-0000",
+        "https://example.jp/privacy",
+        "https://leadflow.test/unsubscribe?token=v1.",
+    ] {
+        assert!(text.contains(footer), "{footer} in text");
+        assert!(m.html().contains(footer), "{footer} in html");
+    }
+    let lu = m.header("List-Unsubscribe");
+    assert!(lu.starts_with("<https://leadflow.test/unsubscribe?token=v1."), "{lu}");
+    assert!(
+        lu.contains("<mailto:unsubscribe@example.jp?subject=unsubscribe>"),
+        "{lu}"
+    );
+    assert_eq!(m.header("List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+    assert!(m.header("From").contains("<news@example.jp>"));
+
+    let cold_mail = &emails_to("cold-e2e@example.jp").await[0];
+    assert!(
+        cold_mail
+            .subject()
+            .starts_with("業界トレンドのご紹介 / Industry trends for Acme"),
+        "the cold band's template: {}",
+        cold_mail.subject()
+    );
+
+    // The ledger holds the send with SES's message id; the id maps back to the lead for engagement events.
+    let ledger = env
+        .item(&format!("LEAD#{warm}"), "SEND#rule:ebook_followup")
+        .await
+        .unwrap();
+    assert_eq!(
+        (s(&ledger, "status"), s(&ledger, "message_id")),
+        ("sent".to_owned(), m.message_id.clone())
+    );
+    let msg = env.item(&format!("SESMSG#{}", m.message_id), "SESMSG").await.unwrap();
+    assert_eq!(s(&msg, "lead_id"), warm);
+    let _ = cold;
+
+    // A second run sends nothing new.
+    let again = env.process.run().await.unwrap();
+    assert_eq!(again.emails, 0, "{again:?}");
+    assert_eq!(emails_to("warm-e2e@example.jp").await.len(), 1);
+    // A week later the warm program goes on with its first step (after the 24-hour gap).
+    env.process.clock = t_week;
+    env.process.run().await.unwrap();
+    let subjects: Vec<String> = emails_to("warm-e2e@example.jp")
+        .await
+        .iter()
+        .map(|m| m.subject())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Ebookはお役に立ちましたか? / How was the ebook?",
+            "製品のご紹介 / Our product"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn requests_per_lead_and_per_email() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    lead(&env, person("count@example.jp", json!({}))).await;
+    env.run_scoring().await;
+    env.requests.take();
+    env.process.run().await.unwrap();
+    let ops = env.requests.take();
+    let fixed = ops.iter().filter(|o| *o == "Query").count();
+    assert_eq!(fixed, 8 + 16, "the outbox shards and the due shards: {ops:?}");
+    let per_lead: Vec<&String> = ops.iter().filter(|o| *o != "Query").collect();
+    // 3 config reads; lease (UpdateItem), contact (GetItem); claim, send, mark sent; save.
+    assert_eq!(
+        per_lead,
+        [
+            "GetItem",
+            "GetItem",
+            "GetItem",
+            "UpdateItem",
+            "GetItem",
+            "TransactWriteItems",
+            "POST /v2/email/outbound-emails",
+            "TransactWriteItems",
+            "TransactWriteItems"
+        ],
+        "{ops:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_overlapping_runs_send_each_email_once() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    for i in 0..4 {
+        lead(&env, person(&format!("overlap{i}@example.jp"), json!({}))).await;
+    }
+    env.run_scoring().await;
+    let mut other = env.stack.process().unwrap();
+    other.clock = t0;
+    let (a, b) = futures::join!(env.process.run(), other.run());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.emails + b.emails, 4, "{a:?} {b:?}");
+    for i in 0..4 {
+        assert_eq!(emails_to(&format!("overlap{i}@example.jp")).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_refused() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let unsub = lead(&env, person("unsub@example.jp", json!({}))).await;
+    let _bounced = lead(&env, person("bounced@example.jp", json!({}))).await;
+    let no_consent = lead(&env, json!({"email": "noconsent@example.jp", "last_name": "同意なし"})).await;
+    env.run_scoring().await;
+    env.process.run().await.unwrap();
+    assert_eq!(emails_to("noconsent@example.jp").await.len(), 0, "no opt-in, no email");
+    let _ = no_consent;
+    let first = &emails_to("unsub@example.jp").await[0];
+    let lu = first.header("List-Unsubscribe");
+    let url = lu.trim_start_matches('<').split('>').next().unwrap().to_owned();
+    let target = url.trim_start_matches("https://leadflow.test");
+    let contact = env
+        .items_of("contact")
+        .await
+        .into_iter()
+        .find(|c| s(c, "email") == "unsub@example.jp")
+        .unwrap();
+    let contact_key = s(&contact, "pk");
+
+    // A forged or altered token: 400, nothing changes.
+    let forged = format!("{}0", &target[..target.len() - 1]);
+    let r = env
+        .send(
+            "POST",
+            &forged,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"List-Unsubscribe=One-Click",
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(!env
+        .item(&contact_key, "CONTACT")
+        .await
+        .unwrap()
+        .contains_key("unsubscribed_at"));
+    // The confirmation page, then the RFC 8058 one-click POST, twice (idempotent).
+    let page = env.send("GET", target, &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.as_str().unwrap().contains("配信を停止する / Unsubscribe"));
+    for _ in 0..2 {
+        let r = env
+            .send(
+                "POST",
+                target,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                b"List-Unsubscribe=One-Click",
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let after = env.item(&contact_key, "CONTACT").await.unwrap();
+    assert!(after.contains_key("unsubscribed_at"));
+
+    // The other contact bounces permanently (SES event → scoring → suppressed).
+    let bounced = emails_to("bounced@example.jp").await;
+    let event = json!({"eventType": "Bounce", "mail": {"messageId": bounced[0].message_id, "timestamp": Utc::now().to_rfc3339()},
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": Utc::now().to_rfc3339()}});
+    env.send_raw("EngagementQueue", &event.to_string()).await;
+    env.run_scoring().await;
+
+    // A week later the program would send its next step: neither gets anything.
+    env.process.clock = t_week;
+    env.process.run().await.unwrap();
+    assert_eq!(emails_to("unsub@example.jp").await.len(), 1);
+    assert_eq!(emails_to("bounced@example.jp").await.len(), 1);
+    let _ = unsub;
+}
+
+#[tokio::test]
+async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_escalates() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    // IT + 300 + 部長 = 45 fit, + 5 for the form = 50: hot, sales-ready.
+    let hot = lead(
+        &env,
+        person(
+            "hot@example.jp",
+            json!({"industry": "IT", "employees": "300", "job_title": "情報システム部 部長", "company": "Acme"}),
+        ),
+    )
+    .await;
+    env.run_scoring().await;
+    let report = env.process.run().await.unwrap();
+    assert_eq!(report.handoffs, 1, "{report:?}");
+
+    // Stage history, exactly: scored, then sales-ready skipping telemarketing.
+    let mut history: Vec<_> = env
+        .items_of("stage_change")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "pk") == format!("LEAD#{hot}"))
+        .collect();
+    history.sort_by_key(|h| s(h, "sk"));
+    let moves: Vec<(String, String, String)> = history
+        .iter()
+        .map(|h| (s(h, "from"), s(h, "to"), s(h, "reason")))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (
+                "inquiry".into(),
+                "automated_marketing_qualification".into(),
+                "first scored".into()
+            ),
+            (
+                "automated_marketing_qualification".into(),
+                "sales_acceptance".into(),
+                "sales-ready: score 50".into()
+            )
+        ]
+    );
+    assert!(history
+        .iter()
+        .all(|h| h["by"].as_m().unwrap()["kind"].as_s().unwrap() == "system"));
+
+    let lead_item = env.item(&format!("LEAD#{hot}"), "LEAD").await.unwrap();
+    assert_eq!(
+        (s(&lead_item, "stage"), s(&lead_item, "status"), s(&lead_item, "owner")),
+        ("sales_acceptance".into(), "qualified".into(), "sato".into())
+    );
+    let task = env
+        .item(&format!("LEAD#{hot}"), &format!("TASK#first-contact-{hot}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "subject"), "first contact with hot lead");
+    let due: DateTime<Utc> = s(&task, "due_at").parse().unwrap();
+    assert_eq!(due, t0() + Duration::days(2));
+    let reminder: DateTime<Utc> = s(&task, "reminder_at").parse().unwrap();
+    assert_eq!(
+        reminder
+            .with_timezone(&FixedOffset::east_opt(9 * 3600).unwrap())
+            .format("%H:%M")
+            .to_string(),
+        "09:00"
+    );
+
+    let owner_mail = about("sato@example.jp", &hot).await;
+    assert_eq!(owner_mail.len(), 1);
+    assert!(owner_mail[0].subject().contains("first contact with hot lead"));
+    let body = owner_mail[0].text();
+    for line in [
+        "industry_it",
+        "employees_100_500",
+        "title_director",
+        "form_submitted",
+        "= 50 (hot)",
+        &format!("https://console.example.jp/leads/{hot}"),
+    ] {
+        assert!(body.contains(line), "{line} in owner email: {body}");
+    }
+    assert!(
+        emails_to("hot@example.jp").await.is_empty(),
+        "a hot lead goes to sales, not to nurture"
+    );
+
+    // The SLA: nothing happens before the due date, then a reminder, then an escalation.
+    env.process.clock = t0_plus_3h;
+    env.process.run().await.unwrap();
+    assert_eq!(about("sato@example.jp", &hot).await.len(), 1);
+    env.process.clock = t_due;
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.reminders, 1, "{r:?}");
+    env.process.run().await.unwrap();
+    let sato: Vec<String> = about("sato@example.jp", &hot)
+        .await
+        .iter()
+        .map(|m| m.subject())
+        .collect();
+    assert_eq!(sato.len(), 2, "reminded once: {sato:?}");
+    assert!(sato[1].contains("Reminder"));
+    env.process.clock = t_escalate;
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.escalations, 1, "{r:?}");
+    let manager = about("tanaka@example.jp", &hot).await;
+    assert_eq!(manager.len(), 1);
+    assert!(manager[0].subject().contains("Escalation"));
+}
+
+#[tokio::test]
+async fn activities_stop_the_sla_and_manual_moves_go_through_the_stage_machine() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let hot = lead(
+        &env,
+        person(
+            "followed@example.jp",
+            json!({"industry": "IT", "employees": "300", "job_title": "CEO"}),
+        ),
+    )
+    .await;
+    let warm = lead(
+        &env,
+        person("manual@example.jp", json!({"industry": "IT", "employees": "300"})),
+    )
+    .await;
+    env.run_scoring().await;
+    env.process.run().await.unwrap();
+    let json_ct = [("content-type", "application/json")];
+
+    let r = env
+        .send(
+            "POST",
+            &format!("/leads/{hot}/activities"),
+            &json_ct,
+            json!({"type": "phone", "result": "continue", "content": "called, interested"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    env.process.clock = t_due;
+    let report = env.process.run().await.unwrap();
+    assert_eq!(report.reminders, 0, "followed up: no reminder");
+    let task = env
+        .item(&format!("LEAD#{hot}"), &format!("TASK#first-contact-{hot}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "status"), "done");
+
+    let bad = env
+        .send(
+            "POST",
+            &format!("/leads/{warm}/stage"),
+            &json_ct,
+            json!({"move": "convert", "reason": "?"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!((bad.status, bad.body["error"].as_str()), (409, Some("illegal_move")));
+    assert!(bad.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("converts only from sales acceptance"));
+    let ok = env
+        .send(
+            "POST",
+            &format!("/leads/{warm}/stage"),
+            &json_ct,
+            json!({"move": "set_stage", "stage": "telemarketing_acceptance", "reason": "asked for a call"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (ok.status, ok.body["to"].as_str()),
+        (200, Some("telemarketing_acceptance")),
+        "{}",
+        ok.body
+    );
+    let won = env
+        .send(
+            "POST",
+            &format!("/leads/{hot}/activities"),
+            &json_ct,
+            json!({"type": "visit", "result": "opportunity"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (won.status, won.body["status"].as_str()),
+        (200, Some("converted")),
+        "{}",
+        won.body
+    );
+    let again = env
+        .send(
+            "POST",
+            &format!("/leads/{hot}/stage"),
+            &json_ct,
+            json!({"move": "set_stage", "stage": "inquiry"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(again.status, 409, "a converted lead stays converted");
+    let junk = env
+        .send("POST", &format!("/leads/{hot}/stage"), &json_ct, b"{\"move\": \"fly\"}")
+        .await;
+    assert_eq!(junk.status, 422);
+
+    let manual: Vec<_> = env
+        .items_of("stage_change")
+        .await
+        .into_iter()
+        .filter(|h| s(h, "pk") == format!("LEAD#{warm}") && s(h, "reason") == "asked for a call")
+        .collect();
+    assert_eq!(manual.len(), 1);
+    assert_eq!(
+        manual[0]["by"].as_m().unwrap()["id"].as_s().unwrap(),
+        leadflow_local::apigw::LOCAL_IAM_CALLER
+    );
+}
