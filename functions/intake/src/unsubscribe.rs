@@ -70,7 +70,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber,
             .or_else(|| {
                 let body = std::str::from_utf8(req.body().as_ref()).ok()?.to_owned();
                 body.split('&')
-                    .find_map(|p| p.strip_prefix("token=").map(|t| percent_decode(t)))
+                    .find_map(|p| p.strip_prefix("token=").map(percent_decode))
             })
             .unwrap_or_default();
         let Some(contact) = verify(secret, &token) else {

@@ -59,6 +59,9 @@ pub enum MailError {
     Unavailable(String),
 }
 
+/// A task and the lead's last sales activity.
+pub type TaskAndActivity = (Task, Option<DateTime<Utc>>);
+
 pub trait ProcessStore: Send + Sync {
     fn due(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<Vec<DueItem>, StoreError>> + Send;
     /// Takes the lead for this run until `until`; `None` if another run holds it or it is gone.
@@ -95,7 +98,7 @@ pub trait ProcessStore: Send + Sync {
         &self,
         lead: LeadId,
         task_id: &str,
-    ) -> impl Future<Output = Result<Option<(Task, Option<DateTime<Utc>>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<TaskAndActivity>, StoreError>> + Send;
     fn save_task(
         &self,
         task: &Task,
@@ -214,8 +217,7 @@ async fn send_once(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
     cfg: &RunConfig<'_>,
-    lead: LeadId,
-    contact: ContactId,
+    (lead, contact): (LeadId, ContactId),
     key: &str,
     to: (&str, &str),
     email: &RenderedEmail,
@@ -385,8 +387,7 @@ async fn process_lead(
                 store,
                 mailer,
                 cfg,
-                lead_id,
-                view.contact.contact_id,
+                (lead_id, view.contact.contact_id),
                 &format!("handoff:{}", t.task_id),
                 (&o.email, &o.name),
                 &email,
@@ -446,8 +447,7 @@ async fn process_task(
                 store,
                 mailer,
                 cfg,
-                lead_id,
-                nil,
+                (lead_id, nil),
                 &format!("reminder:{task_id}"),
                 (&owner.email, &owner.name),
                 &email,
@@ -479,8 +479,7 @@ async fn process_task(
                 store,
                 mailer,
                 cfg,
-                lead_id,
-                nil,
+                (lead_id, nil),
                 &format!("escalation:{task_id}"),
                 (&manager.email, &manager.name),
                 &email,

@@ -288,7 +288,7 @@ mod tests {
             (Inquiry, AutomatedMarketingQualification, at, Actor::System)
         );
         assert_eq!(lifecycle(c.to, c.to_status), "lead (nurture)");
-        let json = serde_json::to_value(&Actor::User("arn:aws:iam::1:user/ops".into())).unwrap();
+        let json = serde_json::to_value(Actor::User("arn:aws:iam::1:user/ops".into())).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"kind": "user", "id": "arn:aws:iam::1:user/ops"})
