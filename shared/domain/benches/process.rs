@@ -8,7 +8,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use leadflow_domain::email::Email;
 use leadflow_domain::process::nurture::{mime, render, NurtureConfig};
 use leadflow_domain::process::plan::{plan, LeadView, NurtureState};
-use leadflow_domain::records::{Consent, Contact, ContactFields, ContactId, Lead, LeadId, LeadSource, LeadStatus, Stage};
+use leadflow_domain::records::{
+    Consent, Contact, ContactFields, ContactId, Lead, LeadId, LeadSource, LeadStatus, Stage,
+};
 
 fn bench(c: &mut Criterion) {
     let cfg: NurtureConfig = serde_json::from_str(include_str!("../../../config/nurture.json")).unwrap();
@@ -16,8 +18,20 @@ fn bench(c: &mut Criterion) {
     let contact = Contact {
         contact_id: ContactId::generate(),
         email: Some(Email::parse("bench@example.jp").unwrap()),
-        fields: ContactFields { last_name: Some("山田".into()), first_name: Some("太郎".into()), company: Some("Acme".into()), ..Default::default() },
-        consent: Some(Consent { opt_in: true, wording_version: None, at: now, source_form: "demo".into(), ip: None, user_agent: None }),
+        fields: ContactFields {
+            last_name: Some("山田".into()),
+            first_name: Some("太郎".into()),
+            company: Some("Acme".into()),
+            ..Default::default()
+        },
+        consent: Some(Consent {
+            opt_in: true,
+            wording_version: None,
+            at: now,
+            source_form: "demo".into(),
+            ip: None,
+            user_agent: None,
+        }),
         unsubscribed_at: None,
         suppressed: None,
         owner: None,

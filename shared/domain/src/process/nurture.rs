@@ -169,6 +169,9 @@ impl NurtureConfig {
         if self.window.start_hour >= self.window.end_hour || self.window.end_hour > 24 || self.window.days.is_empty() {
             return err("the send window needs days and start_hour < end_hour <= 24".into());
         }
+        if self.frequency_cap.max_emails == 0 || self.frequency_cap.per_days == 0 {
+            return err("the frequency cap needs max_emails and per_days of at least 1".into());
+        }
         let used = self
             .programs
             .iter()
@@ -352,6 +355,10 @@ pub fn recent_sends(sends: &[DateTime<Utc>], cap: FrequencyCap, now: DateTime<Ut
 /// When the cap allows the next email (now, or when the oldest recent send leaves the period).
 pub fn cap_allows_at(sends: &[DateTime<Utc>], cap: FrequencyCap, now: DateTime<Utc>) -> DateTime<Utc> {
     let recent = recent_sends(sends, cap, now);
+    if cap.max_emails == 0 {
+        // No email at all (refused by `check`, but never a panic).
+        return now + Duration::days(i64::from(cap.per_days.max(1)));
+    }
     if (recent.len() as u32) < cap.max_emails {
         now
     } else {
