@@ -215,7 +215,8 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
     let contact_key = s(&contact, "pk");
 
     // A forged or altered token: 400, nothing changes.
-    let forged = format!("{}0", &target[..target.len() - 1]);
+    let flipped = if target.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{flipped}", &target[..target.len() - 1]);
     let r = env
         .send(
             "POST",

@@ -3,6 +3,7 @@
 //! API Gateway would serve them. Used by `leadflow-local` and by the integration tests.
 
 pub mod apigw;
+pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod server;
@@ -17,11 +18,6 @@ use leadflow_aws::docs::DynamoDocs;
 use leadflow_aws::forms::{DynamoForms, DynamoSites};
 use leadflow_aws::scoring::DynamoScoringConfig;
 use leadflow_aws::Settings;
-use leadflow_domain::engagement::Site;
-use leadflow_domain::form::FormDefinition;
-use leadflow_domain::process::handoff::RoutingConfig;
-use leadflow_domain::process::nurture::NurtureConfig;
-use leadflow_domain::scoring::ScoringConfig;
 
 pub use emulator::{workspace_root, Emulator};
 pub use template::{Provisioned, Template};
@@ -85,19 +81,6 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Local
 /// The unsubscribe key of a local run (a deployment passes its own, NoEcho).
 pub const LOCAL_UNSUBSCRIBE_SECRET: &str = "local-development-only-unsubscribe-secret";
 
-/// The forms in a directory of JSON files, checked. Errors name the file and line.
-pub fn read_forms(dir: &Path) -> Result<Vec<FormDefinition>, LocalError> {
-    read_json_dir::<FormDefinition>(dir)?
-        .into_iter()
-        .map(|(path, form)| {
-            form.check().map(|_| form).map_err(|e| LocalError::Config {
-                path,
-                message: e.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// A stack stood up on the emulator.
 pub struct Stack {
     pub template: Template,
@@ -128,50 +111,10 @@ impl Stack {
             provisioned,
             clients,
         };
-        let forms = stack.forms()?;
-        for form in read_forms(&root.join("config/forms"))? {
-            forms.put(&form).await.map_err(|e| LocalError::Other(e.to_string()))?;
-        }
-        let sites = stack.sites()?;
-        for (path, site) in read_json_dir::<Site>(&root.join("config/sites"))? {
-            sites.put(&site).await.map_err(|e| LocalError::Config {
-                path,
-                message: e.to_string(),
-            })?;
-        }
-        let path = root.join("config/scoring/default.json");
-        let scoring: ScoringConfig =
-            serde_json::from_str(&std::fs::read_to_string(&path)?).map_err(|e| LocalError::Config {
-                path: path.display().to_string(),
-                message: format!("line {}: {e}", e.line()),
-            })?;
-        stack
-            .scoring_config()?
-            .put(&scoring)
-            .await
-            .map_err(|e| LocalError::Config {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let docs = stack.docs()?;
-        let path = root.join("config/nurture.json");
-        let nurture: NurtureConfig = read_json(&path)?;
-        nurture.check().map_err(|e| LocalError::Config {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let bundle = config::load(&root.join("config")).map_err(|errors| {
+            LocalError::Other(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })?;
-        docs.put("nurture", &nurture)
-            .await
-            .map_err(|e| LocalError::Other(e.to_string()))?;
-        let path = root.join("config/routing.json");
-        let routing: RoutingConfig = read_json(&path)?;
-        routing.check().map_err(|message| LocalError::Config {
-            path: path.display().to_string(),
-            message,
-        })?;
-        docs.put("routing", &routing)
-            .await
-            .map_err(|e| LocalError::Other(e.to_string()))?;
+        config::apply(&bundle, &stack.clients, &stack.settings("IntakeFunction")?.config_table).await?;
         Ok(stack)
     }
 

@@ -245,9 +245,21 @@ impl DynamoStore {
         item.insert(DUE_PK.into(), s(due_pk));
         item.insert(DUE_SK.into(), s(due_sk));
         items.push(self.put(item, Some("attribute_not_exists(pk)"), None)?);
-        items.push(self.receipt(keys::dedup_receipt(&plan.dedup.key), &plan.dedup, plan.now)?);
+        let mut receipts = vec![(keys::dedup_receipt(&plan.dedup.key), &plan.dedup)];
         if let Some(claim) = &plan.idempotency {
-            items.push(self.receipt(keys::idempotency_receipt(&claim.key), claim, plan.now)?);
+            receipts.push((keys::idempotency_receipt(&claim.key), claim));
+        }
+        for (k, claim) in receipts {
+            // A reference in the lead's partition, so erasing a person finds its receipts too.
+            let mut reference = key(keys::receipt_ref(ix.lead_id, &k.0));
+            reference.insert(TYPE.into(), s("receipt_ref"));
+            reference.insert("receipt_pk".into(), s(k.0.clone()));
+            reference.insert(
+                TTL.into(),
+                AttributeValue::N(claim.stored.expires_at.timestamp().to_string()),
+            );
+            items.push(self.put(reference, None, None)?);
+            items.push(self.receipt(k, claim, plan.now)?);
         }
         Ok(items)
     }

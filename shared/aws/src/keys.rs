@@ -58,6 +58,9 @@ pub fn dedup_receipt(digest: &str) -> (String, String) {
 pub fn idempotency_receipt(digest: &str) -> (String, String) {
     (format!("RECEIPT#I#{digest}"), "RECEIPT".into())
 }
+pub fn receipt_ref(lead: LeadId, receipt_pk: &str) -> (String, String) {
+    (format!("LEAD#{lead}"), format!("RREF#{receipt_pk}"))
+}
 pub fn form(id: &str) -> (String, String) {
     (format!("FORM#{id}"), "FORM".into())
 }

@@ -1,0 +1,274 @@
+//! `leadflow`: the ops tool. Works against a local run (`--local`) or a deployed stack
+//! (`--profile`, `--region`, table and queue names from the stack's outputs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use leadflow_cli::{
+    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
+};
+
+#[derive(Parser)]
+#[command(name = "leadflow", about = "leadflow's ops tool", version)]
+struct Cli {
+    /// Work against `scripts/local.sh` (emulator on 127.0.0.1:4566, names prefixed `leadflow-`).
+    #[arg(long, global = true)]
+    local: bool,
+    /// An AWS endpoint to use instead of AWS's own (another emulator).
+    #[arg(long, global = true, env = "LEADFLOW_ENDPOINT")]
+    endpoint: Option<String>,
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    #[arg(long, global = true, env = "AWS_REGION")]
+    region: Option<String>,
+    /// The stack's DataTableName output.
+    #[arg(long, global = true, env = "LEADFLOW_TABLE")]
+    table: Option<String>,
+    /// The stack's ConfigTableName output.
+    #[arg(long, global = true, env = "LEADFLOW_CONFIG_TABLE")]
+    config_table: Option<String>,
+    /// The stack's ScoringQueueUrl output.
+    #[arg(long, global = true, env = "LEADFLOW_SCORING_QUEUE_URL")]
+    scoring_queue_url: Option<String>,
+    /// The stack's ScoringDeadLetterQueueUrl output.
+    #[arg(long, global = true, env = "LEADFLOW_SCORING_DLQ_URL")]
+    scoring_dlq_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forms, sites, scoring models, nurture programs and templates, routing and owners.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Import contacts from a CSV file (a header row of field names).
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Show a lead (by lead id, contact id or email).
+    Lead {
+        #[command(subcommand)]
+        action: LeadAction,
+    },
+    /// The scoring dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Privacy requests.
+    Person {
+        #[command(subcommand)]
+        action: PersonAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check every document of a configuration directory.
+    Validate {
+        #[arg(default_value = "config")]
+        dir: PathBuf,
+    },
+    /// Check, then write every document to the configuration table.
+    Apply {
+        #[arg(default_value = "config")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    Contacts {
+        file: PathBuf,
+        /// The form whose fields and matching strategies the rows follow.
+        #[arg(long, default_value = "import")]
+        form: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeadAction {
+    Show {
+        who: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    List {
+        #[arg(long, default_value_t = 10)]
+        max: i32,
+    },
+    Replay,
+}
+
+#[derive(Subcommand)]
+enum PersonAction {
+    Export { email: String },
+    Erase { email: String },
+}
+
+async fn target(cli: &Cli) -> Result<Target, String> {
+    let (endpoint, prefix) = if cli.local {
+        (
+            Some(cli.endpoint.clone().unwrap_or_else(|| "http://127.0.0.1:4566".into())),
+            Some("leadflow-"),
+        )
+    } else {
+        (cli.endpoint.clone(), None)
+    };
+    let sdk = match (&endpoint, cli.local) {
+        (Some(e), true) => leadflow_local::sdk_config(e).await,
+        _ => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(p) = &cli.profile {
+                loader = loader.profile_name(p);
+            }
+            if let Some(r) = &cli.region {
+                loader = loader.region(aws_config::Region::new(r.clone()));
+            }
+            if let Some(e) = &endpoint {
+                loader = loader.endpoint_url(e);
+            }
+            loader.load().await
+        }
+    };
+    let clients = leadflow_aws::config::Clients::new(&sdk);
+    let name = |given: &Option<String>, local: &str, what: &str| -> Result<String, String> {
+        given
+            .clone()
+            .or_else(|| prefix.map(|p| format!("{p}{local}")))
+            .ok_or_else(|| format!("give --{what} (from the stack's outputs) or --local"))
+    };
+    let queue = |given: &Option<String>, local: &str, what: &str| -> Result<String, String> {
+        match (given, endpoint.as_deref(), prefix) {
+            (Some(u), _, _) => Ok(u.clone()),
+            (None, Some(e), Some(p)) => Ok(format!("{}/123456789012/{p}{local}", e.trim_end_matches('/'))),
+            _ => Err(format!("give --{what} (from the stack's outputs) or --local")),
+        }
+    };
+    Ok(Target {
+        clients,
+        table: name(&cli.table, "DataTable", "table")?,
+        config_table: name(&cli.config_table, "ConfigTable", "config-table")?,
+        scoring_queue_url: queue(&cli.scoring_queue_url, "ScoringQueue", "scoring-queue-url").unwrap_or_default(),
+        scoring_dlq_url: queue(&cli.scoring_dlq_url, "ScoringDeadLetterQueue", "scoring-dlq-url").unwrap_or_default(),
+    })
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Config {
+        action: ConfigAction::Validate { dir },
+    } = &cli.command
+    {
+        return match leadflow_local::config::load(dir) {
+            Ok(b) => {
+                println!(
+                    "{}: valid ({} forms, {} sites, {} scoring models, {} nurture programs, {} owners)",
+                    dir.display(),
+                    b.forms.len(),
+                    b.sites.len(),
+                    b.scoring.models.len(),
+                    b.nurture.programs.len(),
+                    b.routing.owners.len()
+                );
+                Ok(())
+            }
+            Err(errors) => Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+        };
+    }
+    let t = target(&cli).await?;
+    let s = |e: leadflow_cli::Error| e.to_string();
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Apply { dir },
+        } => {
+            let bundle = leadflow_local::config::load(&dir)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+            let n = leadflow_local::config::apply(&bundle, &t.clients, &t.config_table)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("applied {n} documents to {}", t.config_table);
+        }
+        Command::Config {
+            action: ConfigAction::Validate { .. },
+        } => unreachable!("handled above"),
+        Command::Import {
+            what: ImportWhat::Contacts { file, form },
+        } => {
+            let r = import_contacts(&t, &file, &form, true, None).await.map_err(s)?;
+            println!(
+                "{} rows: {} new contacts, {} matched, {} with errors (see {}.errors.csv){}",
+                r.rows,
+                r.created,
+                r.matched,
+                r.errors,
+                file.display(),
+                if r.resumed_from > 0 {
+                    format!("; resumed after row {}", r.resumed_from)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Lead {
+            action: LeadAction::Show { who, json },
+        } => {
+            let v = lead_show(&t, &who).await.map_err(s)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render_lead(&v));
+            }
+        }
+        Command::Dlq {
+            action: DlqAction::List { max },
+        } => {
+            for m in dlq_list(&t, max).await.map_err(s)? {
+                println!("{m}");
+            }
+        }
+        Command::Dlq {
+            action: DlqAction::Replay,
+        } => println!("replayed {} messages", dlq_replay(&t).await.map_err(s)?),
+        Command::Person {
+            action: PersonAction::Export { email },
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&person_export(&t, &email).await.map_err(s)?).unwrap_or_default()
+            )
+        }
+        Command::Person {
+            action: PersonAction::Erase { email },
+        } => {
+            let e = person_erase(&t, &email).await.map_err(s)?;
+            if e.remaining > 0 {
+                return Err(format!(
+                    "{} items deleted, {} still present: run again",
+                    e.deleted, e.remaining
+                ));
+            }
+            println!("erased: {} items deleted, verified gone", e.deleted);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leadflow: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

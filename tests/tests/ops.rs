@@ -1,0 +1,202 @@
+//! The ops tool's commands against a stack on moto: configuration, CSV import (resumable,
+//! error report), lead show, dead-letter replay, privacy export and erasure.
+
+use leadflow_cli::{
+    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
+};
+use leadflow_tests::{s, TestEnv};
+use serde_json::json;
+
+fn target(env: &TestEnv) -> Target {
+    Target {
+        clients: env.stack.clients.clone(),
+        table: env.table(),
+        config_table: env.stack.settings("IntakeFunction").unwrap().config_table,
+        scoring_queue_url: env.queue("ScoringQueue").url,
+        scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("leadflow-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn config_validate_points_to_file_and_line() {
+    let root = leadflow_local::workspace_root();
+    let ok = leadflow_local::config::load(&root.join("config")).unwrap();
+    assert!(ok.forms.iter().any(|f| f.id == "demo") && ok.forms.iter().any(|f| f.id == "import"));
+    let dir = tempdir("config");
+    copy_dir(&root.join("config"), &dir);
+    std::fs::write(
+        dir.join("forms/broken.json"),
+        "{\n  \"id\": \"broken\",\n  \"name\": 7\n}\n",
+    )
+    .unwrap();
+    let mut routing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("routing.json")).unwrap()).unwrap();
+    routing["rules"][0]["owner"] = json!("nobody");
+    std::fs::write(dir.join("routing.json"), routing.to_string()).unwrap();
+    let errors: Vec<String> = leadflow_local::config::load(&dir)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("forms/broken.json") && errors[0].contains("line 3"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("routing.json") && errors[1].contains("unknown owner nobody"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    // Someone who already exists: the import matches them instead of duplicating.
+    env.post_json("demo", &json!({"email": "row7@example.jp", "last_name": "既存"}), &[])
+        .await;
+    let dir = tempdir("import");
+    let file = dir.join("contacts.csv");
+    let mut csv = String::from("email,last_name,first_name,company,job_title,employees\n");
+    for i in 0..120 {
+        let email = match i {
+            13 | 57 | 101 => format!("not-an-email-{i}"),
+            _ => format!("Row{i}@Example.jp"),
+        };
+        csv.push_str(&format!("{email},山田,{i},\"Acme, Inc.\",部長,300\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let first = import_contacts(&t, &file, "import", false, Some(50)).await.unwrap();
+    assert!(!first.finished);
+    assert_eq!(first.rows, 50);
+    let second = import_contacts(&t, &file, "import", false, None).await.unwrap();
+    assert!(second.finished);
+    assert_eq!(
+        second.resumed_from, 50,
+        "the second run starts after the first's last chunk"
+    );
+    assert_eq!(first.rows + second.rows, 120);
+    assert_eq!(first.errors + second.errors, 3);
+    assert_eq!(first.matched + second.matched, 1, "row7 existed");
+    let report = std::fs::read_to_string(dir.join("contacts.csv.errors.csv")).unwrap();
+    assert_eq!(report.lines().count(), 1 + 3, "{report}");
+    assert!(report.contains("14,email,\"is not a valid email address\""), "{report}");
+    let contacts = env.items_of("contact").await;
+    assert_eq!(contacts.len(), 117, "one per valid email, no duplicates");
+    let row7 = contacts.iter().find(|c| s(c, "email") == "row7@example.jp").unwrap();
+    assert_eq!(s(row7, "last_name"), "山田", "a non-empty imported value updates");
+    assert_eq!(s(row7, "company"), "Acme, Inc.");
+    assert_eq!(
+        env.items_of("lead")
+            .await
+            .iter()
+            .filter(|l| s(l, "source") == "import")
+            .count(),
+        117
+    );
+    // Running it again after it finished imports nothing twice.
+    let again = import_contacts(&t, &file, "import", false, None).await.unwrap();
+    assert_eq!(again.rows, 0);
+}
+
+#[tokio::test]
+async fn lead_show_export_and_verified_erasure() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    let r = env.post_json("demo", &json!({"email": "privacy@example.jp", "last_name": "個人", "industry": "IT", "consent": true, "visitor_id": "vis-p"}), &[]).await;
+    let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+    env.send(
+        "POST",
+        "/events",
+        &[
+            ("content-type", "application/json"),
+            ("x-leadflow-site-key", "pk_demo_site_2026"),
+        ],
+        json!({"type": "page_view", "lead_id": lead}).to_string().as_bytes(),
+    )
+    .await;
+    env.run_scoring().await;
+    let other = env
+        .post_json("demo", &json!({"email": "keep@example.jp", "last_name": "残"}), &[])
+        .await;
+
+    for who in ["privacy@example.jp", lead.as_str()] {
+        let v = lead_show(&t, who).await.unwrap();
+        assert_eq!(v["contact"]["email"], "privacy@example.jp");
+        assert_eq!(v["leads"][0]["lead"]["lead_id"], lead.as_str());
+        assert_eq!(v["leads"][0]["lead"]["scoring"]["total"], 21);
+        assert_eq!(v["leads"][0]["interactions"].as_array().unwrap().len(), 2);
+        let text = render_lead(&v);
+        assert!(text.contains("score (default v1): 21 = fit 15 + behaviour 6"), "{text}");
+        assert!(text.contains("industry_it"));
+    }
+
+    let export = person_export(&t, "privacy@example.jp").await.unwrap();
+    let kinds: Vec<&str> = export["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    for k in [
+        "contact",
+        "contact_key",
+        "lead",
+        "lead_key",
+        "interaction",
+        "score_change",
+        "rescore",
+    ] {
+        assert!(kinds.contains(&k), "{k} exported: {kinds:?}");
+    }
+    let erased = person_erase(&t, "privacy@example.jp").await.unwrap();
+    assert_eq!(erased.remaining, 0);
+    assert!(erased.deleted >= 7, "{erased:?}");
+    assert!(lead_show(&t, "privacy@example.jp").await.is_err(), "gone");
+    let left: Vec<_> = env
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| format!("{i:?}").contains(&lead))
+        .collect();
+    assert!(left.is_empty(), "nothing of the lead is left: {left:?}");
+    // Someone else is untouched.
+    assert!(lead_show(&t, "keep@example.jp").await.is_ok());
+    let _ = other;
+}
+
+#[tokio::test]
+async fn dlq_list_and_replay() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    env.send_raw(
+        "ScoringDeadLetterQueue",
+        r#"{"schema":"leadflow.interaction.v1","note":"replay me"}"#,
+    )
+    .await;
+    let listed = dlq_list(&t, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["body"]["note"], "replay me");
+    assert_eq!(dlq_replay(&t).await.unwrap(), 1);
+    assert_eq!(env.depth("ScoringDeadLetterQueue").await, 0);
+    assert_eq!(env.depth("ScoringQueue").await, 1);
+}
