@@ -9,6 +9,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build --bins (the functions' binaries, for the runtime emulator tests)"
+cargo build --quiet --bins --workspace
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -24,12 +24,15 @@ fn landing() -> String {
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow demo</title><style>{STYLE}</style></head><body>
 <h1>leadflow demo: 資料請求 / Download the ebook</h1>
 <h2>Plain HTML form (no JavaScript)</h2>
-<form method="post" action="/forms/demo/submissions" accept-charset="UTF-8">{plain}<button type="submit">Submit</button></form>
+<form method="post" action="/forms/demo/submissions" accept-charset="UTF-8">{plain}<input type="hidden" name="visitor_id" id="plain-visitor"><button type="submit">Submit</button></form>
 <h2>JavaScript form</h2>
 <form id="js-form">{js}<button type="submit">Submit</button></form><p id="js-result" role="status"></p>
 <script>
 const visitor = (document.cookie.match(/lf_vid=([^;]+)/) || [])[1] || crypto.randomUUID();
 document.cookie = "lf_vid=" + visitor + "; path=/; max-age=31536000; samesite=lax";
+document.getElementById("plain-visitor").value = visitor;
+// The tracking snippet: a page view for this visitor, sent with sendBeacon (the key rides in the body).
+navigator.sendBeacon("/events", JSON.stringify({{type: "page_view", visitor_id: visitor, url: location.href, site_key: "pk_demo_site_2026"}}));
 document.getElementById("js-form").addEventListener("submit", async (ev) => {{
   ev.preventDefault();
   const data = Object.fromEntries(new FormData(ev.target));
@@ -88,4 +91,79 @@ pub fn page(path: &str, query: &str) -> Option<String> {
         "/form-error" => Some(error_page(query)),
         _ => None,
     }
+}
+
+/// The local mailbox: every email SES (the emulator) accepted, newest first; one rendered.
+pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
+    let data: serde_json::Value = reqwest::get(format!("{emulator}/moto-api/data.json"))
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default();
+    let parse = |raw: &str| {
+        mail_parser::MessageParser::default().parse(raw.as_bytes()).map(|m| {
+            let text = |h: Option<&str>| h.unwrap_or("").to_owned();
+            (
+                text(m.subject()),
+                m.from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or("")
+                    .to_owned(),
+                m.body_html(0).map(|b| b.into_owned()).unwrap_or_default(),
+                m.body_text(0).map(|b| b.into_owned()).unwrap_or_default(),
+            )
+        })
+    };
+    if id.is_empty() {
+        let rows: String = messages
+            .iter()
+            .rev()
+            .map(|m| {
+                let (subject, from, _, _) = parse(m["raw_data"].as_str().unwrap_or("")).unwrap_or_default();
+                let to = m["destinations"]
+                    .as_array()
+                    .and_then(|d| d.first())
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("");
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td><a href=\"/_local/mailbox/{}\">{}</a></td></tr>",
+                    escape(to),
+                    escape(&from),
+                    escape(m["id"].as_str().unwrap_or("")),
+                    escape(&subject)
+                )
+            })
+            .collect();
+        return Ok(format!(
+            r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow mailbox</title><style>{STYLE} table{{border-collapse:collapse}}td{{border-bottom:1px solid #ddd;padding:.3rem}}</style></head><body>
+<h1>Local mailbox ({n} emails)</h1><p>Everything SES accepted from this run. Emails go out when the process runs (every minute here, weekdays 9–18 Tokyo time by the demo's send window).</p>
+<table><tr><th>To</th><th>From</th><th>Subject</th></tr>{rows}</table></body></html>"#,
+            n = messages.len()
+        ));
+    }
+    let m = messages
+        .iter()
+        .find(|m| m["id"].as_str() == Some(id))
+        .ok_or("no such email")?;
+    let raw = m["raw_data"].as_str().unwrap_or("");
+    let (subject, from, html, text) = parse(raw).ok_or("not a MIME message")?;
+    let headers: String = raw
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.starts_with("List-Unsubscribe") || l.starts_with("To:") || l.starts_with("Message-ID"))
+        .map(|l| format!("{}\n", escape(l)))
+        .collect();
+    Ok(format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{s}</title><style>{STYLE} iframe{{width:100%;height:28rem;border:1px solid #ccc}}</style></head><body>
+<p><a href="/_local/mailbox">← mailbox</a></p><h1>{s}</h1><p>From {f}</p><pre>{headers}</pre><h2>HTML</h2><iframe sandbox srcdoc="{h}"></iframe><h2>Text</h2><pre>{t}</pre></body></html>"#,
+        s = escape(&subject),
+        f = escape(&from),
+        h = escape(&html),
+        t = escape(&text)
+    ))
 }

@@ -6,6 +6,7 @@ pub mod apigw;
 pub mod config;
 pub mod demo;
 pub mod emulator;
+pub mod runtime;
 pub mod server;
 pub mod sqs;
 pub mod template;
@@ -116,6 +117,58 @@ impl Stack {
         })?;
         config::apply(&bundle, &stack.clients, &stack.settings("IntakeFunction")?.config_table).await?;
         Ok(stack)
+    }
+
+    /// Starts every function's real binary under the Runtime API emulator, with its
+    /// environment as the template declares it, and waits until each has asked for work.
+    pub async fn start_functions(
+        &self,
+        endpoint: &str,
+    ) -> Result<std::collections::HashMap<String, std::sync::Arc<runtime::Function>>, LocalError> {
+        let mut out = std::collections::HashMap::new();
+        for f in self.template.functions() {
+            let env = self.template.function_env(&f.logical_id, &self.provisioned)?;
+            let binary = runtime::bin_dir().join(&f.binary);
+            let function = runtime::Function::start(
+                &f.logical_id,
+                &binary,
+                &env,
+                endpoint,
+                std::time::Duration::from_secs(f.timeout_secs),
+            )
+            .await?;
+            function
+                .ready(std::time::Duration::from_secs(30))
+                .await
+                .map_err(LocalError::Other)?;
+            out.insert(f.logical_id.clone(), std::sync::Arc::new(function));
+        }
+        Ok(out)
+    }
+
+    /// One poll of every SQS event source of the template, each handed to its function.
+    pub async fn poll_queues(
+        &self,
+        functions: &std::collections::HashMap<String, std::sync::Arc<runtime::Function>>,
+        retry: sqs::Retry,
+    ) -> Result<sqs::Polled, LocalError> {
+        let mut total = sqs::Polled::default();
+        for source in self.template.sqs_sources() {
+            let (Some(q), Some(f)) = (
+                self.provisioned.queues.get(&source.queue),
+                functions.get(&source.function),
+            ) else {
+                continue;
+            };
+            let polled = sqs::poll_once(&self.clients.sqs, &q.url, &q.arn, source.batch_size, retry, |event| {
+                f.invoke(event)
+            })
+            .await
+            .map_err(LocalError::Other)?;
+            total.received += polled.received;
+            total.failed += polled.failed;
+        }
+        Ok(total)
     }
 
     /// A function's settings, from its environment as the template declares it.

@@ -12,16 +12,25 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use std::collections::HashMap;
+
+use base64::Engine;
+use serde_json::Value;
+
 use crate::apigw::{http_api_event, match_route, HttpRequest};
-use crate::template::Route;
+use crate::runtime::Function;
+use crate::template::{Route, Schedule};
 
 /// A bit above the function's own limit, so the function (not this server) answers 413.
 const MAX_LOCAL_BODY: usize = 1024 * 1024;
 
 pub struct Front {
     pub routes: Vec<Route>,
-    pub intake: intake::AwsIntake,
-    pub process: process::Process,
+    /// Each function's real binary under the Runtime API emulator.
+    pub functions: HashMap<String, Arc<Function>>,
+    pub schedules: Vec<Schedule>,
+    /// The emulator, for the mailbox page.
+    pub emulator: String,
 }
 
 fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -34,6 +43,51 @@ fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     r
 }
 
+/// An API Gateway payload-2.0 response (what lambda_http returns) as an HTTP response.
+fn from_lambda(out: &Value) -> Response<Full<Bytes>> {
+    let status = out
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = out.get("body").and_then(Value::as_str).unwrap_or("");
+    let bytes = if out.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap_or_default()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    for (k, v) in out.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        if let (Ok(k), Some(Ok(v))) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            v.as_str().map(hyper::header::HeaderValue::from_str),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    for (k, vs) in out
+        .get("multiValueHeaders")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        for v in vs.as_array().into_iter().flatten() {
+            if let (Ok(k), Some(Ok(v))) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str().map(hyper::header::HeaderValue::from_str),
+            ) {
+                if !r.headers().contains_key(&k) {
+                    r.headers_mut().append(k, v);
+                }
+            }
+        }
+    }
+    r
+}
+
 impl Front {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
@@ -42,10 +96,39 @@ impl Front {
             Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large"),
         };
         let path = parts.uri.path();
+        let query = parts.uri.query().unwrap_or("");
         if parts.method == hyper::Method::GET {
-            if let Some(page) = crate::demo::page(path, parts.uri.query().unwrap_or("")) {
+            if let Some(page) = crate::demo::page(path, query) {
                 return plain(StatusCode::OK, "text/html; charset=utf-8", page);
             }
+            if path == "/_local/mailbox" || path.starts_with("/_local/mailbox/") {
+                return match crate::demo::mailbox(
+                    &self.emulator,
+                    path.trim_start_matches("/_local/mailbox").trim_start_matches('/'),
+                )
+                .await
+                {
+                    Ok(page) => plain(StatusCode::OK, "text/html; charset=utf-8", page),
+                    Err(e) => plain(StatusCode::BAD_GATEWAY, "text/plain", e),
+                };
+            }
+        }
+        // Schedules on demand: POST /_local/schedules/{Function}/{Event}.
+        if let (&hyper::Method::POST, Some(rest)) = (&parts.method, path.strip_prefix("/_local/schedules/")) {
+            let Some(s) = self
+                .schedules
+                .iter()
+                .find(|s| rest == format!("{}/{}", s.function, s.name))
+            else {
+                return plain(StatusCode::NOT_FOUND, "text/plain", "no such schedule");
+            };
+            let Some(f) = self.functions.get(&s.function) else {
+                return plain(StatusCode::NOT_FOUND, "text/plain", "no such function");
+            };
+            return match f.invoke(s.input.clone()).await {
+                Ok(v) => plain(StatusCode::OK, "application/json", v.to_string()),
+                Err(e) => plain(StatusCode::BAD_GATEWAY, "text/plain", e),
+            };
         }
         let Some((route, params)) = match_route(&self.routes, parts.method.as_str(), path) else {
             return plain(StatusCode::NOT_FOUND, "application/json", r#"{"message":"Not Found"}"#);
@@ -62,61 +145,31 @@ impl Front {
             &HttpRequest {
                 method: parts.method.as_str(),
                 path,
-                query: parts.uri.query().unwrap_or(""),
+                query,
                 headers,
                 body: &body,
                 source_ip: &ip,
             },
         );
-        if route.function == "ProcessFunction" {
-            let out = self
-                .process
-                .handle(event)
-                .await
-                .unwrap_or_else(|e| serde_json::json!({"statusCode": 500, "body": e}));
-            let status = out.get("statusCode").and_then(serde_json::Value::as_u64).unwrap_or(500) as u16;
-            let body = out
-                .get("body")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-                .to_owned();
+        let Some(function) = self.functions.get(&route.function) else {
             return plain(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "application/json",
-                body,
+                StatusCode::NOT_IMPLEMENTED,
+                "text/plain",
+                format!("{} is not running", route.function),
             );
-        }
-        let request = match lambda_http::request::from_str(&event.to_string()) {
-            Ok(r) => r,
+        };
+        match function.invoke(event).await {
+            Ok(out) => from_lambda(&out),
+            // API Gateway answers a function error with a 500 of its own.
             Err(e) => {
-                return plain(
+                tracing::warn!(function = %route.function, error = %e, "function error");
+                plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    format!("bad event: {e}"),
+                    "application/json",
+                    r#"{"message":"Internal Server Error"}"#,
                 )
             }
-        };
-        let response = match route.function.as_str() {
-            "IntakeFunction" => match self.intake.handle(request).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            },
-            other => {
-                return plain(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "text/plain",
-                    format!("{other} is not served locally"),
-                )
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let bytes: Bytes = match body {
-            lambda_http::Body::Empty => Bytes::new(),
-            lambda_http::Body::Text(t) => Bytes::from(t),
-            lambda_http::Body::Binary(b) => Bytes::from(b),
-            _ => Bytes::new(),
-        };
-        Response::from_parts(parts, Full::new(bytes))
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Template {
     resources: Mapping,
     parameters: Mapping,
     globals_env: Mapping,
+    globals_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +51,24 @@ pub struct Provisioned {
     pub queues: BTreeMap<String, QueueInfo>,
     /// `!Ref` values of other resources (SES identities and configuration sets).
     pub others: BTreeMap<String, String>,
+}
+
+/// A function as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionDef {
+    pub logical_id: String,
+    /// The cargo-lambda binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    pub timeout_secs: u64,
+}
+
+/// A schedule of a function (`ScheduleV2`), as the template declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub function: String,
+    pub name: String,
+    pub every: std::time::Duration,
+    pub input: serde_json::Value,
 }
 
 /// An SQS event source mapping of a function, as the template declares it.
@@ -104,11 +123,16 @@ impl Template {
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();
+        let globals_timeout = get(m, "Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Timeout"))
+            .and_then(Value::as_u64);
         Ok(Template {
             overrides: BTreeMap::new(),
             resources,
             parameters,
             globals_env,
+            globals_timeout,
         })
     }
 
@@ -162,6 +186,86 @@ impl Template {
                     path,
                     iam,
                 });
+            }
+        }
+        out
+    }
+
+    /// Every function, with its binary and timeout.
+    pub fn functions(&self) -> Vec<FunctionDef> {
+        let global_timeout = self.globals_timeout.unwrap_or(3);
+        let mut out = Vec::new();
+        for (id, resource) in &self.resources {
+            let Some(id) = id.as_str() else { continue };
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let binary = resource
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(Value::as_str);
+            let timeout = resource
+                .get("Properties")
+                .and_then(|p| p.get("Timeout"))
+                .and_then(Value::as_u64)
+                .unwrap_or(global_timeout);
+            if let Some(binary) = binary {
+                out.push(FunctionDef {
+                    logical_id: id.to_owned(),
+                    binary: binary.to_owned(),
+                    timeout_secs: timeout,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every `ScheduleV2` event: `rate(N minute|minutes|hour|hours)` and its input.
+    pub fn schedules(&self) -> Vec<Schedule> {
+        let mut out = Vec::new();
+        for (function, props) in self.of_type("AWS::Serverless::Function") {
+            let Some(events) = get(&props, "Events").and_then(Value::as_mapping) else {
+                continue;
+            };
+            for (name, ev) in events {
+                if ev.get("Type").and_then(Value::as_str) != Some("ScheduleV2") {
+                    continue;
+                }
+                let p = ev.get("Properties");
+                let expr = p
+                    .and_then(|p| p.get("ScheduleExpression"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let every = expr
+                    .strip_prefix("rate(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .and_then(|r| {
+                        let (n, unit) = r.split_once(' ')?;
+                        let n: u64 = n.parse().ok()?;
+                        Some(std::time::Duration::from_secs(
+                            n * if unit.starts_with("hour") {
+                                3600
+                            } else if unit.starts_with("day") {
+                                86400
+                            } else {
+                                60
+                            },
+                        ))
+                    });
+                let input = p
+                    .and_then(|p| p.get("Input"))
+                    .and_then(Value::as_str)
+                    .and_then(|i| serde_json::from_str(i).ok())
+                    .unwrap_or(serde_json::json!({}));
+                if let Some(every) = every {
+                    out.push(Schedule {
+                        function: function.clone(),
+                        name: name.as_str().unwrap_or("").to_owned(),
+                        every,
+                        input,
+                    });
+                }
             }
         }
         out

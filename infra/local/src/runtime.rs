@@ -1,0 +1,261 @@
+//! A Lambda Runtime API emulator: each function's real `bootstrap` binary runs as its own
+//! process and pulls its invocations from `/2018-06-01/runtime/invocation/next`, exactly as on
+//! Lambda. Also measures each function's init time (process start → first request for work)
+//! and peak memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<Value, Value>>;
+
+struct Invocation {
+    event: Value,
+    deadline: Duration,
+    reply: Reply,
+}
+
+struct State {
+    function: String,
+    next: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    pending: Mutex<HashMap<String, Reply>>,
+    started: Instant,
+    init: Mutex<Option<Duration>>,
+    init_error: Mutex<Option<String>>,
+}
+
+/// A function's process and the queue of its invocations.
+pub struct Function {
+    pub name: String,
+    queue: mpsc::Sender<Invocation>,
+    state: Arc<State>,
+    child: Child,
+    pub timeout: Duration,
+}
+
+/// Where the functions' binaries are: `LEADFLOW_BIN_DIR`, or the workspace's `target/debug`.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("LEADFLOW_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| crate::workspace_root().join("target"))
+                .join("debug")
+        })
+}
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+async fn serve_api(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let parts: Vec<&str> = path.trim_start_matches("/2018-06-01/runtime/").split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["invocation", "next"]) => {
+            state
+                .init
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| state.started.elapsed());
+            let Some(inv) = state.next.lock().await.recv().await else {
+                return respond(StatusCode::GONE, "shutting down");
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let deadline = (std::time::SystemTime::now() + inv.deadline)
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            state
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), inv.reply);
+            let mut r = respond(StatusCode::OK, inv.event.to_string());
+            let h = r.headers_mut();
+            let arn = format!(
+                "arn:aws:lambda:{}:123456789012:function:{}",
+                crate::REGION,
+                state.function
+            );
+            for (k, v) in [
+                ("lambda-runtime-aws-request-id", id.as_str()),
+                ("lambda-runtime-deadline-ms", &deadline.to_string()),
+                ("lambda-runtime-invoked-function-arn", &arn),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-00000000-000000000000000000000000;Sampled=0",
+                ),
+                ("content-type", "application/json"),
+            ] {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(v) {
+                    h.insert(k, v);
+                }
+            }
+            r
+        }
+        ("POST", ["invocation", id, outcome @ ("response" | "error")]) => {
+            let value: Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            if let Some(reply) = state.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(*id) {
+                let _ = reply.send(if *outcome == "response" { Ok(value) } else { Err(value) });
+            }
+            respond(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+        }
+        ("POST", ["init", "error"]) => {
+            *state.init_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(String::from_utf8_lossy(&body).into_owned());
+            respond(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+        }
+        _ => respond(StatusCode::NOT_FOUND, "unknown runtime API path"),
+    }
+}
+
+impl Function {
+    /// Starts `binary` under its own Runtime API, with exactly `env` (plus the runtime's own
+    /// variables): nothing of the caller's environment, so no real AWS credentials leak in.
+    pub async fn start(
+        name: &str,
+        binary: &Path,
+        env: &BTreeMap<String, String>,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> std::io::Result<Function> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (queue, rx) = mpsc::channel(64);
+        let state = Arc::new(State {
+            function: name.to_owned(),
+            next: tokio::sync::Mutex::new(rx),
+            pending: Mutex::default(),
+            started: Instant::now(),
+            init: Mutex::default(),
+            init_error: Mutex::default(),
+        });
+        let server_state = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let st = server_state.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(serve_api(st, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let mut cmd = Command::new(binary);
+        cmd.env_clear()
+            .envs(env)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .env("AWS_REGION", crate::REGION)
+            .env("AWS_DEFAULT_REGION", crate::REGION)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if std::env::var_os("LEADFLOW_FUNCTION_LOGS").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = cmd.spawn().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{}: {e} (build the functions: cargo build --bins)", binary.display()),
+            )
+        })?;
+        Ok(Function {
+            name: name.to_owned(),
+            queue,
+            state,
+            child,
+            timeout,
+        })
+    }
+
+    /// Invokes the function and waits for its answer (`Err`: the function reported an error).
+    pub async fn invoke(&self, event: Value) -> Result<Value, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Invocation {
+                event,
+                deadline: self.timeout,
+                reply,
+            })
+            .await
+            .map_err(|_| format!("{} is not running", self.name))?;
+        match tokio::time::timeout(self.timeout + Duration::from_secs(5), answer).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(_)) => Err(format!("{} dropped the invocation", self.name)),
+            Err(_) => Err(format!("{} timed out", self.name)),
+        }
+    }
+
+    /// Process start to its first request for work, once it has made it.
+    pub fn init_time(&self) -> Option<Duration> {
+        *self.state.init.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn init_error(&self) -> Option<String> {
+        self.state.init_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Peak resident memory of the function's process so far, in KiB (Linux `VmHWM`).
+    pub fn peak_memory_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Waits until the function has asked for work (its init is done), up to `limit`.
+    pub async fn ready(&self, limit: Duration) -> Result<Duration, String> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(t) = self.init_time() {
+                return Ok(t);
+            }
+            if let Some(e) = self.init_error() {
+                return Err(format!("{}: init error {e}", self.name));
+            }
+            if Instant::now() > until {
+                return Err(format!("{} did not start within {limit:?}", self.name));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The real function binaries under the Lambda Runtime API emulator, wired as the template
+//! declares: an HTTP event to intake, the SQS mapping to scoring, the schedule to process.
+
+use std::time::Duration;
+
+use leadflow_local::apigw::{http_api_event, match_route, HttpRequest};
+use leadflow_local::sqs::Retry;
+use leadflow_tests::{endpoint, TestEnv};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_pipeline_runs_on_the_real_binaries() {
+    let env = TestEnv::new().await;
+    let functions = env
+        .stack
+        .start_functions(endpoint())
+        .await
+        .expect("the functions' binaries (scripts/test.sh builds them)");
+    for name in ["IntakeFunction", "ScoringFunction", "ProcessFunction"] {
+        let f = &functions[name];
+        assert!(f.init_time().is_some(), "{name} asked for work");
+        assert!(f.peak_memory_kib().unwrap_or(0) > 0);
+    }
+    // An API Gateway event, as the HTTP API would send it for the template's route.
+    let routes = env.stack.template.http_routes();
+    let (route, params) = match_route(&routes, "POST", "/forms/demo/submissions").unwrap();
+    let body = json!({"email": "binary@example.jp", "last_name": "実行", "industry": "IT", "employees": "300", "consent": true}).to_string();
+    let req = HttpRequest {
+        method: "POST",
+        path: "/forms/demo/submissions",
+        query: "",
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.as_bytes(),
+        source_ip: "198.51.100.1",
+    };
+    let out = functions["IntakeFunction"]
+        .invoke(http_api_event(route, &params, &req))
+        .await
+        .unwrap();
+    assert_eq!(out["statusCode"], 201, "{out}");
+    let receipt: serde_json::Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+    let lead = receipt["lead_id"].as_str().unwrap().to_owned();
+
+    // The SQS event source mapping: the scoring binary scores it.
+    let polled = env.stack.poll_queues(&functions, Retry::Now).await.unwrap();
+    assert_eq!((polled.received, polled.failed), (1, 0));
+    assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(35));
+
+    // The schedule: the process binary moves the lead out of Inquiry.
+    let schedule = env
+        .stack
+        .template
+        .schedules()
+        .into_iter()
+        .find(|s| s.function == "ProcessFunction")
+        .unwrap();
+    assert_eq!(schedule.every, Duration::from_secs(300));
+    let report = functions["ProcessFunction"]
+        .invoke(schedule.input.clone())
+        .await
+        .unwrap();
+    assert_eq!(report["leads"], 1, "{report}");
+    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    assert_eq!(item["stage"].as_s().unwrap(), "automated_marketing_qualification");
+
+    // A function error is reported as one, not as a crash of the emulator.
+    let err = functions["ScoringFunction"]
+        .invoke(json!({"neither": "sqs nor rescore"}))
+        .await;
+    assert!(err.is_err());
+}
