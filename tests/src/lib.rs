@@ -27,13 +27,19 @@ pub fn endpoint() -> &'static str {
         .endpoint
 }
 
-/// Records every HTTP request the SDK clients send, by operation (`x-amz-target`).
+/// Records every HTTP request the SDK clients send, by operation (`x-amz-target`), and the
+/// requests' bodies (to see which tables, indexes and queues they touch).
 #[derive(Clone, Debug, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<String>>>);
+pub struct RequestLog(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<(String, Value)>>>);
 
 impl RequestLog {
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// Every request so far with its JSON body (not cleared by `take`).
+    pub fn bodies(&self) -> Vec<(String, Value)> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -61,6 +67,12 @@ impl Intercept for RequestLog {
                 format!("{} {}", req.method(), path.split('?').next().unwrap_or(""))
             }
         };
+        let body = req
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        self.1.lock().unwrap().push((op.clone(), body));
         self.0.lock().unwrap().push(op);
         Ok(())
     }
@@ -85,6 +97,28 @@ pub struct TestEnv {
     pub process: process::Process,
     pub routes: Vec<Route>,
     pub requests: RequestLog,
+}
+
+/// SDK clients that record their requests.
+pub async fn logged_clients(requests: &RequestLog) -> Clients {
+    let sdk = leadflow_local::sdk_config(endpoint()).await;
+    Clients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
+        sesv2: aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
+    }
 }
 
 impl TestEnv {

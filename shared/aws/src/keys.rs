@@ -101,8 +101,13 @@ pub fn visitor_link(visitor: &str) -> (String, String) {
 pub fn email_message(message_id: &str) -> (String, String) {
     (format!("SESMSG#{message_id}"), "SESMSG".into())
 }
+/// Time-ordered; the suffix keeps two moves recorded in the same millisecond apart.
 pub fn stage_history(lead: LeadId, at: DateTime<Utc>, n: usize) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("STAGE#{}#{n:02}", sortable_time(at)))
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    (
+        format!("LEAD#{lead}"),
+        format!("STAGE#{}#{n:02}#{unique}", sortable_time(at)),
+    )
 }
 pub fn send_ledger(lead: LeadId, key: &str) -> (String, String) {
     (format!("LEAD#{lead}"), format!("SEND#{key}"))

@@ -1,0 +1,346 @@
+//! Template and code agree: every environment variable a function reads is set for it, and
+//! every AWS action a function's code calls (observed in a full scenario, with the table,
+//! index or queue it touches) is allowed by that function's own IAM statements.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use leadflow_local::template::Template;
+use leadflow_tests::{emails_to, logged_clients, RequestLog, TestEnv};
+use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
+
+fn env_var_literals(paths: &[&str]) -> BTreeSet<String> {
+    let root = leadflow_local::workspace_root();
+    let mut out = BTreeSet::new();
+    let mut files = Vec::new();
+    for p in paths {
+        let p = root.join(p);
+        if p.is_dir() {
+            files.extend(
+                std::fs::read_dir(&p)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "rs")),
+            );
+        } else {
+            files.push(p);
+        }
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for piece in text.split('"').skip(1).step_by(2) {
+            let looks_like_var = piece.len() > 3
+                && piece.contains('_')
+                && piece
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if looks_like_var && !piece.starts_with("AWS_") {
+                out.insert(piece.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_environment_variable_a_function_reads_is_set_for_it() {
+    let env = TestEnv::new().await;
+    for (function, sources) in [
+        (
+            "IntakeFunction",
+            &["shared/aws/src/config.rs", "functions/intake/src"][..],
+        ),
+        ("ScoringFunction", &["functions/scoring/src"][..]),
+        ("ProcessFunction", &["functions/process/src"][..]),
+    ] {
+        let set = env
+            .stack
+            .template
+            .function_env(function, &env.stack.provisioned)
+            .unwrap();
+        let read = env_var_literals(sources);
+        assert!(!read.is_empty(), "{function} reads its settings from the environment");
+        for var in read {
+            assert!(
+                set.contains_key(&var),
+                "{function} reads {var}, which template.yaml does not set for it"
+            );
+        }
+    }
+}
+
+/// The IAM statements of a function: (actions, resource labels such as `DataTable`,
+/// `DataTable/index/due`, `ScoringQueue`, `SES`).
+fn policies(function: &str) -> Vec<(BTreeSet<String>, BTreeSet<String>)> {
+    let doc: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(leadflow_local::workspace_root().join("template.yaml")).unwrap())
+            .unwrap();
+    let label = |v: &Yaml| -> String {
+        match v {
+            Yaml::Tagged(t) => {
+                let s = t.value.as_str().unwrap_or("");
+                if s.contains(":ses:") {
+                    "SES".into()
+                } else if let Some(rest) = s.strip_prefix("${").and_then(|r| r.split_once(".Arn}")) {
+                    format!("{}{}", rest.0, rest.1)
+                } else {
+                    s.trim_end_matches(".Arn").to_owned()
+                }
+            }
+            other => other.as_str().unwrap_or("").to_owned(),
+        }
+    };
+    let mut out = Vec::new();
+    let stmts = &doc["Resources"][function]["Properties"]["Policies"][0]["Statement"];
+    for st in stmts.as_sequence().unwrap() {
+        let actions = st["Action"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        let resources = match &st["Resource"] {
+            Yaml::Sequence(s) => s.iter().map(label).collect(),
+            one => [label(one)].into(),
+        };
+        out.push((actions, resources));
+    }
+    out
+}
+
+/// (IAM action, resource label) of every request a function made.
+fn observed(log: &RequestLog, env: &TestEnv) -> BTreeSet<(String, String)> {
+    let tables: BTreeMap<String, String> = env
+        .stack
+        .provisioned
+        .tables
+        .iter()
+        .map(|(k, v)| (v.clone(), k.clone()))
+        .collect();
+    let queues: BTreeMap<String, String> = env
+        .stack
+        .provisioned
+        .queues
+        .iter()
+        .map(|(k, q)| (q.url.clone(), k.clone()))
+        .collect();
+    let table = |b: &Value| {
+        let t = tables
+            .get(b["TableName"].as_str().unwrap_or(""))
+            .cloned()
+            .unwrap_or_else(|| format!("unknown table {b}"));
+        match b["IndexName"].as_str() {
+            Some(i) => format!("{t}/index/{i}"),
+            None => t,
+        }
+    };
+    let mut out = BTreeSet::new();
+    for (op, body) in log.bodies() {
+        match op.as_str() {
+            "TransactWriteItems" => {
+                for item in body["TransactItems"].as_array().unwrap() {
+                    for (kind, action) in [
+                        ("Put", "PutItem"),
+                        ("Update", "UpdateItem"),
+                        ("ConditionCheck", "ConditionCheckItem"),
+                        ("Delete", "DeleteItem"),
+                    ] {
+                        if let Some(b) = item.get(kind) {
+                            out.insert((format!("dynamodb:{action}"), table(b)));
+                        }
+                    }
+                }
+            }
+            "BatchGetItem" | "BatchWriteItem" => {
+                for t in body["RequestItems"].as_object().unwrap().keys() {
+                    out.insert((format!("dynamodb:{op}"), tables[t].clone()));
+                }
+            }
+            "SendMessage" | "ReceiveMessage" | "DeleteMessage" | "DeleteMessageBatch" | "GetQueueAttributes" => {
+                out.insert((
+                    format!("sqs:{op}"),
+                    queues
+                        .get(body["QueueUrl"].as_str().unwrap_or(""))
+                        .cloned()
+                        .unwrap_or_default(),
+                ));
+            }
+            "POST /v2/email/outbound-emails" => {
+                out.insert(("ses:SendEmail".into(), "SES".into()));
+            }
+            dynamo => {
+                out.insert((format!("dynamodb:{dynamo}"), table(&body)));
+            }
+        }
+    }
+    out
+}
+
+fn t0() -> DateTime<Utc> {
+    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
+    let after = Utc::now() + Duration::minutes(1);
+    let mut day = after.with_timezone(&jst).date_naive();
+    loop {
+        let at = jst
+            .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(10, 0, 0).unwrap()))
+            .unwrap()
+            .with_timezone(&Utc);
+        if at > after && !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            return at;
+        }
+        day += Duration::days(1);
+    }
+}
+fn t_late() -> DateTime<Utc> {
+    t0() + Duration::days(95)
+}
+
+#[tokio::test]
+async fn every_aws_action_a_function_calls_is_allowed_to_it() {
+    let mut env = TestEnv::new().await;
+    let (intake_log, scoring_log, process_log) = (RequestLog::default(), RequestLog::default(), RequestLog::default());
+    env.intake = intake::AwsIntake::new(
+        &logged_clients(&intake_log).await,
+        &env.stack.settings("IntakeFunction").unwrap(),
+    );
+    let scoring_env = env
+        .stack
+        .template
+        .function_env("ScoringFunction", &env.stack.provisioned)
+        .unwrap();
+    env.scoring = scoring::Scoring::new(
+        &logged_clients(&scoring_log).await,
+        &scoring_env["TABLE_NAME"],
+        &scoring_env["CONFIG_TABLE_NAME"],
+    );
+    let process_env = env
+        .stack
+        .template
+        .function_env("ProcessFunction", &env.stack.provisioned)
+        .unwrap();
+    env.process = process::Process::new(
+        &logged_clients(&process_log).await,
+        &process::ProcessSettings::from_lookup(|k| process_env.get(k).cloned()).unwrap(),
+    );
+    env.process.clock = t0;
+
+    // Intake: new, returning, idempotent; events for a lead, a contact and a visitor.
+    let key = ("x-leadflow-site-key", "pk_demo_site_2026");
+    let ct = ("content-type", "application/json");
+    env.send(
+        "POST",
+        "/events",
+        &[ct, key],
+        json!({"type": "page_view", "visitor_id": "iam-v"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    let hot = env.post_json("demo", &json!({"email": "iam-hot@example.jp", "last_name": "権限", "industry": "IT", "employees": "300", "job_title": "CEO", "consent": true, "visitor_id": "iam-v"}), &[("idempotency-key", "k1")]).await;
+    env.post_json(
+        "demo",
+        &json!({"email": "iam-warm@example.jp", "last_name": "権限", "consent": true}),
+        &[],
+    )
+    .await;
+    let warm = env
+        .post_json(
+            "demo",
+            &json!({"email": "iam-warm@example.jp", "last_name": "権限", "company": "Acme", "consent": true}),
+            &[],
+        )
+        .await;
+    env.send(
+        "POST",
+        "/events",
+        &[ct, key],
+        json!({"type": "download", "lead_id": warm.body["lead_id"]})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    env.send(
+        "POST",
+        "/events",
+        &[ct, key],
+        json!({"type": "download", "contact_id": warm.body["contact_id"]})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    // Scoring, with linking; the process: moves, nurture email, hand-off, outbox relay.
+    env.run_scoring().await;
+    env.process.run().await.unwrap();
+    let mail = &emails_to("iam-warm@example.jp").await[0];
+    // SES engagement, then unsubscribe through the link, then a manual move and an activity.
+    let bounce = json!({"eventType": "Open", "mail": {"messageId": mail.message_id, "timestamp": Utc::now().to_rfc3339()}, "open": {"timestamp": Utc::now().to_rfc3339()}});
+    env.send_raw("EngagementQueue", &bounce.to_string()).await;
+    env.run_scoring().await;
+    let link = mail.header("List-Unsubscribe");
+    let target = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .trim_start_matches("https://leadflow.test")
+        .to_owned();
+    assert_eq!(
+        env.send(
+            "POST",
+            &target,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"List-Unsubscribe=One-Click"
+        )
+        .await
+        .status,
+        200
+    );
+    let hot_lead = hot.body["lead_id"].as_str().unwrap();
+    assert_eq!(
+        env.send(
+            "POST",
+            &format!("/leads/{hot_lead}/activities"),
+            &[ct],
+            json!({"type": "phone", "result": "continue"}).to_string().as_bytes()
+        )
+        .await
+        .status,
+        201
+    );
+    let warm_lead = warm.body["lead_id"].as_str().unwrap();
+    let moved = env
+        .send(
+            "POST",
+            &format!("/leads/{warm_lead}/stage"),
+            &[ct],
+            json!({"move": "disqualify", "reason": "test"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    // Later: the SLA timer, and re-scoring as behaviour ages.
+    env.process.clock = t_late;
+    env.process.run().await.unwrap();
+    env.scoring.clock = t_late;
+    env.scoring.rescore("due").await.unwrap();
+    env.scoring.rescore("stale").await.unwrap();
+
+    for (function, log) in [
+        ("IntakeFunction", &intake_log),
+        ("ScoringFunction", &scoring_log),
+        ("ProcessFunction", &process_log),
+    ] {
+        let allowed = policies(function);
+        let seen = observed(log, &env);
+        assert!(seen.len() >= 3, "{function} was exercised: {seen:?}");
+        for (action, resource) in &seen {
+            let ok = allowed
+                .iter()
+                .any(|(actions, resources)| actions.contains(action) && resources.contains(resource));
+            assert!(
+                ok,
+                "{function} calls {action} on {resource}, which its IAM statements do not allow"
+            );
+        }
+    }
+}
