@@ -171,6 +171,20 @@ impl Stack {
         Ok(total)
     }
 
+    /// Opens the nurture send window to every hour of every day (a demo is tried at any hour;
+    /// deployments keep `config/nurture.json`'s window, weekdays 9–18 Tokyo time).
+    pub async fn open_send_window(&self) -> Result<(), LocalError> {
+        let docs = self.docs()?;
+        let other = |e: leadflow_domain::ports::StoreError| LocalError::Other(e.to_string());
+        if let Some(mut nurture) = docs.get::<leadflow_domain::process::nurture::NurtureConfig>("nurture").await.map_err(other)? {
+            use chrono::Weekday::*;
+            nurture.window.days = vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun];
+            (nurture.window.start_hour, nurture.window.end_hour) = (0, 24);
+            docs.put("nurture", &nurture).await.map_err(other)?;
+        }
+        Ok(())
+    }
+
     /// A function's settings, from its environment as the template declares it.
     pub fn settings(&self, function: &str) -> Result<Settings, LocalError> {
         let env = self.template.function_env(function, &self.provisioned)?;

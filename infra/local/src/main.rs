@@ -30,25 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let emulator = Emulator::start_on(emulator_port)?;
     let public_url = format!("http://127.0.0.1:{port}");
     let stack = Stack::stand_up(&emulator.endpoint, "leadflow-", &public_url).await?;
-    // A demo is tried at any hour: locally, nurture email may go out all week, all day
-    // (deployments keep config/nurture.json's window, weekdays 9–18 Tokyo time).
-    let docs = stack.docs()?;
-    if let Some(mut nurture) = docs
-        .get::<leadflow_domain::process::nurture::NurtureConfig>("nurture")
-        .await?
-    {
-        nurture.window.days = vec![
-            chrono::Weekday::Mon,
-            chrono::Weekday::Tue,
-            chrono::Weekday::Wed,
-            chrono::Weekday::Thu,
-            chrono::Weekday::Fri,
-            chrono::Weekday::Sat,
-            chrono::Weekday::Sun,
-        ];
-        (nurture.window.start_hour, nurture.window.end_hour) = (0, 24);
-        docs.put("nurture", &nurture).await?;
-    }
+    stack.open_send_window().await?;
     let stack = Arc::new(stack);
     let functions = stack.start_functions(&emulator.endpoint).await?;
     let schedules = stack.template.schedules();
