@@ -12,3 +12,11 @@ if ! cmp -s requirements-dev.txt .venv/.installed 2>/dev/null; then
   cp requirements-dev.txt .venv/.installed
 fi
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+# Headless Chromium and its driver, for the browser test (Debian's packages).
+if ! command -v chromedriver >/dev/null && [ ! -x /usr/lib/chromium/chromedriver ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "note: install chromium and chromium-driver (Debian) for the browser test" >&2
+  fi
+fi

@@ -20,8 +20,12 @@ impl Drop for Driver {
 }
 
 fn chromium() -> (&'static str, &'static str) {
-    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
-    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
     match (browser, driver) {
         (Some(b), Some(d)) => (b, d),
         _ => panic!("Chromium and ChromeDriver are needed (Debian: apt-get install chromium chromium-driver; scripts/setup.sh does it)"),
@@ -47,7 +51,11 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
     let (browser, chromedriver) = chromium();
     let env = TestEnv::new().await;
     env.stack.open_send_window().await.unwrap();
-    let functions = env.stack.start_functions(endpoint()).await.expect("function binaries (scripts/test.sh builds them)");
+    let functions = env
+        .stack
+        .start_functions(endpoint())
+        .await
+        .expect("function binaries (scripts/test.sh builds them)");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let site = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let front = Arc::new(leadflow_local::server::Front {
@@ -57,9 +65,23 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         emulator: endpoint().to_owned(),
     });
     tokio::spawn(leadflow_local::server::serve(listener, front, std::future::pending()));
+    // The page is served from a port of this test's own: let the demo form accept that origin.
+    let mut demo: leadflow_domain::form::FormDefinition = serde_json::from_str(
+        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/forms/demo.json")).unwrap(),
+    )
+    .unwrap();
+    demo.allowed_origins.push(site.clone());
+    env.stack.forms().unwrap().put(&demo).await.unwrap();
 
     let port = leadflow_local::emulator::free_port().unwrap();
-    let _driver = Driver(Command::new(chromedriver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let _driver = Driver(
+        Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let profile = std::env::temp_dir().join(format!("leadflow-chromium-{}", uuid::Uuid::new_v4().simple()));
     let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
         "goog:chromeOptions": {
@@ -71,7 +93,12 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
     .unwrap();
     let mut client = None;
     for _ in 0..50 {
-        match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
             Ok(c) => {
                 client = Some(c);
                 break;
@@ -84,21 +111,74 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
     // The plain HTML form, no JavaScript involved: a 303 to the thank-you page.
     c.goto(&format!("{site}/")).await.unwrap();
     let plain = c.find(Locator::Css("form[method=post]")).await.unwrap();
-    plain.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("browser-plain@example.jp").await.unwrap();
-    plain.find(Locator::Css("input[name=last_name]")).await.unwrap().send_keys("山田").await.unwrap();
-    plain.find(Locator::Css("input[name=first_name]")).await.unwrap().send_keys("太郎").await.unwrap();
-    plain.find(Locator::Css("input[name=consent]")).await.unwrap().click().await.unwrap();
-    plain.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    wait_for("the thank-you page", || async { c.current_url().await.map(|u| u.path() == "/thanks").unwrap_or(false) }).await;
+    plain
+        .find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("browser-plain@example.jp")
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("input[name=last_name]"))
+        .await
+        .unwrap()
+        .send_keys("山田")
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("input[name=first_name]"))
+        .await
+        .unwrap()
+        .send_keys("太郎")
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("input[name=consent]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    plain
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the thank-you page", || async {
+        c.current_url().await.map(|u| u.path() == "/thanks").unwrap_or(false)
+    })
+    .await;
     assert!(c.source().await.unwrap().contains("ありがとうございます"));
 
     // The JavaScript form: JSON, an idempotency key, the answer shown in the page.
     c.goto(&format!("{site}/")).await.unwrap();
     let js = c.find(Locator::Id("js-form")).await.unwrap();
-    js.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("browser-js@example.jp").await.unwrap();
-    js.find(Locator::Css("input[name=last_name]")).await.unwrap().send_keys("佐藤").await.unwrap();
-    js.find(Locator::Css("input[name=consent]")).await.unwrap().click().await.unwrap();
-    js.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    js.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("browser-js@example.jp")
+        .await
+        .unwrap();
+    js.find(Locator::Css("input[name=last_name]"))
+        .await
+        .unwrap()
+        .send_keys("佐藤")
+        .await
+        .unwrap();
+    js.find(Locator::Css("input[name=consent]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    js.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_for("the JavaScript form's answer", || async {
         match c.find(Locator::Id("js-result")).await {
             Ok(e) => e.text().await.map(|t| t.contains("Thank you")).unwrap_or(false),
@@ -109,15 +189,35 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
 
     // Scoring (the SQS mapping), then a process run on demand: the email is in the mailbox.
     env.stack.poll_queues(&functions, Retry::Now).await.unwrap();
-    let schedule = env.stack.template.schedules().into_iter().find(|s| s.function == "ProcessFunction").unwrap();
-    let run = functions["ProcessFunction"].invoke(schedule.input.clone()).await.unwrap();
+    let schedule = env
+        .stack
+        .template
+        .schedules()
+        .into_iter()
+        .find(|s| s.function == "ProcessFunction")
+        .unwrap();
+    let run = functions["ProcessFunction"]
+        .invoke(schedule.input.clone())
+        .await
+        .unwrap();
     assert_eq!(run["emails"], 2, "{run}");
     c.goto(&format!("{site}/_local/mailbox")).await.unwrap();
     let page = c.source().await.unwrap();
-    assert!(page.contains("browser-plain@example.jp") && page.contains("browser-js@example.jp"), "{page}");
-    c.find(Locator::LinkText("業界トレンドのご紹介 / Industry trends")).await.unwrap().click().await.unwrap();
+    assert!(
+        page.contains("browser-plain@example.jp") && page.contains("browser-js@example.jp"),
+        "{page}"
+    );
+    c.find(Locator::LinkText("業界トレンドのご紹介 / Industry trends"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let email = c.source().await.unwrap();
-    assert!(email.contains("List-Unsubscribe"), "the rendered email shows its headers");
+    assert!(
+        email.contains("List-Unsubscribe"),
+        "the rendered email shows its headers"
+    );
     assert!(email.contains("様"), "the salutation");
     c.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);

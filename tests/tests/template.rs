@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
-use leadflow_local::template::Template;
 use leadflow_tests::{emails_to, logged_clients, RequestLog, TestEnv};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;

@@ -176,7 +176,11 @@ impl Stack {
     pub async fn open_send_window(&self) -> Result<(), LocalError> {
         let docs = self.docs()?;
         let other = |e: leadflow_domain::ports::StoreError| LocalError::Other(e.to_string());
-        if let Some(mut nurture) = docs.get::<leadflow_domain::process::nurture::NurtureConfig>("nurture").await.map_err(other)? {
+        if let Some(mut nurture) = docs
+            .get::<leadflow_domain::process::nurture::NurtureConfig>("nurture")
+            .await
+            .map_err(other)?
+        {
             use chrono::Weekday::*;
             nurture.window.days = vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun];
             (nurture.window.start_hour, nurture.window.end_hour) = (0, 24);
