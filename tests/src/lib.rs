@@ -123,25 +123,8 @@ pub async fn logged_clients(requests: &RequestLog) -> Clients {
 
 impl TestEnv {
     pub async fn new() -> TestEnv {
-        let sdk = leadflow_local::sdk_config(endpoint()).await;
         let requests = RequestLog::default();
-        let clients = Clients {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&sdk)
-                    .interceptor(requests.clone())
-                    .build(),
-            ),
-            sqs: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(&sdk)
-                    .interceptor(requests.clone())
-                    .build(),
-            ),
-            sesv2: aws_sdk_sesv2::Client::from_conf(
-                aws_sdk_sesv2::config::Builder::from(&sdk)
-                    .interceptor(requests.clone())
-                    .build(),
-            ),
-        };
+        let clients = logged_clients(&requests).await;
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let stack = Stack::stand_up_with(clients, &prefix, "https://leadflow.test")
             .await
@@ -454,4 +437,23 @@ pub async fn emails_to(address: &str) -> Vec<SentEmail> {
         .into_iter()
         .filter(|m| m.to.iter().any(|t| t == address))
         .collect()
+}
+
+/// The next weekday 10:00 in Tokyo after now: inside the default nurture send window, and
+/// later than anything the test has stored (the due index is queried up to "now").
+pub fn weekday_10am_tokyo() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+    let jst = FixedOffset::east_opt(9 * 3600).expect("a valid offset");
+    let after = Utc::now() + Duration::minutes(1);
+    let mut day = after.with_timezone(&jst).date_naive();
+    loop {
+        let at = jst
+            .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(10, 0, 0).expect("10:00")))
+            .unwrap()
+            .with_timezone(&Utc);
+        if at > after && !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            return at;
+        }
+        day += Duration::days(1);
+    }
 }

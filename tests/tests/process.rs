@@ -1,25 +1,13 @@
 //! The process end to end: submit → scoring via SQS → a process run → the email in moto's
 //! stored raw messages; ledger, overlap, unsubscribe, suppression, hand-off and SLA.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use leadflow_tests::{emails_to, s, TestEnv};
 use serde_json::{json, Value};
 
 /// The next weekday 10:00 in Tokyo after now: inside the default send window.
 fn t0() -> DateTime<Utc> {
-    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
-    let after = Utc::now() + Duration::minutes(1);
-    let mut day = after.with_timezone(&jst).date_naive();
-    loop {
-        let at = jst
-            .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(10, 0, 0).unwrap()))
-            .unwrap()
-            .with_timezone(&Utc);
-        if at > after && !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            return at;
-        }
-        day += Duration::days(1);
-    }
+    leadflow_tests::weekday_10am_tokyo()
 }
 fn t0_plus_3h() -> DateTime<Utc> {
     t0() + Duration::hours(3)

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Duration, Utc};
 use leadflow_tests::{emails_to, logged_clients, RequestLog, TestEnv};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
@@ -177,19 +177,7 @@ fn observed(log: &RequestLog, env: &TestEnv) -> BTreeSet<(String, String)> {
 }
 
 fn t0() -> DateTime<Utc> {
-    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
-    let after = Utc::now() + Duration::minutes(1);
-    let mut day = after.with_timezone(&jst).date_naive();
-    loop {
-        let at = jst
-            .from_local_datetime(&day.and_time(NaiveTime::from_hms_opt(10, 0, 0).unwrap()))
-            .unwrap()
-            .with_timezone(&Utc);
-        if at > after && !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            return at;
-        }
-        day += Duration::days(1);
-    }
+    leadflow_tests::weekday_10am_tokyo()
 }
 fn t_late() -> DateTime<Utc> {
     t0() + Duration::days(95)

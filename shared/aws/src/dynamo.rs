@@ -375,29 +375,16 @@ impl IntakeStore for DynamoStore {
 
 impl Outbox for DynamoStore {
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<InteractionMessage>, StoreError> {
-        let mut out = Vec::new();
-        for shard in 0..keys::OUTBOX_SHARDS {
-            if out.len() >= limit {
-                break;
-            }
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(keys::DUE_INDEX)
-                .key_condition_expression("due_pk = :pk AND due_sk <= :now")
-                .expression_attribute_values(":pk", s(keys::outbox_pk(shard)))
-                .expression_attribute_values(":now", s(sortable_time(now)))
-                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                let ix: leadflow_domain::records::Interaction = from_item(item).map_err(corrupt)?;
-                out.push(InteractionMessage::for_interaction(&ix));
-            }
-        }
-        Ok(out)
+        let shards = (0..keys::OUTBOX_SHARDS).map(keys::outbox_pk);
+        crate::item::due_entries(&self.client, &self.table, shards, &sortable_time(now), limit)
+            .await?
+            .into_iter()
+            .map(|item| {
+                from_item::<leadflow_domain::records::Interaction>(item)
+                    .map(|ix| InteractionMessage::for_interaction(&ix))
+                    .map_err(corrupt)
+            })
+            .collect()
     }
 
     async fn postpone(&self, message: &InteractionMessage, next_at: DateTime<Utc>) -> Result<(), StoreError> {

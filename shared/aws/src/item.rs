@@ -106,3 +106,42 @@ pub async fn batch_get(
     }
     Ok(found)
 }
+
+/// Entries of the sparse `due` index due by `until` (inclusive: `until` is a sortable time),
+/// partition by partition, following pages, at most `limit` in all.
+pub async fn due_entries(
+    client: &Client,
+    table: &str,
+    partitions: impl IntoIterator<Item = String>,
+    until: &str,
+    limit: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    for pk in partitions {
+        let mut start = None;
+        loop {
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            let page = client
+                .query()
+                .table_name(table)
+                .index_name(crate::keys::DUE_INDEX)
+                .key_condition_expression("due_pk = :pk AND due_sk <= :until")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                // `~` sorts after every character of a key's suffix: entries due exactly at `until` count.
+                .expression_attribute_values(":until", s(format!("{until}~")))
+                .set_exclusive_start_key(start)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}

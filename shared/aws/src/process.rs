@@ -230,35 +230,20 @@ impl DynamoProcess {
 
 impl ProcessStore for DynamoProcess {
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<DueItem>, StoreError> {
-        let mut out = Vec::new();
-        for shard in 0..keys::DUE_SHARDS {
-            if out.len() >= limit {
-                break;
-            }
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(keys::DUE_INDEX)
-                .key_condition_expression("due_pk = :pk AND due_sk <= :now")
-                .expression_attribute_values(":pk", s(format!("DUE#{shard}")))
-                .expression_attribute_values(":now", s(format!("{}~", sortable_time(now))))
-                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                let lead = str_attr(&item, "pk")
+        let shards = (0..keys::DUE_SHARDS).map(|shard| format!("DUE#{shard}"));
+        let items = crate::item::due_entries(&self.client, &self.table, shards, &sortable_time(now), limit).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let lead = str_attr(item, "pk")
                     .and_then(|p| p.strip_prefix("LEAD#"))
-                    .and_then(LeadId::parse);
-                let Some(lead) = lead else { continue };
-                match str_attr(&item, "sk").and_then(|sk| sk.strip_prefix("TASK#")) {
-                    Some(task) => out.push(DueItem::Task(lead, task.to_owned())),
-                    None => out.push(DueItem::Lead(lead)),
-                }
-            }
-        }
-        Ok(out)
+                    .and_then(LeadId::parse)?;
+                Some(match str_attr(item, "sk").and_then(|sk| sk.strip_prefix("TASK#")) {
+                    Some(task) => DueItem::Task(lead, task.to_owned()),
+                    None => DueItem::Lead(lead),
+                })
+            })
+            .collect())
     }
 
     async fn lease(

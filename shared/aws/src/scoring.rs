@@ -110,41 +110,17 @@ impl DynamoScoring {
 
     /// Leads whose re-scoring is due by `until` (`keys::NEVER` for every scored lead), per shard.
     pub async fn rescore_candidates(&self, until: &str, limit: usize) -> Result<Vec<(LeadId, ContactId)>, StoreError> {
-        let mut out = Vec::new();
-        for shard in 0..keys::RESCORE_SHARDS {
-            let mut start = None;
-            loop {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(keys::DUE_INDEX)
-                    .key_condition_expression("due_pk = :pk AND due_sk <= :until")
-                    .expression_attribute_values(":pk", s(keys::rescore_pk(shard)))
-                    .expression_attribute_values(":until", s(format!("{until}~")))
-                    .set_exclusive_start_key(start)
-                    .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
-                    .send()
-                    .await
-                    .map_err(|e| store_error("Query", e))?;
-                for item in page.items.unwrap_or_default() {
-                    if let (Some(l), Some(c)) = (
-                        str_attr(&item, "lead_id").and_then(LeadId::parse),
-                        str_attr(&item, "contact_id").and_then(ContactId::parse),
-                    ) {
-                        out.push((l, c));
-                    }
-                }
-                start = page.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let shards = (0..keys::RESCORE_SHARDS).map(keys::rescore_pk);
+        let items = crate::item::due_entries(&self.client, &self.table, shards, until, limit).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                Some((
+                    str_attr(item, "lead_id").and_then(LeadId::parse)?,
+                    str_attr(item, "contact_id").and_then(ContactId::parse)?,
+                ))
+            })
+            .collect())
     }
 
     fn slots_and_items(&self, w: &ScoreWrite) -> Result<(Vec<Slot>, Vec<TransactWriteItem>), StoreError> {
