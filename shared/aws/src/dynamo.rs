@@ -400,17 +400,8 @@ impl Outbox for DynamoStore {
             .expression_attribute_values(":sk", s(due_sk))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The consumer confirmed it meanwhile: nothing left to postpone.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        // A failed condition: the consumer confirmed it meanwhile, nothing left to postpone.
+        crate::conditional("UpdateItem", result).map(|_| ())
     }
 }
 

@@ -22,16 +22,7 @@ async fn put_new(store: &DynamoStore, item: crate::item::Item) -> Result<bool, S
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(store_error("PutItem", e)),
-    }
+    crate::conditional("PutItem", result)
 }
 
 impl EventStore for DynamoStore {

@@ -130,9 +130,6 @@ pub fn round_robin(pool: &str) -> (String, String) {
 pub fn site(key: &str) -> (String, String) {
     (format!("SITE#{key}"), "SITE".into())
 }
-pub fn scoring_config() -> (String, String) {
-    ("SCORING".into(), "CONFIG".into())
-}
 
 /// A stable shard for an id (FNV-1a), so one interaction always lands in the same shard.
 pub fn shard_of(id: &str, shards: u32) -> u32 {

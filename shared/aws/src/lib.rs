@@ -33,3 +33,19 @@ where
         _ => StoreError::Unavailable(text),
     }
 }
+
+/// A conditional write's outcome: `Ok(true)` written, `Ok(false)` its condition did not hold.
+pub(crate) fn conditional<T, E, R>(
+    op: &str,
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(store_error(op, e)),
+    }
+}

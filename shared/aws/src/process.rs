@@ -439,16 +439,8 @@ impl ProcessStore for DynamoProcess {
             .expression_attribute_values(":claimed", s("claimed"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error("DeleteItem", e)),
-        }
+        // A failed condition: already sent (or already released), nothing to withdraw.
+        crate::conditional("DeleteItem", result).map(|_| ())
     }
 
     async fn round_robin(&self, pool: &str) -> Result<u64, StoreError> {
@@ -520,14 +512,5 @@ pub async fn unsubscribe(
         .expression_attribute_values(":now", to_av(&now)?)
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(store_error("UpdateItem", e)),
-    }
+    crate::conditional("UpdateItem", result)
 }

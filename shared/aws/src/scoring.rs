@@ -332,32 +332,21 @@ type CachedConfig = (Instant, Arc<ScoringConfig>);
 /// the built-in default (SPEC's model) when none is stored.
 #[derive(Clone)]
 pub struct DynamoScoringConfig {
-    client: Client,
-    table: String,
+    docs: crate::docs::DynamoDocs,
     cache: Arc<Mutex<Option<CachedConfig>>>,
 }
 
 impl DynamoScoringConfig {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            docs: crate::docs::DynamoDocs::new(client, table),
             cache: Arc::default(),
         }
     }
 
     pub async fn put(&self, config: &ScoringConfig) -> Result<(), StoreError> {
         config.check().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(keys::scoring_config());
-        item.insert("document".into(), s(serde_json::to_string(config).map_err(corrupt)?));
-        item.insert("type".into(), s("scoring_config"));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
+        self.docs.put("scoring", config).await?;
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
@@ -370,18 +359,8 @@ impl ScoringConfigSource for DynamoScoringConfig {
                 return Ok(c.clone());
             }
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::scoring_config())))
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        let config = match out.item.as_ref().and_then(|i| str_attr(i, "document")) {
-            Some(doc) => {
-                let c: ScoringConfig =
-                    serde_json::from_str(doc).map_err(|e| corrupt(format!("scoring config: {e}")))?;
+        let config = match self.docs.get::<ScoringConfig>("scoring").await? {
+            Some(c) => {
                 c.check().map_err(corrupt)?;
                 c
             }
