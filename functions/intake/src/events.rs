@@ -30,18 +30,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber,
         match *req.method() {
             // A preflight carries neither body nor key; the POST itself is checked against its site.
             Method::OPTIONS => {
-                let mut r = Response::new(Body::Empty);
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                let h = r.headers_mut();
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    HeaderValue::from_static("POST, OPTIONS"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("content-type, x-leadflow-site-key"),
-                );
-                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+                let mut r = crate::preflight_ok("content-type, x-leadflow-site-key");
                 allow_origin(&mut r, origin.as_deref());
                 r
             }

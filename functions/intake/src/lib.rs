@@ -307,23 +307,26 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + unsubscribe::
     }
 }
 
+/// A successful CORS preflight for a POST route taking these request headers.
+pub(crate) fn preflight_ok(allow_headers: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(allow_headers),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
+}
+
 fn preflight(form: &FormDefinition, origin: Option<&str>) -> Response<Body> {
     match origin {
-        Some(o) if form.origin_allowed(o) => {
-            let mut r = Response::new(Body::Empty);
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            let h = r.headers_mut();
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("POST, OPTIONS"),
-            );
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type, idempotency-key"),
-            );
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-            r
-        }
+        Some(o) if form.origin_allowed(o) => preflight_ok("content-type, idempotency-key"),
         _ => error(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
@@ -352,17 +355,8 @@ pub(crate) fn store_failure(e: &StoreError) -> Response<Body> {
     }
 }
 
-/// One place sets up logging: JSON lines, level from `RUST_LOG` (default info).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time()
-        .try_init();
-}
+/// One place sets up logging for every function (see `leadflow_aws::config::init_tracing`).
+pub use leadflow_aws::config::init_tracing;
 
 /// Builds the function from the environment, as on Lambda.
 pub async fn from_env() -> Result<AwsIntake, leadflow_aws::config::MissingEnv> {

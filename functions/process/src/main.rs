@@ -3,13 +3,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .without_time()
-        .init();
+    leadflow_aws::config::init_tracing();
     let settings = process::ProcessSettings::from_lookup(|k| std::env::var(k).ok())?;
     let config = leadflow_aws::config::sdk_config(None).await;
     let app = process::Process::new(&leadflow_aws::config::Clients::new(&config), &settings);

@@ -3,13 +3,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .without_time()
-        .init();
+    leadflow_aws::config::init_tracing();
     let (table, config_table) = (
         leadflow_aws::config::env("TABLE_NAME")?,
         leadflow_aws::config::env("CONFIG_TABLE_NAME")?,

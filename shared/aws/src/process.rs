@@ -120,6 +120,11 @@ impl DynamoProcess {
         let Some(lead_item) = self.get(keys::lead(lead)).await? else {
             return Ok(None);
         };
+        self.with_contact(lead_item).await
+    }
+
+    /// The view of a lead item, reading its contact; `None` if the contact is gone.
+    async fn with_contact(&self, lead_item: Item) -> Result<Option<LeadView>, StoreError> {
         let contact = str_attr(&lead_item, "contact_id")
             .and_then(ContactId::parse)
             .ok_or_else(|| corrupt("lead without contact"))?;
@@ -276,13 +281,7 @@ impl ProcessStore for DynamoProcess {
             }
             Err(e) => return Err(store_error("UpdateItem", e)),
         };
-        let contact = str_attr(&lead_item, "contact_id")
-            .and_then(ContactId::parse)
-            .ok_or_else(|| corrupt("lead without contact"))?;
-        let Some(contact_item) = self.get(keys::contact(contact)).await? else {
-            return Ok(None);
-        };
-        lead_view(lead_item, contact_item).map(Some)
+        self.with_contact(lead_item).await
     }
 
     async fn save(&self, w: &LeadSave) -> Result<(), StoreError> {
@@ -411,11 +410,7 @@ impl ProcessStore for DynamoProcess {
             HashMap::from([(":sent".to_owned(), s("sent")), (":id".to_owned(), s(message_id))]),
         )?];
         if !contact.0.is_nil() {
-            let mut m = key(keys::email_message(message_id));
-            m.insert("type".into(), s("email_message"));
-            m.insert("message_id".into(), s(message_id));
-            m.insert("lead_id".into(), s(lead.to_string()));
-            m.insert("contact_id".into(), s(contact.to_string()));
+            let mut m = crate::scoring::email_message_item(message_id, lead, contact);
             m.insert("ledger_key".into(), s(key_name));
             items.push(put(&self.table, m, None, None)?);
         }

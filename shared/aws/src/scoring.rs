@@ -93,11 +93,7 @@ impl DynamoScoring {
         lead: LeadId,
         contact: ContactId,
     ) -> Result<(), StoreError> {
-        let mut item = key(keys::email_message(message_id));
-        item.insert("message_id".into(), s(message_id));
-        item.insert("lead_id".into(), s(lead.to_string()));
-        item.insert("contact_id".into(), s(contact.to_string()));
-        item.insert("type".into(), s("email_message"));
+        let item = email_message_item(message_id, lead, contact);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -370,6 +366,16 @@ impl ScoringConfigSource for DynamoScoringConfig {
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), config.clone()));
         Ok(config)
     }
+}
+
+/// The item that maps SES's message id back to the lead and contact an email was sent for.
+pub fn email_message_item(message_id: &str, lead: LeadId, contact: ContactId) -> Item {
+    let mut item = key(keys::email_message(message_id));
+    item.insert("type".into(), s("email_message"));
+    item.insert("message_id".into(), s(message_id));
+    item.insert("lead_id".into(), s(lead.to_string()));
+    item.insert("contact_id".into(), s(contact.to_string()));
+    item
 }
 
 /// Anonymous interactions are kept this long before they are dropped unlinked.
