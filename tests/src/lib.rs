@@ -93,15 +93,15 @@ impl Reply {
 pub struct TestEnv {
     pub stack: Stack,
     pub intake: intake::AwsIntake,
-    pub scoring: scoring::Scoring,
-    pub process: process::Process,
+    pub scoring: scoring::AwsScoring,
+    pub process: process::AwsProcess,
     pub routes: Vec<Route>,
     pub requests: RequestLog,
 }
 
 /// SDK clients that record their requests.
 pub async fn logged_clients(requests: &RequestLog) -> Clients {
-    let sdk = leadflow_local::sdk_config(endpoint()).await;
+    let sdk = leadflow_aws::config::emulator_sdk_config(endpoint()).await;
     Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)

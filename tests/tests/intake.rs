@@ -517,8 +517,8 @@ async fn thirty_identical_concurrent_clicks_record_one_interaction() {
 #[tokio::test]
 async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resends_it() {
     let mut env = TestEnv::new().await;
-    let settings = env.stack.settings("IntakeFunction").unwrap();
-    let broken = leadflow_aws::Settings {
+    let settings = env.stack.settings().unwrap();
+    let broken = intake::Settings {
         scoring_queue_url: format!("{}-missing", settings.scoring_queue_url),
         ..settings
     };
@@ -530,7 +530,7 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
     );
     assert!(env.drain_queue().await.is_empty());
 
-    let store = leadflow_aws::dynamo::DynamoStore::new(env.stack.clients.dynamodb.clone(), env.table());
+    let store = leadflow_aws::intake::DynamoIntake::new(env.stack.table().unwrap());
     let queue = leadflow_aws::sqs::SqsQueue::new(env.stack.clients.sqs.clone(), env.queue_url());
     // Within the grace period nothing is due: intake's own send is expected to have worked.
     let early = leadflow_domain::outbox::relay(&store, &queue, Utc::now(), 100)
@@ -554,9 +554,7 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
     // Once the consumer confirms it, it leaves the outbox for good.
     let lead = leadflow_domain::records::LeadId::parse(msgs[0]["lead_id"].as_str().unwrap()).unwrap();
     let ix = leadflow_domain::records::InteractionId::parse(msgs[0]["interaction_id"].as_str().unwrap()).unwrap();
-    leadflow_aws::dynamo::confirm_interaction(&store, lead, ix)
-        .await
-        .unwrap();
+    store.confirm_interaction(lead, ix).await.unwrap();
     let much_later = Utc::now() + Duration::hours(2);
     assert_eq!(
         leadflow_domain::outbox::relay(&store, &queue, much_later, 100)

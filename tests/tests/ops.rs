@@ -11,7 +11,7 @@ fn target(env: &TestEnv) -> Target {
     Target {
         clients: env.stack.clients.clone(),
         table: env.table(),
-        config_table: env.stack.settings("IntakeFunction").unwrap().config_table,
+        config_table: env.stack.settings().unwrap().config_table,
         scoring_queue_url: env.queue("ScoringQueue").url,
         scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
     }
@@ -38,7 +38,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[test]
 fn config_validate_points_to_file_and_line() {
     let root = leadflow_local::workspace_root();
-    let ok = leadflow_local::config::load(&root.join("config")).unwrap();
+    let ok = leadflow_aws::config_dir::load(&root.join("config")).unwrap();
     assert!(ok.forms.iter().any(|f| f.id == "demo") && ok.forms.iter().any(|f| f.id == "import"));
     let dir = tempdir("config");
     copy_dir(&root.join("config"), &dir);
@@ -51,7 +51,7 @@ fn config_validate_points_to_file_and_line() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("routing.json")).unwrap()).unwrap();
     routing["rules"][0]["owner"] = json!("nobody");
     std::fs::write(dir.join("routing.json"), routing.to_string()).unwrap();
-    let errors: Vec<String> = leadflow_local::config::load(&dir)
+    let errors: Vec<String> = leadflow_aws::config_dir::load(&dir)
         .unwrap_err()
         .iter()
         .map(ToString::to_string)

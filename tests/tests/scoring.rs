@@ -50,13 +50,16 @@ fn click(message_id: &str, link: &str) -> String {
 }
 
 async fn record_email(env: &TestEnv, message_id: &str, lead: &str, contact: &str) {
-    env.scoring
-        .store
-        .record_email_message(
-            message_id,
-            LeadId::parse(lead).unwrap(),
-            ContactId::parse(contact).unwrap(),
-        )
+    // What the process function writes when it sends an email (its SES message id → the lead).
+    let item = leadflow_aws::process::email_message_item(
+        message_id,
+        LeadId::parse(lead).unwrap(),
+        ContactId::parse(contact).unwrap(),
+    );
+    env.stack
+        .table()
+        .unwrap()
+        .put(item, leadflow_aws::table::Condition::none())
         .await
         .unwrap();
     env.requests.take();

@@ -187,28 +187,24 @@ fn t_late() -> DateTime<Utc> {
 async fn every_aws_action_a_function_calls_is_allowed_to_it() {
     let mut env = TestEnv::new().await;
     let (intake_log, scoring_log, process_log) = (RequestLog::default(), RequestLog::default(), RequestLog::default());
-    env.intake = intake::AwsIntake::new(
-        &logged_clients(&intake_log).await,
-        &env.stack.settings("IntakeFunction").unwrap(),
-    );
+    env.intake = intake::AwsIntake::new(&logged_clients(&intake_log).await, &env.stack.settings().unwrap());
     let scoring_env = env
         .stack
         .template
         .function_env("ScoringFunction", &env.stack.provisioned)
         .unwrap();
-    env.scoring = scoring::Scoring::new(
+    env.scoring = scoring::AwsScoring::new(
         &logged_clients(&scoring_log).await,
-        &scoring_env["TABLE_NAME"],
-        &scoring_env["CONFIG_TABLE_NAME"],
+        &scoring::Settings::from_env(&leadflow_aws::config::Env(|k: &str| scoring_env.get(k).cloned())).unwrap(),
     );
     let process_env = env
         .stack
         .template
         .function_env("ProcessFunction", &env.stack.provisioned)
         .unwrap();
-    env.process = process::Process::new(
+    env.process = process::AwsProcess::new(
         &logged_clients(&process_log).await,
-        &process::ProcessSettings::from_lookup(|k| process_env.get(k).cloned()).unwrap(),
+        &process::Settings::from_env(&leadflow_aws::config::Env(|k: &str| process_env.get(k).cloned())).unwrap(),
     );
     env.process.clock = t0;
 

@@ -5,11 +5,11 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-use crate::unsubscribe::Unsubscriber;
 use leadflow_domain::engagement::{
     parse_event, record_event, site_key_in, EventOutcome, EventStore, SiteCatalog, MAX_EVENT_BYTES,
 };
-use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue};
+use leadflow_domain::intake::IntakeStore;
+use leadflow_domain::ports::{FormCatalog, InteractionQueue, Unsubscribes};
 
 use crate::{error, field_errors, header_str, json_response, store_failure, Intake};
 
@@ -22,7 +22,7 @@ fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
     }
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber, Q: InteractionQueue>
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
     Intake<C, T, S, Q>
 {
     pub(crate) async fn events(&self, req: Request) -> Response<Body> {

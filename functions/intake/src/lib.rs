@@ -11,15 +11,14 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 
-use leadflow_aws::config::Clients;
-use leadflow_aws::dynamo::DynamoStore;
-use leadflow_aws::forms::{DynamoForms, DynamoSites};
+use leadflow_aws::catalog::{DynamoForms, DynamoSites};
+use leadflow_aws::config::{Clients, Env, MissingEnv};
+use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::sqs::SqsQueue;
-use leadflow_aws::Settings;
 use leadflow_domain::engagement::{EventStore, SiteCatalog};
 use leadflow_domain::form::FormDefinition;
-use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, Receipt, SubmissionMeta};
-use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue, StoreError};
+use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, IntakeStore, Receipt, SubmissionMeta};
+use leadflow_domain::ports::{FormCatalog, InteractionQueue, StoreError, Unsubscribes};
 use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 
 /// Bodies larger than this are refused with 413 before parsing.
@@ -38,15 +37,38 @@ pub struct Intake<C, T, S, Q> {
     pub unsubscribe_secret: Option<Vec<u8>>,
 }
 
-pub type AwsIntake = Intake<DynamoForms, DynamoSites, DynamoStore, SqsQueue>;
+/// The intake function's settings, from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The records table (contacts, leads, interactions, keys, receipts).
+    pub table: String,
+    /// The configuration table (forms, sites).
+    pub config_table: String,
+    pub scoring_queue_url: String,
+    /// The key unsubscribe links are signed with; unsubscribe routes answer 503 without it.
+    pub unsubscribe_secret: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, MissingEnv> {
+        Ok(Settings {
+            table: env.required("TABLE_NAME")?,
+            config_table: env.required("CONFIG_TABLE_NAME")?,
+            scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
+            unsubscribe_secret: env.optional("UNSUBSCRIBE_SECRET"),
+        })
+    }
+}
+
+pub type AwsIntake = Intake<DynamoForms, DynamoSites, DynamoIntake, SqsQueue>;
 
 impl AwsIntake {
     pub fn new(clients: &Clients, settings: &Settings) -> Self {
         Intake {
-            forms: DynamoForms::new(clients.dynamodb.clone(), &settings.config_table),
-            sites: DynamoSites::new(clients.dynamodb.clone(), &settings.config_table),
+            forms: DynamoForms::new(clients.table(&settings.config_table)),
+            sites: DynamoSites::new(clients.table(&settings.config_table)),
             service: IntakeService::new(
-                DynamoStore::new(clients.dynamodb.clone(), &settings.table),
+                DynamoIntake::new(clients.table(&settings.table)),
                 SqsQueue::new(clients.sqs.clone(), &settings.scoring_queue_url),
             ),
             clock: Utc::now,
@@ -140,12 +162,18 @@ fn receipt_body(r: &Receipt) -> Value {
     serde_json::to_value(r).unwrap_or_else(|_| json!({}))
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + unsubscribe::Unsubscriber, Q: InteractionQueue>
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
     Intake<C, T, S, Q>
 {
     /// The Lambda handler. Never returns `Err`: every failure is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
-        let response = self.route(req).await;
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.raw_http_path(),
+            request_id = req.lambda_context_ref().map(|c| c.request_id.as_str()).unwrap_or("")
+        );
+        let response = tracing::Instrument::instrument(self.route(req), span).await;
         tracing::info!(status = response.status().as_u16(), "intake answered");
         Ok(response)
     }
@@ -353,14 +381,4 @@ pub(crate) fn store_failure(e: &StoreError) -> Response<Body> {
             r
         }
     }
-}
-
-/// One place sets up logging for every function (see `leadflow_aws::config::init_tracing`).
-pub use leadflow_aws::config::init_tracing;
-
-/// Builds the function from the environment, as on Lambda.
-pub async fn from_env() -> Result<AwsIntake, leadflow_aws::config::MissingEnv> {
-    let settings = Settings::from_env()?;
-    let config = leadflow_aws::config::sdk_config(None).await;
-    Ok(AwsIntake::new(&Clients::new(&config), &settings))
 }

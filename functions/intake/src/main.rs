@@ -2,8 +2,10 @@ use lambda_http::{service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    intake::init_tracing();
-    let app = intake::from_env().await?;
+    leadflow_aws::config::init_tracing();
+    let settings = intake::Settings::from_env(&leadflow_aws::config::process_env())?;
+    let clients = leadflow_aws::config::Clients::from_env().await;
+    let app = intake::AwsIntake::new(&clients, &settings);
     let app = &app;
     lambda_http::run(service_fn(move |req| app.handle(req))).await
 }

@@ -6,29 +6,11 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use leadflow_domain::engagement::{EventStore, SiteCatalog};
-use leadflow_domain::ports::{FormCatalog, IntakeStore, InteractionQueue};
+use leadflow_domain::intake::IntakeStore;
+use leadflow_domain::ports::{FormCatalog, InteractionQueue, Unsubscribes};
 use leadflow_domain::process::unsubscribe::verify;
 
 use crate::Intake;
-
-/// Records an unsubscription; implemented by the records table.
-pub trait Unsubscriber: Send + Sync {
-    fn unsubscribe(
-        &self,
-        contact: leadflow_domain::records::ContactId,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> impl std::future::Future<Output = Result<bool, leadflow_domain::ports::StoreError>> + Send;
-}
-
-impl Unsubscriber for leadflow_aws::dynamo::DynamoStore {
-    async fn unsubscribe(
-        &self,
-        contact: leadflow_domain::records::ContactId,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, leadflow_domain::ports::StoreError> {
-        leadflow_aws::process::unsubscribe(self.client(), self.table(), contact, at).await
-    }
-}
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
@@ -46,14 +28,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     r
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber, Q: InteractionQueue>
+impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
     Intake<C, T, S, Q>
 {
     pub(crate) async fn unsubscribe(&self, req: Request) -> Response<Body> {
@@ -87,7 +62,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscriber,
                 &format!(
                     "<h1>メール配信の停止 / Unsubscribe</h1><p>今後のご案内メールの配信を停止します。よろしいですか?<br>You will no longer receive our emails. Continue?</p>\
 <form method=\"post\" action=\"?token={}\"><button type=\"submit\">配信を停止する / Unsubscribe</button></form>",
-                    escape(&token)
+                    leadflow_domain::escape_html(&token)
                 ),
             ),
             Method::POST => match self.service.store.unsubscribe(contact, (self.clock)()).await {

@@ -1,38 +1,47 @@
 //! The process function. On its schedule: the outbox relay, then every lead and task that is
 //! due (stage moves, nurture email, hand-off, SLA) within a time budget. Over HTTP (IAM
-//! authorised): manual stage moves and sales activities, through the same domain code.
+//! authorised, `lambda_http`): manual stage moves and sales activities, through the same
+//! domain code.
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
 
-use leadflow_aws::config::Clients;
-use leadflow_aws::docs::DynamoDocs;
-use leadflow_aws::dynamo::DynamoStore;
+use leadflow_aws::catalog::{DynamoProcessConfig, DynamoScoringConfig, CONFIG_CACHE_TTL};
+use leadflow_aws::config::{Clients, Env, MissingEnv};
+use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::process::DynamoProcess;
-use leadflow_aws::scoring::DynamoScoringConfig;
 use leadflow_aws::ses::SesMailer;
 use leadflow_aws::sqs::SqsQueue;
-use leadflow_domain::outbox;
-use leadflow_domain::process::handoff::RoutingConfig;
-use leadflow_domain::process::nurture::NurtureConfig;
+use leadflow_domain::outbox::{self, Outbox};
+use leadflow_domain::ports::{InteractionQueue, StoreError};
+use leadflow_domain::process::activity::{Activity, ActivityRequest};
+use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
 use leadflow_domain::process::stage::{apply, Actor, Move};
 use leadflow_domain::records::LeadId;
 use leadflow_domain::scoring::service::ScoringConfigSource;
 
+#[cfg(test)]
+mod tests;
+
 /// Leads one run takes at most; the rest wait for the next run.
 pub const RUN_LIMIT: usize = 1000;
 
-pub struct Process {
-    pub store: DynamoProcess,
-    pub records: DynamoStore,
-    pub queue: SqsQueue,
-    pub mailer: SesMailer,
-    pub docs: DynamoDocs,
-    pub scoring_config: DynamoScoringConfig,
+/// The process function over its ports.
+pub struct Process<S, M, O, Q, D, C> {
+    /// Leases, ledger, tasks, round-robin, and the lead API's reads and writes.
+    pub store: S,
+    pub mailer: M,
+    /// The transactional outbox and the queue it is relayed to.
+    pub outbox: O,
+    pub queue: Q,
+    pub config: D,
+    pub scoring_config: C,
     pub unsubscribe_secret: Vec<u8>,
     pub public_url: String,
     /// Stop taking new leads after this long (below the Lambda timeout).
@@ -40,7 +49,12 @@ pub struct Process {
     pub clock: fn() -> DateTime<Utc>,
 }
 
-pub struct ProcessSettings {
+pub type AwsProcess =
+    Process<DynamoProcess, SesMailer, DynamoIntake, SqsQueue, DynamoProcessConfig, DynamoScoringConfig>;
+
+/// The process function's settings, from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub table: String,
     pub config_table: String,
     pub scoring_queue_url: String,
@@ -51,72 +65,136 @@ pub struct ProcessSettings {
     pub budget: Duration,
 }
 
-impl ProcessSettings {
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let need = |k: &str| {
-            get(k)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("environment variable {k} is not set"))
-        };
-        Ok(ProcessSettings {
-            table: need("TABLE_NAME")?,
-            config_table: need("CONFIG_TABLE_NAME")?,
-            scoring_queue_url: need("SCORING_QUEUE_URL")?,
-            sender: need("SENDER_EMAIL")?,
-            configuration_set: get("CONFIGURATION_SET").filter(|v| !v.is_empty()),
-            unsubscribe_secret: need("UNSUBSCRIBE_SECRET")?,
-            public_url: need("PUBLIC_URL")?,
-            budget: Duration::from_secs(get("RUN_BUDGET_SECONDS").and_then(|v| v.parse().ok()).unwrap_or(240)),
+impl Settings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, MissingEnv> {
+        Ok(Settings {
+            table: env.required("TABLE_NAME")?,
+            config_table: env.required("CONFIG_TABLE_NAME")?,
+            scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
+            sender: env.required("SENDER_EMAIL")?,
+            configuration_set: env.optional("CONFIGURATION_SET"),
+            unsubscribe_secret: env.required("UNSUBSCRIBE_SECRET")?,
+            public_url: env.required("PUBLIC_URL")?,
+            budget: Duration::from_secs(
+                env.optional("RUN_BUDGET_SECONDS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(240),
+            ),
         })
     }
 }
 
-impl Process {
-    pub fn new(clients: &Clients, s: &ProcessSettings) -> Self {
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no {0} configuration loaded")]
+    NoConfiguration(&'static str),
+    #[error("{0}")]
+    BadConfiguration(String),
+    #[error("not an HTTP API event: {0}")]
+    NotHttp(serde_json::Error),
+    #[error("response: {0}")]
+    Response(serde_json::Error),
+}
+
+impl AwsProcess {
+    pub fn new(clients: &Clients, s: &Settings) -> Self {
         Process {
-            store: DynamoProcess::new(clients.dynamodb.clone(), &s.table),
-            records: DynamoStore::new(clients.dynamodb.clone(), &s.table),
-            queue: SqsQueue::new(clients.sqs.clone(), &s.scoring_queue_url),
+            store: DynamoProcess::new(clients.table(&s.table)),
             mailer: SesMailer::new(clients.sesv2.clone(), &s.sender, s.configuration_set.clone()),
-            docs: DynamoDocs::new(clients.dynamodb.clone(), &s.config_table),
-            scoring_config: DynamoScoringConfig::new(clients.dynamodb.clone(), &s.config_table),
+            outbox: DynamoIntake::new(clients.table(&s.table)),
+            queue: SqsQueue::new(clients.sqs.clone(), &s.scoring_queue_url),
+            config: DynamoProcessConfig::new(clients.table(&s.config_table)),
+            scoring_config: DynamoScoringConfig::new(clients.table(&s.config_table), CONFIG_CACHE_TTL),
             unsubscribe_secret: s.unsubscribe_secret.as_bytes().to_vec(),
             public_url: s.public_url.clone(),
             budget: s.budget,
             clock: Utc::now,
         }
     }
+}
 
-    pub async fn handle(&self, event: Value) -> Result<Value, String> {
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::Text(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
+    json_response(status, &json!({"error": code, "message": message.into()}))
+}
+
+/// The API Gateway (payload 2.0) answer for a response.
+fn to_gateway(response: Response<Body>) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    let (parts, body) = response.into_parts();
+    let mut out = aws_lambda_events::apigw::ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    out.body = match body {
+        Body::Text(t) => Some(aws_lambda_events::encodings::Body::Text(t)),
+        Body::Binary(b) => Some(aws_lambda_events::encodings::Body::Binary(b)),
+        _ => None,
+    };
+    out.is_base64_encoded = false;
+    out
+}
+
+/// The IAM caller's identity, for the record of who moved a lead.
+fn caller(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|iam| iam.user_arn.clone()),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown-iam-caller".into())
+}
+
+impl<S, M, O, Q, D, C> Process<S, M, O, Q, D, C>
+where
+    S: ProcessStore + LeadApiStore,
+    M: Mailer,
+    O: Outbox,
+    Q: InteractionQueue,
+    D: ProcessConfigSource,
+    C: ScoringConfigSource,
+{
+    /// The Lambda handler: a schedule's event, or the lead API's HTTP request.
+    pub async fn handle(&self, event: Value) -> Result<Value, ProcessError> {
         if event.get("requestContext").is_some() && event.get("routeKey").is_some() {
-            return Ok(self.http(event).await);
+            let req = lambda_http::request::from_str(&event.to_string()).map_err(ProcessError::NotHttp)?;
+            let response = self.http(req).await;
+            return serde_json::to_value(to_gateway(response)).map_err(ProcessError::Response);
         }
         let report = self.run().await?;
-        serde_json::to_value(report).map_err(|e| e.to_string())
+        serde_json::to_value(report).map_err(ProcessError::Response)
     }
 
     /// One scheduled run.
-    pub async fn run(&self) -> Result<RunReport, String> {
+    pub async fn run(&self) -> Result<RunReport, ProcessError> {
         let started = Instant::now();
         let now = (self.clock)();
-        let relayed = outbox::relay(&self.records, &self.queue, now, 500)
-            .await
-            .map_err(|e| e.to_string())?;
-        let nurture: NurtureConfig = self
-            .docs
-            .get("nurture")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no nurture configuration loaded")?;
-        let routing: RoutingConfig = self
-            .docs
-            .get("routing")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no routing configuration loaded")?;
-        nurture.check().map_err(|e| e.to_string())?;
-        routing.check()?;
-        let scoring = self.scoring_config.scoring_config().await.map_err(|e| e.to_string())?;
+        let relayed = outbox::relay(&self.outbox, &self.queue, now, 500).await?;
+        let nurture = self
+            .config
+            .nurture()
+            .await?
+            .ok_or(ProcessError::NoConfiguration("nurture"))?;
+        let routing = self
+            .config
+            .routing()
+            .await?
+            .ok_or(ProcessError::NoConfiguration("routing"))?;
+        nurture
+            .check()
+            .map_err(|e| ProcessError::BadConfiguration(e.to_string()))?;
+        routing.check().map_err(ProcessError::BadConfiguration)?;
+        let scoring = self.scoring_config.scoring_config().await?;
         let run_id = uuid::Uuid::now_v7().to_string();
         let cfg = RunConfig {
             nurture: &nurture,
@@ -129,7 +207,7 @@ impl Process {
             deadline: started + self.budget,
             limit: RUN_LIMIT,
         };
-        let report = run(&self.store, &self.mailer, &cfg).await.map_err(|e| e.to_string())?;
+        let report = run(&self.store, &self.mailer, &cfg).await?;
         tracing::info!(
             relayed = relayed.published,
             due = report.due,
@@ -149,77 +227,76 @@ impl Process {
         Ok(report)
     }
 
-    /// `POST /leads/{leadId}/stage` and `POST /leads/{leadId}/activities` (API Gateway payload 2.0, IAM auth).
-    pub async fn http(&self, event: Value) -> Value {
-        let (status, body) = self.route(&event).await;
-        json!({"statusCode": status, "headers": {"content-type": "application/json"}, "body": body.to_string(), "isBase64Encoded": false})
+    /// `POST /leads/{leadId}/stage` and `POST /leads/{leadId}/activities` (IAM auth).
+    pub async fn http(&self, req: Request) -> Response<Body> {
+        let span = tracing::info_span!("request", method = %req.method(), route = "lead_api");
+        tracing::Instrument::instrument(self.route(req), span).await
     }
 
-    async fn route(&self, event: &Value) -> (u16, Value) {
-        let err = |status: u16, code: &str, message: String| (status, json!({"error": code, "message": message}));
-        let caller = event
-            .pointer("/requestContext/authorizer/iam/userArn")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| "unknown-iam-caller".into());
-        let path = event.get("rawPath").and_then(Value::as_str).unwrap_or("");
+    async fn route(&self, req: Request) -> Response<Body> {
+        let path = req.uri().path().to_owned();
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // The route's last three segments (a stage name may precede them).
         let (lead, action) = match parts.as_slice() {
-            ["leads", id, action] => match LeadId::parse(id) {
+            [.., "leads", id, action @ ("stage" | "activities")] => match LeadId::parse(id) {
                 Some(l) => (l, *action),
-                None => return err(404, "unknown_lead", format!("no lead {id}")),
+                None => return error(StatusCode::NOT_FOUND, "unknown_lead", format!("no lead {id}")),
             },
-            _ => return err(404, "not_found", "no such route".into()),
+            _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
         };
-        let raw = event.get("body").and_then(Value::as_str).unwrap_or("");
-        let bytes = if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-            base64::engine::general_purpose::STANDARD
-                .decode(raw)
-                .unwrap_or_default()
-        } else {
-            raw.as_bytes().to_vec()
-        };
-        let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
-            return err(400, "malformed_body", "the body must be JSON".into());
-        };
+        let caller = caller(&req);
+        let body = req.body().as_ref();
+        if serde_json::from_slice::<Value>(body).is_err() {
+            return error(StatusCode::BAD_REQUEST, "malformed_body", "the body must be JSON");
+        }
         let now = (self.clock)();
         let view = match self.store.view(lead).await {
             Ok(Some(v)) => v,
-            Ok(None) => return err(404, "unknown_lead", format!("no lead {lead}")),
-            Err(e) => return err(503, "unavailable", e.to_string()),
+            Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_lead", format!("no lead {lead}")),
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         };
-        let reason = body.get("reason").and_then(Value::as_str).unwrap_or("").to_owned();
-        let mv = match action {
-            "stage" => match serde_json::from_value::<Move>(body.clone()) {
-                Ok(m) => m,
-                Err(e) => return err(422, "validation_failed", format!("move: {e}")),
-            },
-            "activities" => {
-                let result = body.get("result").and_then(Value::as_str).unwrap_or("continue");
-                let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
-                if !["email", "phone", "visit", "web_meeting"].contains(&kind)
-                    || !["continue", "opportunity", "archive"].contains(&result)
-                {
-                    return err(
-                        422,
+        let (mv, reason) = if action == "stage" {
+            #[derive(serde::Deserialize)]
+            struct Reason {
+                #[serde(default)]
+                reason: String,
+            }
+            let reason = serde_json::from_slice::<Reason>(body)
+                .map(|r| r.reason)
+                .unwrap_or_default();
+            match serde_json::from_slice::<Move>(body) {
+                Ok(m) => (m, reason),
+                Err(e) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
                         "validation_failed",
-                        "type must be email, phone, visit or web_meeting; result continue, opportunity or archive"
-                            .into(),
-                    );
-                }
-                let mut activity = body.clone();
-                activity["actor"] = json!(caller);
-                if let Err(e) = self.store.record_activity(lead, &activity, now).await {
-                    return err(503, "unavailable", e.to_string());
-                }
-                match result {
-                    "opportunity" => Move::Convert,
-                    "archive" if body.get("recycle").and_then(Value::as_bool) == Some(true) => Move::Recycle,
-                    "archive" => Move::Disqualify,
-                    _ => return (201, json!({"recorded": true})),
+                        format!("move: {e}"),
+                    )
                 }
             }
-            _ => return err(404, "not_found", "no such route".into()),
+        } else {
+            let request = match serde_json::from_slice::<ActivityRequest>(body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive)"),
+                    )
+                }
+            };
+            let activity = Activity {
+                request,
+                actor: caller.clone(),
+                at: now,
+            };
+            if let Err(e) = self.store.record_activity(lead, &activity).await {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string());
+            }
+            match activity.stage_move() {
+                Some(m) => (m, activity.request.reason.clone().unwrap_or_default()),
+                None => return json_response(StatusCode::CREATED, &json!({"recorded": true})),
+            }
         };
         let change = match apply(
             view.lead.stage,
@@ -230,19 +307,19 @@ impl Process {
             now,
         ) {
             Ok(c) => c,
-            Err(e) => return err(409, "illegal_move", e.to_string()),
+            Err(e) => return error(StatusCode::CONFLICT, "illegal_move", e.to_string()),
         };
         match self.store.move_lead(lead, &change).await {
-            Ok(true) => (
-                200,
-                json!({"lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),
+            Ok(true) => json_response(
+                StatusCode::OK,
+                &json!({"lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),
             ),
-            Ok(false) => err(
-                409,
+            Ok(false) => error(
+                StatusCode::CONFLICT,
                 "moved_meanwhile",
-                "the lead changed while this request ran; read it again".into(),
+                "the lead changed while this request ran; read it again",
             ),
-            Err(e) => err(503, "unavailable", e.to_string()),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         }
     }
 }

@@ -1,15 +1,18 @@
+// The lead API and the run nest many async layers; their future type needs a deeper layout query.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     leadflow_aws::config::init_tracing();
-    let settings = process::ProcessSettings::from_lookup(|k| std::env::var(k).ok())?;
-    let config = leadflow_aws::config::sdk_config(None).await;
-    let app = process::Process::new(&leadflow_aws::config::Clients::new(&config), &settings);
+    let settings = process::Settings::from_env(&leadflow_aws::config::process_env())?;
+    let clients = leadflow_aws::config::Clients::from_env().await;
+    let app = process::AwsProcess::new(&clients, &settings);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        app.handle(event.payload).await
+        app.handle(event.payload).await.map_err(Error::from)
     }))
     .await
 }

@@ -8,23 +8,57 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use leadflow_aws::config::Clients;
-use leadflow_aws::keys::{sortable_time, NEVER};
-use leadflow_aws::scoring::{DynamoScoring, DynamoScoringConfig};
-use leadflow_domain::engagement::{parse_ses, SesEngagement, SesEvent};
+use leadflow_aws::catalog::{DynamoScoringConfig, CONFIG_CACHE_TTL};
+use leadflow_aws::config::{Clients, Env, MissingEnv};
+use leadflow_aws::scoring::DynamoScoring;
+use leadflow_aws::ses_events::parse_ses;
+use leadflow_domain::engagement::{SesEngagement, SesEvent};
 use leadflow_domain::message::InteractionMessage;
+use leadflow_domain::ports::StoreError;
 use leadflow_domain::records::{Interaction, Suppression};
 use leadflow_domain::scoring::service::{
-    rescore_write, score_batch, ScoreCommit, ScoringConfigSource, ScoringStore, Work,
+    rescore_write, score_batch, RescorePass, RescoreSchedule, ScoreCommit, ScoringConfigSource, ScoringStore,
+    SentEmails, Work,
 };
 
 /// Leads one re-scoring invocation handles; the next run carries on.
 pub const RESCORE_LIMIT: usize = 500;
 
-pub struct Scoring {
-    pub store: DynamoScoring,
-    pub config: DynamoScoringConfig,
+/// The scoring function over its ports: the records table and the scoring configuration.
+pub struct Scoring<S, C> {
+    pub store: S,
+    pub config: C,
     pub clock: fn() -> DateTime<Utc>,
+}
+
+pub type AwsScoring = Scoring<DynamoScoring, DynamoScoringConfig>;
+
+/// The scoring function's settings, from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table: String,
+    pub config_table: String,
+}
+
+impl Settings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, MissingEnv> {
+        Ok(Settings {
+            table: env.required("TABLE_NAME")?,
+            config_table: env.required("CONFIG_TABLE_NAME")?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    #[error("not an SQS event: {0}")]
+    NotSqs(serde_json::Error),
+    #[error("expected an SQS event or {{\"rescore\": \"due\"|\"stale\"}}")]
+    UnknownEvent,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("response: {0}")]
+    Response(serde_json::Error),
 }
 
 /// What one queue message is.
@@ -51,28 +85,30 @@ pub struct RescoreReport {
     pub skipped: usize,
 }
 
-impl Scoring {
-    pub fn new(clients: &Clients, table: &str, config_table: &str) -> Self {
+impl AwsScoring {
+    pub fn new(clients: &Clients, settings: &Settings) -> Self {
         Scoring {
-            store: DynamoScoring::new(clients.dynamodb.clone(), table),
-            config: DynamoScoringConfig::new(clients.dynamodb.clone(), config_table),
+            store: DynamoScoring::new(clients.table(&settings.table)),
+            config: DynamoScoringConfig::new(clients.table(&settings.config_table), CONFIG_CACHE_TTL),
             clock: Utc::now,
         }
     }
+}
 
+impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Scoring<S, C> {
     /// The Lambda handler: an SQS batch or a re-scoring command.
-    pub async fn handle(&self, event: Value) -> Result<Value, String> {
+    pub async fn handle(&self, event: Value) -> Result<Value, ScoringError> {
         if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event).map_err(|e| format!("not an SQS event: {e}"))?;
+            let batch: SqsEvent = serde_json::from_value(event).map_err(ScoringError::NotSqs)?;
             let response = self.on_batch(batch).await;
-            return serde_json::to_value(response).map_err(|e| e.to_string());
+            return serde_json::to_value(response).map_err(ScoringError::Response);
         }
         match event.get("rescore").and_then(Value::as_str) {
             Some(mode @ ("due" | "stale")) => {
                 let report = self.rescore(mode).await?;
-                serde_json::to_value(report).map_err(|e| e.to_string())
+                serde_json::to_value(report).map_err(ScoringError::Response)
             }
-            _ => Err("expected an SQS event or {\"rescore\": \"due\"|\"stale\"}".into()),
+            _ => Err(ScoringError::UnknownEvent),
         }
     }
 
@@ -86,6 +122,7 @@ impl Scoring {
             let Some(id) = record.message_id.filter(|i| !i.is_empty()) else {
                 continue;
             };
+            let _span = tracing::info_span!("message", message_id = %id).entered();
             match classify(record.body.as_deref().unwrap_or("")) {
                 Ok(Parsed::Interaction(InteractionMessage::V1(r))) => work.push(Work::Stored {
                     message_id: id,
@@ -161,20 +198,16 @@ impl Scoring {
     }
 
     /// Re-scores leads whose behaviour points aged (`due`) or whose model changed (`stale`).
-    pub async fn rescore(&self, mode: &str) -> Result<RescoreReport, String> {
+    pub async fn rescore(&self, mode: &str) -> Result<RescoreReport, StoreError> {
         let now = (self.clock)();
-        let config = self.config.scoring_config().await.map_err(|e| e.to_string())?;
-        let until = if mode == "stale" {
-            NEVER.to_owned()
+        let config = self.config.scoring_config().await?;
+        let pass = if mode == "stale" {
+            RescorePass::Stale
         } else {
-            sortable_time(now)
+            RescorePass::Due(now)
         };
-        let candidates = self
-            .store
-            .rescore_candidates(&until, RESCORE_LIMIT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let loaded = self.store.load(&candidates, &[]).await.map_err(|e| e.to_string())?;
+        let candidates = self.store.rescore_candidates(pass, RESCORE_LIMIT).await?;
+        let loaded = self.store.load(&candidates, &[]).await?;
         let mut report = RescoreReport {
             examined: candidates.len(),
             ..Default::default()
@@ -194,7 +227,7 @@ impl Scoring {
                 "behaviour aged"
             };
             let write = rescore_write(&config, snapshot, reason, now);
-            match self.store.commit(&write).await.map_err(|e| e.to_string())? {
+            match self.store.commit(&write).await? {
                 ScoreCommit::Committed => report.rescored += 1,
                 // Scored by someone else meanwhile: it is fresh, and its entry moved on.
                 _ => report.skipped += 1,
@@ -222,3 +255,6 @@ fn response(failed: Vec<String>) -> SqsBatchResponse {
         .collect();
     r
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,18 +1,18 @@
+// The batch scoring nests many async layers; its future type needs a deeper layout query.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     leadflow_aws::config::init_tracing();
-    let (table, config_table) = (
-        leadflow_aws::config::env("TABLE_NAME")?,
-        leadflow_aws::config::env("CONFIG_TABLE_NAME")?,
-    );
-    let config = leadflow_aws::config::sdk_config(None).await;
-    let scoring = scoring::Scoring::new(&leadflow_aws::config::Clients::new(&config), &table, &config_table);
-    let scoring = &scoring;
+    let settings = scoring::Settings::from_env(&leadflow_aws::config::process_env())?;
+    let clients = leadflow_aws::config::Clients::from_env().await;
+    let app = scoring::AwsScoring::new(&clients, &settings);
+    let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        scoring.handle(event.payload).await
+        app.handle(event.payload).await.map_err(Error::from)
     }))
     .await
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use leadflow_aws::config::{emulator_sdk_config, Clients};
+use leadflow_aws::config_dir;
 use leadflow_cli::{
     dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
 };
@@ -125,7 +127,7 @@ async fn target(cli: &Cli) -> Result<Target, String> {
         (cli.endpoint.clone(), None)
     };
     let sdk = match (&endpoint, cli.local) {
-        (Some(e), true) => leadflow_local::sdk_config(e).await,
+        (Some(e), true) => emulator_sdk_config(e).await,
         _ => {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             if let Some(p) = &cli.profile {
@@ -140,7 +142,7 @@ async fn target(cli: &Cli) -> Result<Target, String> {
             loader.load().await
         }
     };
-    let clients = leadflow_aws::config::Clients::new(&sdk);
+    let clients = Clients::new(&sdk);
     let name = |given: &Option<String>, local: &str, what: &str| -> Result<String, String> {
         given
             .clone()
@@ -168,7 +170,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         action: ConfigAction::Validate { dir },
     } = &cli.command
     {
-        return match leadflow_local::config::load(dir) {
+        return match config_dir::load(dir) {
             Ok(b) => {
                 println!(
                     "{}: valid ({} forms, {} sites, {} scoring models, {} nurture programs, {} owners)",
@@ -190,9 +192,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Config {
             action: ConfigAction::Apply { dir },
         } => {
-            let bundle = leadflow_local::config::load(&dir)
+            let bundle = config_dir::load(&dir)
                 .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
-            let n = leadflow_local::config::apply(&bundle, &t.clients, &t.config_table)
+            let n = config_dir::apply(&bundle, &t.config())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("applied {n} documents to {}", t.config_table);

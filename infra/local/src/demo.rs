@@ -50,13 +50,6 @@ document.getElementById("js-form").addEventListener("submit", async (ev) => {{
     )
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn error_page(query: &str) -> String {
     let items: String = query
         .split('&')
@@ -69,8 +62,8 @@ fn error_page(query: &str) -> String {
             };
             Some(format!(
                 "<li><b>{}</b> {}</li>",
-                escape(dec(k).strip_prefix("error.")?),
-                escape(&dec(v))
+                leadflow_domain::escape_html(dec(k).strip_prefix("error.")?),
+                leadflow_domain::escape_html(&dec(v))
             ))
         })
         .collect();
@@ -130,10 +123,10 @@ pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
                     .unwrap_or("");
                 format!(
                     "<tr><td>{}</td><td>{}</td><td><a href=\"/_local/mailbox/{}\">{}</a></td></tr>",
-                    escape(to),
-                    escape(&from),
-                    escape(m["id"].as_str().unwrap_or("")),
-                    escape(&subject)
+                    leadflow_domain::escape_html(to),
+                    leadflow_domain::escape_html(&from),
+                    leadflow_domain::escape_html(m["id"].as_str().unwrap_or("")),
+                    leadflow_domain::escape_html(&subject)
                 )
             })
             .collect();
@@ -156,14 +149,14 @@ pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
         .unwrap_or("")
         .lines()
         .filter(|l| l.starts_with("List-Unsubscribe") || l.starts_with("To:") || l.starts_with("Message-ID"))
-        .map(|l| format!("{}\n", escape(l)))
+        .map(|l| format!("{}\n", leadflow_domain::escape_html(l)))
         .collect();
     Ok(format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{s}</title><style>{STYLE} iframe{{width:100%;height:28rem;border:1px solid #ccc}}</style></head><body>
 <p><a href="/_local/mailbox">← mailbox</a></p><h1>{s}</h1><p>From {f}</p><pre>{headers}</pre><h2>HTML</h2><iframe sandbox srcdoc="{h}"></iframe><h2>Text</h2><pre>{t}</pre></body></html>"#,
-        s = escape(&subject),
-        f = escape(&from),
-        h = escape(&html),
-        t = escape(&text)
+        s = leadflow_domain::escape_html(&subject),
+        f = leadflow_domain::escape_html(&from),
+        h = leadflow_domain::escape_html(&html),
+        t = leadflow_domain::escape_html(&text)
     ))
 }

@@ -21,7 +21,7 @@ fn arg(name: &str, default: u16) -> u16 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    intake::init_tracing();
+    leadflow_aws::config::init_tracing();
     let port = arg("--port", 3000);
     let emulator_port = arg("--emulator-port", 4566);
     if std::env::args().any(|a| a == "--cold-start") {

@@ -1,48 +1,38 @@
-//! Settings read once from the environment into a typed struct, and the SDK clients built
-//! once from them.
+//! What every function's `main` shares: environment lookup with typed errors (each function
+//! has its own settings type built with it), the SDK clients built once, and logging.
 
 use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The records table (contacts, leads, interactions, keys, receipts).
-    pub table: String,
-    /// The configuration table (forms, models, programs).
-    pub config_table: String,
-    /// The scoring queue's URL.
-    pub scoring_queue_url: String,
-    /// The key unsubscribe links are signed with; unsubscribe routes answer 503 without it.
-    pub unsubscribe_secret: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {0} is not set")]
 pub struct MissingEnv(pub &'static str);
 
-/// A required environment variable.
-pub fn env(name: &'static str) -> Result<String, MissingEnv> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or(MissingEnv(name))
+impl Clients {
+    /// A table handle on these clients.
+    pub fn table(&self, name: &str) -> crate::table::Table {
+        crate::table::Table::new(self.dynamodb.clone(), name)
+    }
 }
 
-impl Settings {
-    pub fn from_env() -> Result<Self, MissingEnv> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+/// Environment variables, from the process or from any lookup (a template's resolved map).
+pub struct Env<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// A required variable: set and not empty.
+    pub fn required(&self, name: &'static str) -> Result<String, MissingEnv> {
+        self.optional(name).ok_or(MissingEnv(name))
     }
 
-    /// From any source of variables (the process environment, a template's resolved map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingEnv> {
-        let var = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(MissingEnv(name));
-        Ok(Settings {
-            table: var("TABLE_NAME")?,
-            config_table: var("CONFIG_TABLE_NAME")?,
-            scoring_queue_url: var("SCORING_QUEUE_URL")?,
-            unsubscribe_secret: lookup("UNSUBSCRIBE_SECRET").filter(|v| !v.is_empty()),
-        })
+    /// An optional variable; empty counts as unset.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.is_empty())
     }
+}
+
+/// The process environment, as on Lambda.
+pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
+    Env(|name: &str| std::env::var(name).ok())
 }
 
 /// The shared SDK configuration: region, credentials and `AWS_ENDPOINT_URL` from the
@@ -55,6 +45,25 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// SDK configuration for a local emulator: fixed region and dummy credentials, so nothing
+/// from a developer's real AWS profile is ever used against it (or leaked to it).
+pub async fn emulator_sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(EMULATOR_REGION))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "leadflow-local",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+pub const EMULATOR_REGION: &str = "us-east-1";
+
 /// The SDK clients a function needs, built once per container and cloned from there.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -64,6 +73,11 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// From the environment, as on Lambda.
+    pub async fn from_env() -> Self {
+        Self::new(&sdk_config(None).await)
+    }
+
     pub fn new(config: &SdkConfig) -> Self {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),

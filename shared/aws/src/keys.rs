@@ -17,6 +17,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use leadflow_domain::matching::MatchKey;
 use leadflow_domain::records::{ContactId, InteractionId, LeadId};
 
+/// A primary key: partition key and sort key.
+pub type Key = (String, String);
+
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 pub const GSI1_PK: &str = "gsi1pk";
@@ -34,6 +37,44 @@ pub const RESCORE_SHARDS: u32 = 16;
 pub const NEVER: &str = "9999-12-31T23:59:59.999Z";
 pub const SPAM_SHARDS: u32 = 8;
 
+/// The table or one of its indexes, with its key attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    Table,
+    /// `gsi1pk`/`gsi1sk`: the leads of a contact.
+    Gsi1,
+    /// `due_pk`/`due_sk`: sparse, only work that is due.
+    Due,
+}
+
+impl Index {
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Index::Table => None,
+            Index::Gsi1 => Some(GSI1),
+            Index::Due => Some(DUE_INDEX),
+        }
+    }
+
+    pub fn attributes(self) -> (&'static str, &'static str) {
+        match self {
+            Index::Table => (PK, SK),
+            Index::Gsi1 => (GSI1_PK, GSI1_SK),
+            Index::Due => (DUE_PK, DUE_SK),
+        }
+    }
+}
+
+/// Sort-key prefixes of the items kept in a lead's partition.
+pub const INTERACTION_PREFIX: &str = "IX#";
+pub const SEND_PREFIX: &str = "SEND#";
+pub const TASK_PREFIX: &str = "TASK#";
+pub const SCORE_PREFIX: &str = "SCORE#";
+pub const STAGE_PREFIX: &str = "STAGE#";
+pub const ACTIVITY_PREFIX: &str = "ACT#";
+const LEAD_PREFIX: &str = "LEAD#";
+const CONTACT_PREFIX: &str = "CONTACT#";
+
 pub fn contact_key(k: &MatchKey) -> (String, String) {
     (format!("CKEY#{}", k.as_str()), "CKEY".into())
 }
@@ -41,16 +82,29 @@ pub fn lead_key(k: &MatchKey) -> (String, String) {
     (format!("LKEY#{}", k.as_str()), "LKEY".into())
 }
 pub fn contact(id: ContactId) -> (String, String) {
-    (format!("CONTACT#{id}"), "CONTACT".into())
+    (contact_partition(id), "CONTACT".into())
+}
+pub fn contact_partition(id: ContactId) -> String {
+    format!("{CONTACT_PREFIX}{id}")
 }
 pub fn lead(id: LeadId) -> (String, String) {
-    (format!("LEAD#{id}"), "LEAD".into())
+    (lead_partition(id), "LEAD".into())
 }
+/// The partition holding a lead and everything kept with it (interactions, history, sends, tasks).
+pub fn lead_partition(id: LeadId) -> String {
+    format!("{LEAD_PREFIX}{id}")
+}
+/// The lead id of a lead partition key.
+pub fn lead_of_partition(pk: &str) -> Option<LeadId> {
+    pk.strip_prefix(LEAD_PREFIX).and_then(LeadId::parse)
+}
+/// GSI1: the leads of a contact; `leads_of_contact_prefix` selects them all.
 pub fn leads_of_contact(contact: ContactId, lead: LeadId) -> (String, String) {
-    (format!("CONTACT#{contact}"), format!("LEAD#{lead}"))
+    (contact_partition(contact), format!("{LEAD_PREFIX}{lead}"))
 }
+pub const LEADS_OF_CONTACT_PREFIX: &str = LEAD_PREFIX;
 pub fn interaction(lead: LeadId, id: InteractionId) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("IX#{id}"))
+    (lead_partition(lead), format!("{INTERACTION_PREFIX}{id}"))
 }
 pub fn dedup_receipt(digest: &str) -> (String, String) {
     (format!("RECEIPT#D#{digest}"), "RECEIPT".into())
@@ -58,8 +112,12 @@ pub fn dedup_receipt(digest: &str) -> (String, String) {
 pub fn idempotency_receipt(digest: &str) -> (String, String) {
     (format!("RECEIPT#I#{digest}"), "RECEIPT".into())
 }
+/// The receipt a receipt reference's `receipt_pk` names.
+pub fn receipt(receipt_pk: &str) -> (String, String) {
+    (receipt_pk.to_owned(), "RECEIPT".into())
+}
 pub fn receipt_ref(lead: LeadId, receipt_pk: &str) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("RREF#{receipt_pk}"))
+    (lead_partition(lead), format!("RREF#{receipt_pk}"))
 }
 pub fn form(id: &str) -> (String, String) {
     (format!("FORM#{id}"), "FORM".into())
@@ -67,12 +125,12 @@ pub fn form(id: &str) -> (String, String) {
 
 pub fn score_history(lead: LeadId, at: DateTime<Utc>, model: &str, version: u64) -> (String, String) {
     (
-        format!("LEAD#{lead}"),
-        format!("SCORE#{}#{model}#{version:010}", sortable_time(at)),
+        lead_partition(lead),
+        format!("{SCORE_PREFIX}{}#{model}#{version:010}", sortable_time(at)),
     )
 }
 pub fn rescore(lead: LeadId) -> (String, String) {
-    (format!("LEAD#{lead}"), "RESCORE".into())
+    (lead_partition(lead), "RESCORE".into())
 }
 pub fn rescore_pk(shard: u32) -> String {
     format!("RESCORE#{shard}")
@@ -87,9 +145,21 @@ pub fn rescore_entry(at: Option<DateTime<Utc>>, lead: LeadId) -> (String, String
 /// A lead the process function must look at (its score or band changed).
 pub fn lead_due(at: DateTime<Utc>, lead: LeadId) -> (String, String) {
     (
-        format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)),
+        due_pk(shard_of(&lead.to_string(), DUE_SHARDS)),
         format!("{}#{lead}", sortable_time(at)),
     )
+}
+pub fn due_pk(shard: u32) -> String {
+    format!("DUE#{shard}")
+}
+/// What a `DUE#` entry names: a lead, or one of its tasks (by the item's own key).
+pub fn due_target(pk: &str, sk: &str) -> Option<(LeadId, Option<String>)> {
+    let lead = lead_of_partition(pk)?;
+    Some((lead, sk.strip_prefix(TASK_PREFIX).map(str::to_owned)))
+}
+/// Honeypot catches, by form, day (UTC) and shard; `spam_email` finds them by email.
+pub fn spam(form: &str, day: &str, shard: u32, id: &str) -> (String, String) {
+    (format!("SPAM#{form}#{day}#{shard}"), id.to_owned())
 }
 pub fn visitor_interaction(visitor: &str, id: InteractionId) -> (String, String) {
     (format!("VISITOR#{visitor}"), format!("IX#{id}"))
@@ -105,27 +175,31 @@ pub fn email_message(message_id: &str) -> (String, String) {
 pub fn stage_history(lead: LeadId, at: DateTime<Utc>, n: usize) -> (String, String) {
     let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];
     (
-        format!("LEAD#{lead}"),
-        format!("STAGE#{}#{n:02}#{unique}", sortable_time(at)),
+        lead_partition(lead),
+        format!("{STAGE_PREFIX}{}#{n:02}#{unique}", sortable_time(at)),
     )
 }
 pub fn send_ledger(lead: LeadId, key: &str) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("SEND#{key}"))
+    (lead_partition(lead), format!("{SEND_PREFIX}{key}"))
 }
 pub fn task(lead: LeadId, task_id: &str) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("TASK#{task_id}"))
+    (lead_partition(lead), format!("{TASK_PREFIX}{task_id}"))
 }
 pub fn task_due(at: DateTime<Utc>, lead: LeadId, task_id: &str) -> (String, String) {
     (
-        format!("DUE#{}", shard_of(&lead.to_string(), DUE_SHARDS)),
-        format!("{}#TASK#{lead}#{task_id}", sortable_time(at)),
+        due_pk(shard_of(&lead.to_string(), DUE_SHARDS)),
+        format!("{}#{TASK_PREFIX}{lead}#{task_id}", sortable_time(at)),
     )
 }
 pub fn activity(lead: LeadId, at: DateTime<Utc>) -> (String, String) {
-    (format!("LEAD#{lead}"), format!("ACT#{}", sortable_time(at)))
+    (lead_partition(lead), format!("{ACTIVITY_PREFIX}{}", sortable_time(at)))
 }
 pub fn round_robin(pool: &str) -> (String, String) {
     (format!("ROUNDROBIN#{pool}"), "ROUNDROBIN".into())
+}
+/// A whole-configuration document (scoring, nurture, routing) in the config table.
+pub fn config_document(name: &str) -> (String, String) {
+    (name.to_uppercase(), "CONFIG".into())
 }
 pub fn site(key: &str) -> (String, String) {
     (format!("SITE#{key}"), "SITE".into())

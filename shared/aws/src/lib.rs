@@ -1,19 +1,18 @@
-//! leadflow's AWS adapters. Each implements one narrow port of `leadflow_domain::ports`;
-//! the domain never sees an AWS type.
+//! leadflow's AWS adapters. Each implements narrow ports of the domain over one [`table::Table`]
+//! handle (or an SQS / SES client); the domain never sees an AWS type.
 
+pub mod catalog;
 pub mod config;
-pub mod docs;
-pub mod dynamo;
+pub mod config_dir;
 pub mod events;
-pub mod forms;
-pub mod item;
+pub mod intake;
 pub mod keys;
 pub mod process;
 pub mod scoring;
 pub mod ses;
+pub mod ses_events;
 pub mod sqs;
-
-pub use config::Settings;
+pub mod table;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use leadflow_domain::ports::StoreError;
@@ -31,21 +30,5 @@ where
             StoreError::Throttled(text)
         }
         _ => StoreError::Unavailable(text),
-    }
-}
-
-/// A conditional write's outcome: `Ok(true)` written, `Ok(false)` its condition did not hold.
-pub(crate) fn conditional<T, E, R>(
-    op: &str,
-    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
-) -> Result<bool, StoreError>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(store_error(op, e)),
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_sesv2::Client;
 
 pub use aws_sdk_sesv2::Client as SesClient;
 
-use leadflow_domain::process::run::{MailError, Mailer};
+use leadflow_domain::process::ports::{MailError, Mailer};
 use leadflow_domain::records::LeadId;
 
 #[derive(Clone)]

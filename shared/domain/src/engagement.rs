@@ -36,107 +36,85 @@ pub enum SesEvent {
     Ignored(String),
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str)
+/// What SES reported, as leadflow reads it: the wire formats (SNS, EventBridge, raw) are
+/// parsed by the adapter (`leadflow_aws::ses_events`); what to keep is decided here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SesNotice {
+    pub message_id: String,
+    /// When the email was sent (`mail.timestamp`), for events without their own time.
+    pub mail_timestamp: Option<String>,
+    /// The event's own time, as SES wrote it (part of the event's identity).
+    pub timestamp: Option<String>,
+    pub kind: SesNoticeKind,
 }
 
-fn time_at(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
-    str_at(v, path)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+#[derive(Debug, Clone, PartialEq)]
+pub enum SesNoticeKind {
+    Delivery,
+    Open,
+    Click {
+        link: String,
+        link_tags: Option<Value>,
+    },
+    Bounce {
+        bounce_type: String,
+        sub_type: String,
+    },
+    Complaint {
+        feedback_type: String,
+    },
+    /// Send, Reject, DeliveryDelay, Rendering Failure, Subscription…: not acted on.
+    Other(String),
+}
+
+fn parse_time(t: Option<&str>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Reads an SES event as delivered to SQS: wrapped in an SNS notification, in an EventBridge
-/// event, or raw (SNS raw message delivery). Field names as in SES's documented examples.
-pub fn parse_ses(body: &str) -> Result<SesEvent, SesParseError> {
-    let outer: Value = serde_json::from_str(body).map_err(|e| SesParseError::NotJson(e.to_string()))?;
-    let event = if outer.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = outer
-            .get("Message")
-            .and_then(Value::as_str)
-            .ok_or_else(|| SesParseError::NotSes("SNS notification without Message".into()))?;
-        serde_json::from_str(inner).map_err(|e| SesParseError::NotJson(format!("SNS Message: {e}")))?
-    } else if outer.get("source").and_then(Value::as_str) == Some("aws.ses") {
-        outer
-            .get("detail")
-            .cloned()
-            .ok_or_else(|| SesParseError::NotSes("EventBridge event without detail".into()))?
-    } else {
-        outer
-    };
-    let kind = str_at(&event, &["eventType"])
-        .or_else(|| str_at(&event, &["notificationType"]))
-        .ok_or_else(|| SesParseError::NotSes("no eventType".into()))?;
-    let message_id = str_at(&event, &["mail", "messageId"])
-        .ok_or_else(|| SesParseError::NotSes("no mail.messageId".into()))?
-        .to_owned();
-    let mail_time = time_at(&event, &["mail", "timestamp"]);
-    let mut properties = Map::new();
-    properties.insert("ses_message_id".into(), message_id.clone().into());
-    let (kind, at, suppress, key) = match kind {
-        "Delivery" => (
-            InteractionKind::EmailDelivered,
-            time_at(&event, &["delivery", "timestamp"]),
-            None,
-            String::new(),
-        ),
-        "Open" => (
-            InteractionKind::EmailOpened,
-            time_at(&event, &["open", "timestamp"]),
-            None,
-            str_at(&event, &["open", "timestamp"]).unwrap_or("").to_owned(),
-        ),
-        "Click" => {
-            let link = str_at(&event, &["click", "link"]).unwrap_or("").to_owned();
-            properties.insert("link".into(), link.clone().into());
-            if let Some(tags) = event.get("click").and_then(|c| c.get("linkTags")) {
-                properties.insert("link_tags".into(), tags.clone());
+impl SesNotice {
+    /// The interaction leadflow keeps for this event, with its stable id, and whether the
+    /// contact must never be emailed again (a permanent bounce, a complaint).
+    pub fn engagement(self) -> Result<SesEvent, SesParseError> {
+        let mut properties = Map::new();
+        properties.insert("ses_message_id".into(), self.message_id.clone().into());
+        let ts = self.timestamp.clone().unwrap_or_default();
+        let (kind, suppress, key) = match self.kind {
+            SesNoticeKind::Delivery => (InteractionKind::EmailDelivered, None, String::new()),
+            SesNoticeKind::Open => (InteractionKind::EmailOpened, None, ts),
+            SesNoticeKind::Click { link, link_tags } => {
+                properties.insert("link".into(), link.clone().into());
+                if let Some(tags) = link_tags {
+                    properties.insert("link_tags".into(), tags);
+                }
+                (InteractionKind::EmailClicked, None, format!("{ts}#{link}"))
             }
-            let ts = str_at(&event, &["click", "timestamp"]).unwrap_or("");
-            (
-                InteractionKind::EmailClicked,
-                time_at(&event, &["click", "timestamp"]),
-                None,
-                format!("{ts}#{link}"),
-            )
-        }
-        "Bounce" => {
-            let bounce_type = str_at(&event, &["bounce", "bounceType"]).unwrap_or("Undetermined");
-            let sub = str_at(&event, &["bounce", "bounceSubType"]).unwrap_or("");
-            properties.insert("bounce_type".into(), bounce_type.into());
-            properties.insert("bounce_subtype".into(), sub.into());
-            let suppress = (bounce_type == "Permanent").then(|| format!("bounce: {bounce_type}/{sub}"));
-            (
-                InteractionKind::EmailBounced,
-                time_at(&event, &["bounce", "timestamp"]),
-                suppress,
-                String::new(),
-            )
-        }
-        "Complaint" => {
-            let feedback = str_at(&event, &["complaint", "complaintFeedbackType"]).unwrap_or("unspecified");
-            properties.insert("feedback_type".into(), feedback.into());
-            (
-                InteractionKind::EmailComplained,
-                time_at(&event, &["complaint", "timestamp"]),
-                Some(format!("complaint: {feedback}")),
-                String::new(),
-            )
-        }
-        other => return Ok(SesEvent::Ignored(format!("event type {other}"))),
-    };
-    let occurred_at = at
-        .or(mail_time)
-        .ok_or_else(|| SesParseError::NotSes("no timestamp".into()))?;
-    let interaction_id = InteractionId::derived(&["ses", &message_id, kind.name(), &key]);
-    Ok(SesEvent::Engagement(SesEngagement {
-        message_id,
-        interaction_id,
-        kind,
-        occurred_at,
-        properties,
-        suppress,
-    }))
+            SesNoticeKind::Bounce { bounce_type, sub_type } => {
+                let suppress = (bounce_type == "Permanent").then(|| format!("bounce: {bounce_type}/{sub_type}"));
+                properties.insert("bounce_type".into(), bounce_type.into());
+                properties.insert("bounce_subtype".into(), sub_type.into());
+                (InteractionKind::EmailBounced, suppress, String::new())
+            }
+            SesNoticeKind::Complaint { feedback_type } => {
+                let suppress = Some(format!("complaint: {feedback_type}"));
+                properties.insert("feedback_type".into(), feedback_type.into());
+                (InteractionKind::EmailComplained, suppress, String::new())
+            }
+            SesNoticeKind::Other(other) => return Ok(SesEvent::Ignored(format!("event type {other}"))),
+        };
+        let occurred_at = parse_time(self.timestamp.as_deref())
+            .or_else(|| parse_time(self.mail_timestamp.as_deref()))
+            .ok_or_else(|| SesParseError::NotSes("no timestamp".into()))?;
+        let interaction_id = InteractionId::derived(&["ses", &self.message_id, kind.name(), &key]);
+        Ok(SesEvent::Engagement(SesEngagement {
+            message_id: self.message_id,
+            interaction_id,
+            kind,
+            occurred_at,
+            properties,
+            suppress,
+        }))
+    }
 }
 
 /// Limits of `POST /events`.
@@ -383,63 +361,6 @@ mod tests {
             name: "Demo".into(),
             allowed_origins: vec!["http://localhost:3000".into()],
         }
-    }
-
-    #[test]
-    fn ses_open_in_sns_envelope() {
-        let ses = json!({
-            "eventType": "Open",
-            "mail": {"timestamp": "2026-11-02T00:00:00.000Z", "messageId": "0100017-abc", "destination": ["a@example.jp"], "tags": {}},
-            "open": {"timestamp": "2026-11-02T01:02:03.000Z", "userAgent": "Mozilla", "ipAddress": "192.0.2.1"}
-        });
-        let sns = json!({"Type": "Notification", "MessageId": "x", "TopicArn": "arn:aws:sns:us-east-1:123:ses", "Message": ses.to_string()});
-        let SesEvent::Engagement(e) = parse_ses(&sns.to_string()).unwrap() else {
-            panic!()
-        };
-        assert_eq!(e.kind, InteractionKind::EmailOpened);
-        assert_eq!(e.message_id, "0100017-abc");
-        assert_eq!(e.occurred_at.to_rfc3339(), "2026-11-02T01:02:03+00:00");
-        assert!(e.suppress.is_none());
-        // The same event delivered again is the same interaction.
-        let SesEvent::Engagement(again) = parse_ses(&ses.to_string()).unwrap() else {
-            panic!()
-        };
-        assert_eq!(again.interaction_id, e.interaction_id);
-    }
-
-    #[test]
-    fn ses_bounce_and_complaint_suppress() {
-        let bounce = json!({"eventType": "Bounce", "mail": {"messageId": "m1", "timestamp": "2026-11-02T00:00:00Z"},
-            "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "2026-11-02T00:00:01Z", "bouncedRecipients": [{"emailAddress": "a@example.jp"}]}});
-        let SesEvent::Engagement(b) = parse_ses(&bounce.to_string()).unwrap() else {
-            panic!()
-        };
-        assert_eq!(b.suppress.as_deref(), Some("bounce: Permanent/General"));
-        let transient = json!({"eventType": "Bounce", "mail": {"messageId": "m1", "timestamp": "2026-11-02T00:00:00Z"},
-            "bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull", "timestamp": "2026-11-02T00:00:01Z"}});
-        let SesEvent::Engagement(t) = parse_ses(&transient.to_string()).unwrap() else {
-            panic!()
-        };
-        assert!(t.suppress.is_none());
-        let complaint = json!({"source": "aws.ses", "detail-type": "Email Complaint Received", "detail": {"eventType": "Complaint",
-            "mail": {"messageId": "m2", "timestamp": "2026-11-02T00:00:00Z"}, "complaint": {"complaintFeedbackType": "abuse", "timestamp": "2026-11-02T00:00:02Z"}}});
-        let SesEvent::Engagement(c) = parse_ses(&complaint.to_string()).unwrap() else {
-            panic!()
-        };
-        assert_eq!(c.suppress.as_deref(), Some("complaint: abuse"));
-        assert_eq!(c.kind, InteractionKind::EmailComplained);
-    }
-
-    #[test]
-    fn ses_other_events_and_garbage() {
-        let send =
-            json!({"eventType": "Send", "mail": {"messageId": "m", "timestamp": "2026-11-02T00:00:00Z"}, "send": {}});
-        assert!(matches!(parse_ses(&send.to_string()), Ok(SesEvent::Ignored(_))));
-        assert!(matches!(parse_ses("not json"), Err(SesParseError::NotJson(_))));
-        assert!(matches!(
-            parse_ses("{\"eventType\": \"Open\"}"),
-            Err(SesParseError::NotSes(_))
-        ));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::email::Email;
 use crate::form::FormDefinition;
 use crate::matching::{key_for, MatchKey};
 use crate::message::InteractionMessage;
-use crate::ports::{Commit, IntakeStore, InteractionQueue, StoreError};
+use std::future::Future;
+
+use crate::ports::{InteractionQueue, StoreError};
 use crate::records::{
     Consent, Contact, ContactFields, ContactId, Interaction, InteractionId, InteractionKind, Lead, LeadId, LeadStatus,
     Stage,
@@ -390,6 +392,22 @@ pub enum IntakeError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Outcome of an atomic commit: conditions held, or another writer got there first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Committed,
+    Conflict,
+}
+
+/// What intake needs from the record store.
+pub trait IntakeStore: Send + Sync {
+    /// One round trip: the match keys, the double-click marker and the idempotency record.
+    fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupResult, StoreError>> + Send;
+    /// One atomic write of everything a submission changes; `Conflict` when a condition failed.
+    fn commit(&self, plan: &IntakePlan) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    fn store_spam(&self, spam: &SpamRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Runs a submission through validation, matching and the atomic commit, then publishes it.

@@ -15,5 +15,15 @@ pub mod records;
 pub mod scoring;
 pub mod submission;
 
+/// The one HTML escape for text and attribute values built outside templates (templates use
+/// minijinja's autoescape). Leaves `/` alone so URLs in attributes stay readable.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 #[cfg(test)]
-mod tests;
+mod intake_tests;

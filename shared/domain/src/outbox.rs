@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::ports::{InteractionQueue, Outbox, StoreError};
+use std::future::Future;
+
+use crate::message::InteractionMessage;
+use crate::ports::{InteractionQueue, StoreError};
 
 /// Grace before the relay treats an interaction as unsent: intake publishes at once, and
 /// scoring clears the marker within seconds, so only lost messages are still due after this.
@@ -13,6 +16,22 @@ pub const OUTBOX_GRACE: Duration = Duration::minutes(2);
 pub const REPUBLISH_AFTER: Duration = Duration::minutes(10);
 /// After a failed publish.
 pub const RETRY_AFTER: Duration = Duration::minutes(1);
+
+/// Interactions stored but not yet confirmed processed (the transactional outbox).
+pub trait Outbox: Send + Sync {
+    /// Interactions whose publication is due at or before `now`, oldest first, at most `limit`.
+    fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<InteractionMessage>, StoreError>> + Send;
+    /// Pushes the next attempt for an interaction back to `next_at`.
+    fn postpone(
+        &self,
+        message: &InteractionMessage,
+        next_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayReport {

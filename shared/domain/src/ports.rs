@@ -1,5 +1,7 @@
-//! The narrow ports the domain needs from the outside world. Adapters (DynamoDB, SQS)
-//! implement them in `leadflow-aws`; nothing here names an AWS type.
+//! The ports shared across the domain's flows, and their errors. Each flow keeps its own
+//! ports beside it (intake's `IntakeStore`, the outbox's `Outbox`, scoring's `ScoringStore`,
+//! the process's lease, ledger, task and round-robin stores); adapters implement them in
+//! `leadflow-aws`. Nothing here names an AWS type.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::form::FormDefinition;
-use crate::intake::{IntakePlan, LookupRequest, LookupResult, SpamRecord};
 use crate::message::InteractionMessage;
+use crate::records::ContactId;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -27,25 +29,9 @@ pub enum StoreError {
 #[error("queue send failed: {0}")]
 pub struct QueueError(pub String);
 
-/// Outcome of an atomic commit: conditions held, or another writer got there first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    Committed,
-    Conflict,
-}
-
 /// Form definitions by id.
 pub trait FormCatalog: Send + Sync {
     fn form(&self, form_id: &str) -> impl Future<Output = Result<Option<Arc<FormDefinition>>, StoreError>> + Send;
-}
-
-/// What intake needs from the record store.
-pub trait IntakeStore: Send + Sync {
-    /// One round trip: the match keys, the double-click marker and the idempotency record.
-    fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupResult, StoreError>> + Send;
-    /// One atomic write of everything a submission changes; `Conflict` when a condition failed.
-    fn commit(&self, plan: &IntakePlan) -> impl Future<Output = Result<Commit, StoreError>> + Send;
-    fn store_spam(&self, spam: &SpamRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Publishes stored interactions for scoring.
@@ -53,18 +39,12 @@ pub trait InteractionQueue: Send + Sync {
     fn publish(&self, message: &InteractionMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// Interactions stored but not yet confirmed processed (the transactional outbox).
-pub trait Outbox: Send + Sync {
-    /// Interactions whose publication is due at or before `now`, oldest first, at most `limit`.
-    fn due(
+/// Records an unsubscription at once; idempotent (the first time is kept). `false` when the
+/// contact is unknown.
+pub trait Unsubscribes: Send + Sync {
+    fn unsubscribe(
         &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<InteractionMessage>, StoreError>> + Send;
-    /// Pushes the next attempt for an interaction back to `next_at`.
-    fn postpone(
-        &self,
-        message: &InteractionMessage,
-        next_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        contact: ContactId,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

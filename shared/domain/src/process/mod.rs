@@ -1,8 +1,10 @@
 //! The process (SPEC.md, Process stages, Nurture email, Hand-off to sales).
 
+pub mod activity;
 pub mod handoff;
 pub mod nurture;
 pub mod plan;
+pub mod ports;
 pub mod run;
 pub mod stage;
 pub mod unsubscribe;

@@ -229,13 +229,6 @@ pub struct RenderedEmail {
     pub text: String,
 }
 
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// Renders a template for a contact and lead, with the legal footer on both parts.
 pub fn render(
     config: &NurtureConfig,
@@ -281,11 +274,11 @@ pub fn render(
     );
     let html_footer = format!(
         "<hr><p style=\"font-size:12px;color:#555\">{}<br>{}<br>お問い合わせ / Inquiries: {}<br><a href=\"{}\">プライバシーポリシー / Privacy policy</a> | <a href=\"{}\">配信停止 / Unsubscribe</a></p>",
-        escape_html(&footer.sender),
-        escape_html(&footer.postal_address),
-        escape_html(&footer.inquiry),
-        escape_html(&footer.privacy_url),
-        escape_html(unsubscribe_url)
+        crate::escape_html(&footer.sender),
+        crate::escape_html(&footer.postal_address),
+        crate::escape_html(&footer.inquiry),
+        crate::escape_html(&footer.privacy_url),
+        crate::escape_html(unsubscribe_url)
     );
     let html = part("html")?;
     let html = match html.rfind("</body>") {

@@ -1,7 +1,6 @@
 //! One scheduled run of the process: the leads and tasks that are due, within a time budget,
 //! safe when two runs overlap (a lease per lead; a ledger claim per email).
 
-use std::future::Future;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -9,107 +8,12 @@ use serde::Serialize;
 
 use super::handoff::{new_task, sla, RoutingConfig, Sla, Task, TaskStatus};
 use super::nurture::{mime, recent_sends, render, NurtureConfig, RenderedEmail};
-use super::plan::{after_send, plan, LeadView, NurtureState};
-use super::stage::StageChange;
+use super::plan::{after_send, plan, LeadView};
+use super::ports::{Claim, DueItem, LeadSave, MailError, Mailer, ProcessStore};
 use super::unsubscribe;
 use crate::ports::StoreError;
-use crate::records::{ContactId, LeadId, LeadStatus, Stage};
+use crate::records::{ContactId, LeadId};
 use crate::scoring::AttributeMaps;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DueItem {
-    Lead(LeadId),
-    Task(LeadId, String),
-}
-
-/// What a run writes back for a lead, releasing its lease.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeadSave {
-    pub lead_id: LeadId,
-    pub run_id: String,
-    pub stage: Stage,
-    pub status: LeadStatus,
-    pub moves: Vec<StageChange>,
-    pub nurture: NurtureState,
-    pub owner: Option<String>,
-    pub task: Option<Task>,
-    pub next_due: Option<DateTime<Utc>>,
-    pub now: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours to send.
-    Claimed,
-    /// Claimed before (sent, or a crash between claim and send: not sent again).
-    AlreadyClaimed,
-    /// The contact's send record changed meanwhile (another lead of theirs was emailed).
-    ContactBusy,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MailError {
-    /// The account's send rate or quota: stop sending this run.
-    #[error("throttled: {0}")]
-    Throttled(String),
-    /// SES refused this message (bad address…): do not retry it.
-    #[error("rejected: {0}")]
-    Rejected(String),
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A task and the lead's last sales activity.
-pub type TaskAndActivity = (Task, Option<DateTime<Utc>>);
-
-pub trait ProcessStore: Send + Sync {
-    fn due(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<Vec<DueItem>, StoreError>> + Send;
-    /// Takes the lead for this run until `until`; `None` if another run holds it or it is gone.
-    fn lease(
-        &self,
-        lead: LeadId,
-        run_id: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
-    fn save(&self, save: &LeadSave) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Claims an email in the ledger (once per lead and key, ever), with the contact's new
-    /// send record (guarded by its version) for nurture emails.
-    fn claim(
-        &self,
-        lead: LeadId,
-        key: &str,
-        contact: Option<(ContactId, u64, Vec<DateTime<Utc>>)>,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// The email went out: its SES message id, for engagement events.
-    fn sent(
-        &self,
-        lead: LeadId,
-        contact: ContactId,
-        key: &str,
-        message_id: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it.
-    fn release(&self, lead: LeadId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn round_robin(&self, pool: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// A task, with the lead's last sales activity and what the owner email needs.
-    fn task(
-        &self,
-        lead: LeadId,
-        task_id: &str,
-    ) -> impl Future<Output = Result<Option<TaskAndActivity>, StoreError>> + Send;
-    fn save_task(
-        &self,
-        task: &Task,
-        next_check: Option<DateTime<Utc>>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-pub trait Mailer: Send + Sync {
-    /// Sends a raw MIME message; returns SES's message id.
-    fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> impl Future<Output = Result<String, MailError>> + Send;
-}
 
 pub struct RunConfig<'a> {
     pub nurture: &'a NurtureConfig,
@@ -177,7 +81,7 @@ fn owner_email(
     );
     let html = format!(
         "<pre>{}</pre><p><a href=\"{lead_url}\">Open the lead</a></p>",
-        text.replace('&', "&amp;").replace('<', "&lt;")
+        crate::escape_html(&text)
     );
     let _ = cfg;
     RenderedEmail { subject, html, text }
@@ -280,6 +184,7 @@ pub async fn run(
     Ok(report)
 }
 
+#[tracing::instrument(name = "lead", skip_all, fields(lead_id = %lead_id))]
 async fn process_lead(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
@@ -419,6 +324,7 @@ async fn process_lead(
         .await
 }
 
+#[tracing::instrument(name = "task", skip_all, fields(lead_id = %lead_id, task_id))]
 async fn process_task(
     store: &impl ProcessStore,
     mailer: &impl Mailer,

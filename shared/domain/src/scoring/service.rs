@@ -89,6 +89,32 @@ pub trait ScoringStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
 }
 
+/// SES's message ids → the lead and contact each email was sent for.
+pub trait SentEmails: Send + Sync {
+    fn email_messages(
+        &self,
+        message_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, (LeadId, ContactId)>, StoreError>> + Send;
+}
+
+/// Which leads a re-scoring pass takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescorePass {
+    /// Leads whose behaviour points age by this time.
+    Due(DateTime<Utc>),
+    /// Every scored lead (after a model change), from a cursor.
+    Stale,
+}
+
+/// The re-scoring schedule: every scored lead has an entry, due when its points next age.
+pub trait RescoreSchedule: Send + Sync {
+    fn rescore_candidates(
+        &self,
+        pass: RescorePass,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(LeadId, ContactId)>, StoreError>> + Send;
+}
+
 pub trait ScoringConfigSource: Send + Sync {
     fn scoring_config(&self) -> impl Future<Output = Result<Arc<ScoringConfig>, StoreError>> + Send;
 }
@@ -214,6 +240,7 @@ pub async fn score_batch<S: ScoringStore>(
     report
 }
 
+#[tracing::instrument(name = "lead", skip_all, fields(lead_id = %lead_id))]
 async fn score_lead<S: ScoringStore>(
     store: &S,
     config: &ScoringConfig,

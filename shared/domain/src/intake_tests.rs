@@ -9,8 +9,9 @@ use serde_json::json;
 
 use crate::form::FormDefinition;
 use crate::intake::*;
+use crate::intake::{Commit, IntakeStore};
 use crate::message::InteractionMessage;
-use crate::ports::{Commit, IntakeStore, InteractionQueue, QueueError, StoreError};
+use crate::ports::{InteractionQueue, QueueError, StoreError};
 use crate::records::{ContactId, LeadId};
 use crate::submission::{parse_json, parse_urlencoded, validate, BodyError, RawSubmission, Validated};
 

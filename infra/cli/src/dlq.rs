@@ -1,0 +1,63 @@
+//! `dlq list` and `dlq replay`: the scoring dead-letter queue.
+
+use serde_json::{json, Value};
+
+use crate::{Error, Target};
+
+/// `dlq list`: the messages in the scoring dead-letter queue (left in place).
+pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
+    let out = t
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&t.scoring_dlq_url)
+        .max_number_of_messages(max.clamp(1, 10))
+        .visibility_timeout(0)
+        .send()
+        .await?;
+    Ok(out
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| json!({"message_id": m.message_id(), "body": serde_json::from_str::<Value>(m.body().unwrap_or("")).unwrap_or_else(|_| Value::String(m.body().unwrap_or("").into()))}))
+        .collect())
+}
+
+/// `dlq replay`: every dead-lettered message back to the scoring queue, then out of the DLQ.
+pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
+    let mut n = 0;
+    loop {
+        let out = t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&t.scoring_dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await?;
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return Ok(n);
+        }
+        for m in msgs {
+            t.clients
+                .sqs
+                .send_message()
+                .queue_url(&t.scoring_queue_url)
+                .message_body(m.body().unwrap_or(""))
+                .send()
+                .await?;
+            if let Some(h) = m.receipt_handle() {
+                t.clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&t.scoring_dlq_url)
+                    .receipt_handle(h)
+                    .send()
+                    .await?;
+            }
+            n += 1;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `lead show`: a contact with each of its leads and what is kept with them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use leadflow_aws::keys::{self, Index, SK};
+use leadflow_aws::table::{str_attr, Query};
+
+use crate::target::{item_json, Target};
+use crate::Error;
+
+/// The `lead show` group of each kind of item in a lead's partition, by sort-key prefix.
+const GROUPS: [(&str, &str); 6] = [
+    (keys::INTERACTION_PREFIX, "interactions"),
+    (keys::SCORE_PREFIX, "score_history"),
+    (keys::STAGE_PREFIX, "stage_history"),
+    (keys::SEND_PREFIX, "emails"),
+    (keys::TASK_PREFIX, "tasks"),
+    (keys::ACTIVITY_PREFIX, "activities"),
+];
+
+/// `lead show`: the contact, each lead with its score and explanation, stage history,
+/// interactions, emails sent and tasks.
+pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
+    let contact = t
+        .contact_of(who)
+        .await?
+        .ok_or_else(|| format!("no contact or lead matches {who}"))?;
+    let table = t.records();
+    let contact_item = table.get(keys::contact(contact)).await?.ok_or("the contact is gone")?;
+    let only = t.lead_named(who).await?.map(|(l, _)| l);
+    let mut leads = Vec::new();
+    for lead in t.leads_of(contact).await? {
+        if only.is_some_and(|o| o != lead) {
+            continue;
+        }
+        let (partition, lead_sk) = keys::lead(lead);
+        let items = table.query(Query::partition(Index::Table, partition)).await?;
+        let mut by: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        let mut record = Value::Null;
+        for i in &items {
+            let sk = str_attr(i, SK).unwrap_or("");
+            if sk == lead_sk {
+                record = item_json(i);
+                continue;
+            }
+            if let Some((_, group)) = GROUPS.iter().find(|(prefix, _)| sk.starts_with(prefix)) {
+                by.entry(group).or_default().push(item_json(i));
+            }
+        }
+        let mut lead_json = json!({"lead": record});
+        for (k, v) in by {
+            lead_json[k] = Value::Array(v);
+        }
+        leads.push(lead_json);
+    }
+    Ok(json!({"contact": item_json(&contact_item), "leads": leads}))
+}
+
+/// The human form of `lead show`.
+pub fn render_lead(v: &Value) -> String {
+    let c = &v["contact"];
+    let mut out = format!(
+        "Contact {}  {}{}  {}  {}\n  consent: {}  unsubscribed: {}  suppressed: {}\n",
+        c["contact_id"].as_str().unwrap_or("?"),
+        c["last_name"].as_str().unwrap_or(""),
+        c["first_name"].as_str().unwrap_or(""),
+        c["email"].as_str().unwrap_or(""),
+        c["company"].as_str().unwrap_or(""),
+        c["consent"]["opt_in"],
+        c.get("unsubscribed_at").and_then(Value::as_str).unwrap_or("no"),
+        c["suppressed"]["reason"].as_str().unwrap_or("no"),
+    );
+    for l in v["leads"].as_array().into_iter().flatten() {
+        let lead = &l["lead"];
+        out.push_str(&format!(
+            "\nLead {}  form {}  campaign {}  stage {}  status {}  owner {}\n",
+            lead["lead_id"].as_str().unwrap_or("?"),
+            lead["form_id"].as_str().unwrap_or(""),
+            lead["campaign"].as_str().unwrap_or("-"),
+            lead["stage"].as_str().unwrap_or(""),
+            lead["status"].as_str().unwrap_or(""),
+            lead["owner"].as_str().unwrap_or("-"),
+        ));
+        let sc = &lead["scoring"];
+        for (model, score) in sc["scores"].as_object().into_iter().flatten() {
+            out.push_str(&format!(
+                "  score ({model} v{}): {} = fit {} + behaviour {}  grade {}  band {}{}\n",
+                score["model_version"],
+                score["total"],
+                score["fit"],
+                score["behaviour"],
+                score["grade"].as_str().unwrap_or(""),
+                score["band"].as_str().unwrap_or(""),
+                if score["sales_ready"] == true {
+                    "  SALES-READY"
+                } else {
+                    ""
+                }
+            ));
+            for line in score["explanation"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "    {:>+4}  {}  ({})\n",
+                    line["points"].as_i64().unwrap_or(0),
+                    line["rule"].as_str().unwrap_or(""),
+                    line["detail"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        for h in l["stage_history"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  stage {} → {}  {}  ({}) by {}\n",
+                h["from"].as_str().unwrap_or(""),
+                h["to"].as_str().unwrap_or(""),
+                h["at"].as_str().unwrap_or(""),
+                h["reason"].as_str().unwrap_or(""),
+                h["by"]["id"].as_str().unwrap_or("system")
+            ));
+        }
+        for e in l["emails"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  email {}  {}  {}\n",
+                e[keys::SK].as_str().unwrap_or("").trim_start_matches(keys::SEND_PREFIX),
+                e["status"].as_str().unwrap_or(""),
+                e["claimed_at"].as_str().unwrap_or("")
+            ));
+        }
+        for t in l["tasks"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  task \"{}\" owner {} due {} {}\n",
+                t["subject"].as_str().unwrap_or(""),
+                t["owner"].as_str().unwrap_or(""),
+                t["due_at"].as_str().unwrap_or(""),
+                t["status"].as_str().unwrap_or("")
+            ));
+        }
+        out.push_str(&format!(
+            "  interactions: {}\n",
+            l["interactions"].as_array().map_or(0, Vec::len)
+        ));
+    }
+    out
+}

@@ -1,0 +1,314 @@
+//! Intake's side of the records table: the one-round-trip lookup, the atomic commit of a
+//! submission, spam kept apart, and the transactional outbox.
+
+use chrono::{DateTime, Utc};
+
+use leadflow_domain::intake::{
+    Commit, ConsentWrite, ContactWrite, IntakePlan, IntakeStore, LeadWrite, LookupRequest, LookupResult, ReceiptClaim,
+    SpamRecord, StoredReceipt,
+};
+use leadflow_domain::matching::MatchKey;
+use leadflow_domain::message::InteractionMessage;
+use leadflow_domain::outbox::Outbox;
+use leadflow_domain::ports::{StoreError, Unsubscribes};
+use leadflow_domain::records::{ContactId, Interaction, LeadId};
+
+use crate::keys::{self, sortable_time, Key, DUE_PK, DUE_SK, GSI1_PK, GSI1_SK, TTL};
+use crate::table::{
+    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Table, Update,
+};
+
+/// Intake's adapter: the records table.
+#[derive(Clone)]
+pub struct DynamoIntake {
+    pub(crate) table: Table,
+}
+
+fn key_item_write(k: Key, kind: &str, attrs: &[(&str, String)]) -> (Item, Condition) {
+    (plain_item(k, kind, attrs), Condition::absent())
+}
+
+/// An interaction item, entered in the outbox until its consumer confirms it.
+pub(crate) fn outboxed_interaction(ix: &Interaction, now: DateTime<Utc>) -> Result<Item, StoreError> {
+    let mut item = record_item(ix, keys::interaction(ix.lead_id, ix.interaction_id), "interaction")?;
+    let (due_pk, due_sk) = keys::outbox_entry(
+        now + leadflow_domain::outbox::OUTBOX_GRACE,
+        ix.lead_id,
+        ix.interaction_id,
+    );
+    item.insert(DUE_PK.into(), s(due_pk));
+    item.insert(DUE_SK.into(), s(due_sk));
+    Ok(item)
+}
+
+impl DynamoIntake {
+    pub fn new(table: Table) -> Self {
+        Self { table }
+    }
+
+    fn receipt(&self, k: Key, claim: &ReceiptClaim, now: DateTime<Utc>) -> Result<(Item, Condition), StoreError> {
+        let mut item = plain_item(
+            k,
+            "receipt",
+            &[
+                ("fingerprint", claim.stored.fingerprint.clone()),
+                ("expires_at", sortable_time(claim.stored.expires_at)),
+            ],
+        );
+        item.insert("receipt".into(), to_av(&claim.stored.receipt)?);
+        item.insert(TTL.into(), n(claim.stored.expires_at.timestamp()));
+        // TTL deletion lags by hours, so expiry is enforced here, not by TTL.
+        let condition = Condition::expr(
+            "attribute_not_exists(pk) OR expires_at < :now",
+            &[(":now", s(sortable_time(now)))],
+        );
+        Ok((item, condition))
+    }
+
+    fn contact_write(
+        &self,
+        w: &ContactWrite,
+        now: DateTime<Utc>,
+        out: &mut Vec<(Item, Condition)>,
+    ) -> Result<Option<(Key, Update)>, StoreError> {
+        match w {
+            ContactWrite::Create { contact, key: k } => {
+                out.push(key_item_write(
+                    keys::contact_key(k),
+                    "contact_key",
+                    &[("contact_id", contact.contact_id.to_string())],
+                ));
+                let item = record_item(contact, keys::contact(contact.contact_id), "contact")?;
+                out.push((item, Condition::absent()));
+                Ok(None)
+            }
+            ContactWrite::Update {
+                contact_id,
+                email,
+                fields,
+                consent,
+                add_key,
+            } => {
+                let mut update = Update::new().set("updated_at", to_av(&now)?);
+                if let Some(e) = email {
+                    update = update.set("email", s(e.as_str()));
+                }
+                for (name, value) in fields.present() {
+                    update = update.set(name, s(value));
+                }
+                match consent {
+                    Some(ConsentWrite::Replace(c)) => update = update.set("consent", to_av(c)?),
+                    Some(ConsentWrite::IfAbsent(c)) => update = update.set_if_absent("consent", to_av(c)?),
+                    None => {}
+                }
+                if let Some(k) = add_key {
+                    out.push(key_item_write(
+                        keys::contact_key(k),
+                        "contact_key",
+                        &[("contact_id", contact_id.to_string())],
+                    ));
+                }
+                Ok(Some((keys::contact(*contact_id), update.if_exists())))
+            }
+        }
+    }
+
+    fn lead_write(
+        &self,
+        w: &LeadWrite,
+        now: DateTime<Utc>,
+        out: &mut Vec<(Item, Condition)>,
+    ) -> Result<Option<(Key, Update)>, StoreError> {
+        match w {
+            LeadWrite::Create { lead, key: k } => {
+                out.push(key_item_write(
+                    keys::lead_key(k),
+                    "lead_key",
+                    &[
+                        ("lead_id", lead.lead_id.to_string()),
+                        ("contact_id", lead.contact_id.to_string()),
+                    ],
+                ));
+                let mut item = record_item(lead, keys::lead(lead.lead_id), "lead")?;
+                let (gpk, gsk) = keys::leads_of_contact(lead.contact_id, lead.lead_id);
+                item.insert(GSI1_PK.into(), s(gpk));
+                item.insert(GSI1_SK.into(), s(gsk));
+                out.push((item, Condition::absent()));
+                Ok(None)
+            }
+            LeadWrite::Update { lead_id, fields } => {
+                let mut update = Update::new()
+                    .set("last_activity_at", to_av(&now)?)
+                    .increment("submissions", 1);
+                for (name, value) in fields {
+                    update = update.set_in("fields", name, s(value));
+                }
+                Ok(Some((keys::lead(*lead_id), update.if_exists())))
+            }
+        }
+    }
+
+    /// The items of one submission's transaction.
+    pub fn transaction_items(
+        &self,
+        plan: &IntakePlan,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, StoreError> {
+        let mut puts = Vec::with_capacity(7);
+        let mut updates = Vec::with_capacity(2);
+        updates.extend(self.contact_write(&plan.contact, plan.now, &mut puts)?);
+        updates.extend(self.lead_write(&plan.lead, plan.now, &mut puts)?);
+        let ix = &plan.interaction;
+        puts.push((outboxed_interaction(ix, plan.now)?, Condition::absent()));
+        let mut receipts = vec![(keys::dedup_receipt(&plan.dedup.key), &plan.dedup)];
+        if let Some(claim) = &plan.idempotency {
+            receipts.push((keys::idempotency_receipt(&claim.key), claim));
+        }
+        for (k, claim) in receipts {
+            // A reference in the lead's partition, so erasing a person finds its receipts too.
+            let mut reference = plain_item(
+                keys::receipt_ref(ix.lead_id, &k.0),
+                "receipt_ref",
+                &[("receipt_pk", k.0.clone())],
+            );
+            reference.insert(TTL.into(), n(claim.stored.expires_at.timestamp()));
+            puts.push((reference, Condition::none()));
+            puts.push(self.receipt(k, claim, plan.now)?);
+        }
+        let mut items = Vec::with_capacity(puts.len() + updates.len());
+        for (k, u) in updates {
+            items.push(self.table.update_tx(k, u)?);
+        }
+        for (item, condition) in puts {
+            items.push(self.table.put_tx(item, condition)?);
+        }
+        Ok(items)
+    }
+
+    /// Confirms an interaction: it leaves the outbox (its consumer, and tests).
+    pub async fn confirm_interaction(
+        &self,
+        lead: LeadId,
+        id: leadflow_domain::records::InteractionId,
+    ) -> Result<(), StoreError> {
+        let update = Update::new().remove(DUE_PK).remove(DUE_SK);
+        self.table.update(keys::interaction(lead, id), update).await?;
+        Ok(())
+    }
+
+    /// The contact id a matching key points to, if any (import and the ops tool).
+    pub async fn contact_by_key(&self, k: &MatchKey) -> Result<Option<ContactId>, StoreError> {
+        self.table
+            .get(keys::contact_key(k))
+            .await?
+            .map(|i| id_attr(&i, "contact_id", ContactId::parse))
+            .transpose()
+    }
+}
+
+fn stored_receipt(item: &Item) -> Result<StoredReceipt, StoreError> {
+    let receipt = attr(item, "receipt")?.ok_or_else(|| corrupt("receipt item without receipt"))?;
+    let expires = str_attr(item, "expires_at").ok_or_else(|| corrupt("receipt without expires_at"))?;
+    Ok(StoredReceipt {
+        receipt,
+        fingerprint: str_attr(item, "fingerprint").unwrap_or_default().to_owned(),
+        expires_at: DateTime::parse_from_rfc3339(expires)
+            .map_err(corrupt)?
+            .with_timezone(&Utc),
+    })
+}
+
+fn id_attr<T>(item: &Item, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    str_attr(item, name)
+        .and_then(parse)
+        .ok_or_else(|| corrupt(format!("key item without a valid {name}")))
+}
+
+impl IntakeStore for DynamoIntake {
+    async fn lookup(&self, req: &LookupRequest) -> Result<LookupResult, StoreError> {
+        let ck = keys::contact_key(&req.contact_key);
+        let lk = keys::lead_key(&req.lead_key);
+        let dk = keys::dedup_receipt(&req.dedup_key);
+        let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
+        let mut wanted = vec![ck.clone(), lk.clone(), dk.clone()];
+        wanted.extend(ik.clone());
+        // Strongly consistent: a re-read after a conflict must see the winner's items.
+        let found = self.table.get_many(wanted).await?;
+        let contact = found
+            .get(&ck)
+            .map(|item| id_attr(item, "contact_id", ContactId::parse))
+            .transpose()?;
+        let lead = found
+            .get(&lk)
+            .map(|item| {
+                Ok::<_, StoreError>((
+                    id_attr(item, "lead_id", LeadId::parse)?,
+                    id_attr(item, "contact_id", ContactId::parse)?,
+                ))
+            })
+            .transpose()?;
+        let dedup = found.get(&dk).map(stored_receipt).transpose()?;
+        let idempotency = ik.and_then(|k| found.get(&k)).map(stored_receipt).transpose()?;
+        Ok(LookupResult {
+            contact,
+            lead,
+            dedup,
+            idempotency,
+        })
+    }
+
+    async fn commit(&self, plan: &IntakePlan) -> Result<Commit, StoreError> {
+        let items = self.transaction_items(plan)?;
+        // The token makes the SDK's own retries of this call idempotent for ten minutes.
+        let outcome = self
+            .table
+            .transact(items, Some(plan.interaction.interaction_id.to_string()))
+            .await?;
+        Ok(if outcome.committed() {
+            Commit::Committed
+        } else {
+            Commit::Conflict
+        })
+    }
+
+    async fn store_spam(&self, spam: &SpamRecord) -> Result<(), StoreError> {
+        let day = spam.received_at.format("%Y-%m-%d").to_string();
+        let id = spam.spam_id.to_string();
+        let shard = keys::shard_of(&id, keys::SPAM_SHARDS);
+        let mut item = record_item(spam, keys::spam(&spam.form_id, &day, shard, &id), "spam")?;
+        item.insert(TTL.into(), n(spam.expires_at.timestamp()));
+        self.table.put(item, Condition::none()).await?;
+        Ok(())
+    }
+}
+
+impl Outbox for DynamoIntake {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<InteractionMessage>, StoreError> {
+        let shards = (0..keys::OUTBOX_SHARDS).map(keys::outbox_pk);
+        self.table
+            .due_entries(shards, &sortable_time(now), limit)
+            .await?
+            .into_iter()
+            .map(|item| from_record::<Interaction>(item).map(|ix| InteractionMessage::for_interaction(&ix)))
+            .collect()
+    }
+
+    async fn postpone(&self, message: &InteractionMessage, next_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let InteractionMessage::V1(r) = message;
+        let (_, due_sk) = keys::outbox_entry(next_at, r.lead_id, r.interaction_id);
+        // A failed condition: the consumer confirmed it meanwhile, nothing left to postpone.
+        let update = Update::new()
+            .set(DUE_SK, s(due_sk))
+            .when("attribute_exists(due_pk)", &[]);
+        self.table
+            .update(keys::interaction(r.lead_id, r.interaction_id), update)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Unsubscribes for DynamoIntake {
+    async fn unsubscribe(&self, contact: ContactId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let update = Update::new().set_if_absent("unsubscribed_at", to_av(&now)?).if_exists();
+        Ok(self.table.update(keys::contact(contact), update).await?.is_some())
+    }
+}

@@ -1,0 +1,655 @@
+//! One handle on a DynamoDB table: the SDK client and the table's name, with the only
+//! implementations of the mechanics every adapter needs — conditional writes, the one update
+//! expression builder, transactions with their cancellation reasons read back, consistent
+//! batch reads, and paginated queries of the table or an index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update as SdkUpdate,
+};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item, to_attribute_value, to_item};
+
+use leadflow_domain::ports::StoreError;
+
+use crate::keys::{Index, Key, PK, SK, TYPE};
+use crate::store_error;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn key_item((pk, sk): Key) -> Item {
+    HashMap::from([(PK.into(), s(pk)), (SK.into(), s(sk))])
+}
+
+pub fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub fn to_av<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(v).map_err(corrupt)
+}
+
+/// A record read back from its item.
+pub fn from_record<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    from_item(item).map_err(corrupt)
+}
+
+/// An attribute read back into a value; `None` when the item lacks it.
+pub fn attr<T: DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    item.get(name)
+        .map(|v| from_attribute_value(v.clone()).map_err(|e| corrupt(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// A record's item: its fields, its key and its type.
+pub fn record_item<T: Serialize>(record: &T, k: Key, kind: &str) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(record).map_err(corrupt)?;
+    item.extend(key_item(k));
+    item.insert(TYPE.into(), s(kind));
+    Ok(item)
+}
+
+/// A small item of plain string attributes (key items, references).
+pub fn plain_item(k: Key, kind: &str, attrs: &[(&str, String)]) -> Item {
+    let mut item = key_item(k);
+    item.insert(TYPE.into(), s(kind));
+    item.extend(attrs.iter().map(|(name, v)| ((*name).to_owned(), s(v.clone()))));
+    item
+}
+
+pub fn str_attr<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// An update's expression, condition, names and values, as the SDK's builders take them.
+type ExpressionParts = (String, Option<String>, Option<HashMap<String, String>>, Option<Item>);
+
+/// An update expression with its condition, names and values: the one builder of SET,
+/// REMOVE and ADD clauses. Attribute names go through placeholders, so any name is safe.
+#[derive(Debug, Default, Clone)]
+pub struct Update {
+    set: Vec<String>,
+    remove: Vec<String>,
+    add: Vec<String>,
+    condition: Option<String>,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl Update {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn name(&mut self, name: &str) -> String {
+        let placeholder = format!("#{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+        match self.names.get(&placeholder) {
+            Some(existing) if existing != name => {
+                let p = format!("#n{}", self.names.len());
+                self.names.insert(p.clone(), name.to_owned());
+                p
+            }
+            _ => {
+                self.names.insert(placeholder.clone(), name.to_owned());
+                placeholder
+            }
+        }
+    }
+
+    fn value(&mut self, v: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), v);
+        placeholder
+    }
+
+    /// `name = value`.
+    pub fn set(mut self, name: &str, v: AttributeValue) -> Self {
+        let (n, p) = (self.name(name), self.value(v));
+        self.set.push(format!("{n} = {p}"));
+        self
+    }
+
+    /// `map.name = value` (a field inside a map attribute).
+    pub fn set_in(mut self, map: &str, name: &str, v: AttributeValue) -> Self {
+        let m = self.name(map);
+        let f = format!("#f{}", self.names.len());
+        self.names.insert(f.clone(), name.to_owned());
+        let p = self.value(v);
+        self.set.push(format!("{m}.{f} = {p}"));
+        self
+    }
+
+    /// `name = if_not_exists(name, value)`: the first value is kept.
+    pub fn set_if_absent(mut self, name: &str, v: AttributeValue) -> Self {
+        let (n, p) = (self.name(name), self.value(v));
+        self.set.push(format!("{n} = if_not_exists({n}, {p})"));
+        self
+    }
+
+    /// `name = name + value`.
+    pub fn increment(mut self, name: &str, by: i64) -> Self {
+        let (n, p) = (self.name(name), self.value(self::n(by)));
+        self.set.push(format!("{n} = {n} + {p}"));
+        self
+    }
+
+    /// `ADD name value` (creates the counter at zero).
+    pub fn add(mut self, name: &str, by: i64) -> Self {
+        let (n, p) = (self.name(name), self.value(self::n(by)));
+        self.add.push(format!("{n} {p}"));
+        self
+    }
+
+    pub fn remove(mut self, name: &str) -> Self {
+        let n = self.name(name);
+        self.remove.push(n);
+        self
+    }
+
+    /// Sets or removes, as `v` says.
+    pub fn set_or_remove(self, name: &str, v: Option<AttributeValue>) -> Self {
+        match v {
+            Some(v) => self.set(name, v),
+            None => self.remove(name),
+        }
+    }
+
+    /// The write happens only if `expr` holds. `{name}` in `expr` stands for an attribute's
+    /// placeholder, `:name` for a value given in `values`.
+    pub fn when(mut self, expr: &str, values: &[(&str, AttributeValue)]) -> Self {
+        let mut out = String::with_capacity(expr.len());
+        let mut rest = expr;
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else { break };
+            let placeholder = self.name(&rest[start + 1..start + end]);
+            out.push_str(&placeholder);
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        for (name, v) in values {
+            self.values.insert((*name).to_owned(), v.clone());
+        }
+        self.condition = Some(match self.condition.take() {
+            Some(c) => format!("({c}) AND ({out})"),
+            None => out,
+        });
+        self
+    }
+
+    /// The write happens only if the item exists.
+    pub fn if_exists(self) -> Self {
+        self.when("attribute_exists(pk)", &[])
+    }
+
+    fn expression(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.set.is_empty() {
+            parts.push(format!("SET {}", self.set.join(", ")));
+        }
+        if !self.remove.is_empty() {
+            parts.push(format!("REMOVE {}", self.remove.join(", ")));
+        }
+        if !self.add.is_empty() {
+            parts.push(format!("ADD {}", self.add.join(", ")));
+        }
+        parts.join(" ")
+    }
+
+    fn parts(self) -> ExpressionParts {
+        let expr = self.expression();
+        (
+            expr,
+            self.condition,
+            (!self.names.is_empty()).then_some(self.names),
+            (!self.values.is_empty()).then_some(self.values),
+        )
+    }
+}
+
+/// A condition for a put or a delete.
+#[derive(Debug, Clone, Default)]
+pub struct Condition {
+    expr: Option<String>,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl Condition {
+    /// No condition: the write always happens.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Only if no item with this key exists yet.
+    pub fn absent() -> Self {
+        Self::expr("attribute_not_exists(pk)", &[])
+    }
+
+    /// `{name}` stands for an attribute's placeholder, `:name` for a value given in `values`.
+    pub fn expr(expr: &str, values: &[(&str, AttributeValue)]) -> Self {
+        let u = Update::new().when(expr, values);
+        Condition {
+            expr: u.condition,
+            names: u.names,
+            values: u.values,
+        }
+    }
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transact {
+    Committed,
+    /// Cancelled; per item in the order written, whether its condition failed. Empty when
+    /// DynamoDB gave no reasons (a conflicting transaction in progress).
+    Cancelled(Vec<bool>),
+}
+
+impl Transact {
+    pub fn committed(&self) -> bool {
+        matches!(self, Transact::Committed)
+    }
+
+    /// Whether the condition of the item at `index` failed.
+    pub fn failed_at(&self, index: usize) -> bool {
+        matches!(self, Transact::Cancelled(r) if r.get(index) == Some(&true))
+    }
+}
+
+/// The one test of "a condition did not hold" for single-item writes.
+fn condition_failed<E: ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+/// A query of the table or one of its indexes: a partition, optionally narrowed by sort key.
+#[derive(Debug, Clone)]
+pub struct Query {
+    index: Index,
+    partition: String,
+    sort: Option<(&'static str, String)>,
+    filter: Option<String>,
+    backward: bool,
+    limit: Option<usize>,
+    consistent: bool,
+}
+
+impl Query {
+    /// Every item of a partition of the table or of an index.
+    pub fn partition(index: Index, partition: impl Into<String>) -> Self {
+        Query {
+            index,
+            partition: partition.into(),
+            sort: None,
+            filter: None,
+            backward: false,
+            limit: None,
+            // Reads of the table are strongly consistent; indexes cannot be.
+            consistent: index == Index::Table,
+        }
+    }
+
+    /// Sort keys starting with `prefix`.
+    pub fn begins_with(mut self, prefix: impl Into<String>) -> Self {
+        self.sort = Some(("begins_with({sk}, :sk)", prefix.into()));
+        self
+    }
+
+    /// Sort keys at most `upper` (inclusive).
+    pub fn at_most(mut self, upper: impl Into<String>) -> Self {
+        self.sort = Some(("{sk} <= :sk", upper.into()));
+        self
+    }
+
+    /// Only items without this attribute.
+    pub fn without(mut self, attribute: &str) -> Self {
+        self.filter = Some(format!("attribute_not_exists({attribute})"));
+        self
+    }
+
+    pub fn newest_first(mut self) -> Self {
+        self.backward = true;
+        self
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// The records or configuration table, through one SDK client.
+#[derive(Clone, Debug)]
+pub struct Table {
+    client: Client,
+    name: Arc<str>,
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl AsRef<str>) -> Self {
+        Table {
+            client,
+            name: Arc::from(name.as_ref()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A strongly consistent read of one item.
+    pub async fn get(&self, k: Key) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.name)
+            .set_key(Some(key_item(k)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Writes an item; `Ok(false)` if its condition did not hold.
+    pub async fn put(&self, item: Item, condition: Condition) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.expr)
+            .set_expression_attribute_names((!condition.names.is_empty()).then_some(condition.names))
+            .set_expression_attribute_values((!condition.values.is_empty()).then_some(condition.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+            Err(e) => Err(store_error("PutItem", e)),
+        }
+    }
+
+    /// Updates an item and returns its new attributes; `Ok(None)` if the condition did not hold.
+    pub async fn update(&self, k: Key, update: Update) -> Result<Option<Item>, StoreError> {
+        let (expr, condition, names, values) = update.parts();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&*self.name)
+            .set_key(Some(key_item(k)))
+            .update_expression(expr)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(None),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    /// Deletes an item; `Ok(false)` if its condition did not hold.
+    pub async fn delete(&self, k: Key, condition: Condition) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&*self.name)
+            .set_key(Some(key_item(k)))
+            .set_condition_expression(condition.expr)
+            .set_expression_attribute_names((!condition.names.is_empty()).then_some(condition.names))
+            .set_expression_attribute_values((!condition.values.is_empty()).then_some(condition.values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+            Err(e) => Err(store_error("DeleteItem", e)),
+        }
+    }
+
+    /// A put inside a transaction.
+    pub fn put_tx(&self, item: Item, condition: Condition) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.expr)
+            .set_expression_attribute_names((!condition.names.is_empty()).then_some(condition.names))
+            .set_expression_attribute_values((!condition.values.is_empty()).then_some(condition.values))
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// An update inside a transaction.
+    pub fn update_tx(&self, k: Key, update: Update) -> Result<TransactWriteItem, StoreError> {
+        let (expr, condition, names, values) = update.parts();
+        let u = SdkUpdate::builder()
+            .table_name(&*self.name)
+            .set_key(Some(key_item(k)))
+            .update_expression(expr)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+
+    /// A delete inside a transaction.
+    pub fn delete_tx(&self, k: Key) -> Result<TransactWriteItem, StoreError> {
+        let d = Delete::builder()
+            .table_name(&*self.name)
+            .set_key(Some(key_item(k)))
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().delete(d).build())
+    }
+
+    /// One atomic write. `token` makes the SDK's own retries idempotent for ten minutes.
+    pub async fn transact(&self, items: Vec<TransactWriteItem>, token: Option<String>) -> Result<Transact, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .set_client_request_token(token)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Transact::Committed),
+            Err(e) => e,
+        };
+        match err.as_service_error() {
+            // Cancelled by a condition or by a concurrent transaction on the same items; any
+            // other reason (throttling, validation) is an error, not a conflict.
+            Some(TransactWriteItemsError::TransactionCanceledException(c))
+                if c.cancellation_reasons()
+                    .iter()
+                    .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))) =>
+            {
+                Ok(Transact::Cancelled(
+                    c.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                ))
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => Ok(Transact::Cancelled(vec![])),
+            _ => Err(store_error("TransactWriteItems", err)),
+        }
+    }
+
+    /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
+    /// unprocessed keys with backoff. Returns the items found, by key.
+    pub async fn get_many(&self, keys: Vec<Key>) -> Result<HashMap<Key, Item>, StoreError> {
+        let mut found = HashMap::new();
+        let mut unique = keys;
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let wanted: Vec<Item> = chunk.iter().cloned().map(key_item).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(corrupt)?,
+            );
+            let mut rounds = 0;
+            while let Some(keys_and_attrs) = pending.take() {
+                rounds += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&*self.name, keys_and_attrs)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&*self.name)
+                    .unwrap_or_default()
+                {
+                    if let (Some(pk), Some(sk)) = (str_attr(&item, PK), str_attr(&item, SK)) {
+                        found.insert((pk.to_owned(), sk.to_owned()), item);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&*self.name))
+                    .filter(|k| !k.keys.is_empty());
+                if pending.is_some() {
+                    if rounds >= 5 {
+                        return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The items a query selects, following pages, at most its limit.
+    pub async fn query(&self, q: Query) -> Result<Vec<Item>, StoreError> {
+        let (pk_attr, sk_attr) = q.index.attributes();
+        let mut key_condition = format!("{pk_attr} = :pk");
+        let mut values = HashMap::from([(":pk".to_owned(), s(q.partition.clone()))]);
+        if let Some((expr, v)) = &q.sort {
+            key_condition.push_str(" AND ");
+            key_condition.push_str(&expr.replace("{sk}", sk_attr));
+            values.insert(":sk".into(), s(v.clone()));
+        }
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let remaining = q.limit.map(|l| l.saturating_sub(out.len()));
+            if remaining == Some(0) {
+                return Ok(out);
+            }
+            let page = self
+                .client
+                .query()
+                .table_name(&*self.name)
+                .set_index_name(q.index.name().map(str::to_owned))
+                .key_condition_expression(&key_condition)
+                .set_filter_expression(q.filter.clone())
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(!q.backward)
+                .consistent_read(q.consistent)
+                .set_limit(remaining.map(|r| i32::try_from(r).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                if let Some(l) = q.limit {
+                    out.truncate(l);
+                }
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Entries of the sparse `due` index due by `until` (inclusive: a sortable time),
+    /// partition by partition, at most `limit` in all.
+    pub async fn due_entries(
+        &self,
+        partitions: impl IntoIterator<Item = String>,
+        until: &str,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        for pk in partitions {
+            if out.len() >= limit {
+                break;
+            }
+            // `~` sorts after every character of a key's suffix: entries due exactly at `until` count.
+            let q = Query::partition(Index::Due, pk)
+                .at_most(format!("{until}~"))
+                .limit(limit - out.len());
+            out.extend(self.query(q).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_expression_names_and_values() {
+        let u = Update::new()
+            .set("status", s("sent"))
+            .set_in("fields", "会社", s("x"))
+            .increment("submissions", 1)
+            .remove("due_pk")
+            .add("n", 1)
+            .when("{status} = :claimed", &[(":claimed", s("claimed"))]);
+        let (expr, cond, names, values) = u.parts();
+        assert_eq!(
+            expr,
+            "SET #status = :v0, #fields.#f2 = :v1, #submissions = #submissions + :v2 REMOVE #due_pk ADD #n :v3"
+        );
+        assert_eq!(cond.as_deref(), Some("#status = :claimed"));
+        let names = names.unwrap();
+        assert_eq!(names["#f2"], "会社");
+        assert_eq!(names["#status"], "status");
+        assert_eq!(values.unwrap().len(), 5);
+    }
+
+    #[test]
+    fn conditions_combine() {
+        let u = Update::new()
+            .set("a", s("1"))
+            .if_exists()
+            .when("{b} < :now", &[(":now", s("t"))]);
+        assert_eq!(u.condition.as_deref(), Some("(attribute_exists(pk)) AND (#b < :now)"));
+    }
+
+    #[test]
+    fn transact_outcome() {
+        let t = Transact::Cancelled(vec![false, true]);
+        assert!(t.failed_at(1) && !t.failed_at(0) && !t.failed_at(5) && !t.committed());
+    }
+}

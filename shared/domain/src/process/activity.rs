@@ -1,0 +1,110 @@
+//! Sales activities (SPEC.md, Activity; seed 002): what a salesperson did with a lead, and the
+//! stage move its result asks for.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::stage::Move;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityType {
+    Email,
+    Phone,
+    Visit,
+    WebMeeting,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityResult {
+    /// Continue following up.
+    #[default]
+    Continue,
+    Opportunity,
+    Archive,
+}
+
+/// An activity as the lead API receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityRequest {
+    #[serde(rename = "type")]
+    pub kind: ActivityType,
+    #[serde(default)]
+    pub result: ActivityResult,
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Where the lead came from (whitepaper, document request, seminar, HOT lead list, dig-up list).
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// With result `archive`: recycle to nurture instead of disqualifying.
+    #[serde(default)]
+    pub recycle: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// An activity as recorded: the request, who did it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    #[serde(flatten)]
+    pub request: ActivityRequest,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Activity {
+    /// The stage move the result asks for, if any.
+    pub fn stage_move(&self) -> Option<Move> {
+        match self.request.result {
+            ActivityResult::Continue => None,
+            ActivityResult::Opportunity => Some(Move::Convert),
+            ActivityResult::Archive if self.request.recycle => Some(Move::Recycle),
+            ActivityResult::Archive => Some(Move::Disqualify),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(body: &str) -> Result<Activity, serde_json::Error> {
+        Ok(Activity {
+            request: serde_json::from_str(body)?,
+            actor: "arn:aws:iam::1:user/sales".into(),
+            at: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn results_map_to_moves() {
+        assert_eq!(activity(r#"{"type":"phone"}"#).unwrap().stage_move(), None);
+        assert_eq!(
+            activity(r#"{"type":"visit","result":"opportunity"}"#)
+                .unwrap()
+                .stage_move(),
+            Some(Move::Convert)
+        );
+        assert_eq!(
+            activity(r#"{"type":"email","result":"archive"}"#).unwrap().stage_move(),
+            Some(Move::Disqualify)
+        );
+        assert_eq!(
+            activity(r#"{"type":"web_meeting","result":"archive","recycle":true}"#)
+                .unwrap()
+                .stage_move(),
+            Some(Move::Recycle)
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_refused() {
+        assert!(activity(r#"{"type":"fax"}"#).is_err());
+        assert!(activity(r#"{"type":"phone","result":"won"}"#).is_err());
+        assert!(activity(r#"{"type":"phone","actor":"someone-else"}"#).is_err());
+    }
+}

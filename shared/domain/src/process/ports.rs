@@ -1,0 +1,146 @@
+//! The process's ports: what a run needs from the records table (leases, the send ledger,
+//! tasks, round-robin counters) and from the mail service.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use super::handoff::Task;
+use super::plan::{LeadView, NurtureState};
+use super::stage::StageChange;
+use crate::ports::StoreError;
+use crate::records::{ContactId, LeadId, LeadStatus, Stage};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DueItem {
+    Lead(LeadId),
+    Task(LeadId, String),
+}
+
+/// What a run writes back for a lead, releasing its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadSave {
+    pub lead_id: LeadId,
+    pub run_id: String,
+    pub stage: Stage,
+    pub status: LeadStatus,
+    pub moves: Vec<StageChange>,
+    pub nurture: NurtureState,
+    pub owner: Option<String>,
+    pub task: Option<Task>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours to send.
+    Claimed,
+    /// Claimed before (sent, or a crash between claim and send: not sent again).
+    AlreadyClaimed,
+    /// The contact's send record changed meanwhile (another lead of theirs was emailed).
+    ContactBusy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// The account's send rate or quota: stop sending this run.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// SES refused this message (bad address…): do not retry it.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A task and the lead's last sales activity.
+pub type TaskAndActivity = (Task, Option<DateTime<Utc>>);
+
+/// The leads and tasks that are due, and a lead's lease for one run.
+pub trait LeaseStore: Send + Sync {
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<Vec<DueItem>, StoreError>> + Send;
+    /// Takes the lead for this run until `until`; `None` if another run holds it or it is gone.
+    fn lease(
+        &self,
+        lead: LeadId,
+        run_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
+    /// Writes the run's outcome for the lead and releases the lease.
+    fn save(&self, save: &LeadSave) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The send ledger: each email claimed once per lead and key, ever.
+pub trait SendLedger: Send + Sync {
+    /// Claims an email, with the contact's new send record (guarded by its version) for
+    /// nurture emails.
+    fn claim(
+        &self,
+        lead: LeadId,
+        key: &str,
+        contact: Option<(ContactId, u64, Vec<DateTime<Utc>>)>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// The email went out: its SES message id, for engagement events.
+    fn sent(
+        &self,
+        lead: LeadId,
+        contact: ContactId,
+        key: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it.
+    fn release(&self, lead: LeadId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Sales tasks and their SLA checks.
+pub trait TaskStore: Send + Sync {
+    /// A task, with the lead's last sales activity.
+    fn task(
+        &self,
+        lead: LeadId,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Option<TaskAndActivity>, StoreError>> + Send;
+    fn save_task(
+        &self,
+        task: &Task,
+        next_check: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A shared counter per owner pool, for round-robin assignment.
+pub trait RoundRobin: Send + Sync {
+    /// The counter's value before this call (0, 1, 2, …).
+    fn round_robin(&self, pool: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Everything a process run needs from the records table.
+pub trait ProcessStore: LeaseStore + SendLedger + TaskStore + RoundRobin {}
+impl<T: LeaseStore + SendLedger + TaskStore + RoundRobin> ProcessStore for T {}
+
+pub trait Mailer: Send + Sync {
+    /// Sends a raw MIME message; returns SES's message id.
+    fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> impl Future<Output = Result<String, MailError>> + Send;
+}
+
+/// What the lead API (manual moves, sales activities) needs from the records table.
+pub trait LeadApiStore: Send + Sync {
+    /// The lead and its contact.
+    fn view(&self, lead: LeadId) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
+    /// Applies a move only if the lead is still where the caller saw it; `false` if it moved meanwhile.
+    fn move_lead(&self, lead: LeadId, change: &StageChange) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Keeps an activity with the lead; it stops the SLA timer.
+    fn record_activity(
+        &self,
+        lead: LeadId,
+        activity: &super::activity::Activity,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The process's configuration documents (nurture programs, routing).
+pub trait ProcessConfigSource: Send + Sync {
+    fn nurture(&self) -> impl Future<Output = Result<Option<super::nurture::NurtureConfig>, StoreError>> + Send;
+    fn routing(&self) -> impl Future<Output = Result<Option<super::handoff::RoutingConfig>, StoreError>> + Send;
+}
