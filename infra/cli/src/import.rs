@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use futures::future::join_all;
-use sha2::{Digest, Sha256};
 
 use leadflow_aws::catalog::DynamoForms;
 use leadflow_aws::intake::DynamoIntake;
@@ -32,10 +31,11 @@ pub const IMPORT_CHUNK: usize = 50;
 
 fn fingerprint(path: &Path) -> Result<String, Error> {
     let meta = std::fs::metadata(path)?;
-    let mut h = Sha256::new();
-    h.update(path.display().to_string().as_bytes());
-    h.update(meta.len().to_le_bytes());
-    Ok(hex::encode(&h.finalize()[..8]))
+    let digest = leadflow_domain::digest::sha256([
+        path.display().to_string().as_bytes(),
+        meta.len().to_le_bytes().as_slice(),
+    ]);
+    Ok(hex::encode(&digest[..8]))
 }
 
 /// `import contacts FILE.csv`: each row through the same matching as intake (the form's

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod config;
 pub mod config_dir;
 pub mod events;
+pub mod expr;
 pub mod intake;
 pub mod keys;
 pub mod process;

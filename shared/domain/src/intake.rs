@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::email::Email;
 use crate::form::FormDefinition;
@@ -172,12 +171,7 @@ pub struct SpamRecord {
 }
 
 fn digest(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0x1f]);
-    }
-    hex::encode(h.finalize())
+    crate::digest::fields_hex(parts)
 }
 
 /// The keys of a valid submission; `Err` names a strategy field it lacks.

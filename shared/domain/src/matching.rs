@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 use crate::form::{FormDefinition, MatchStrategy, PSEUDO_CAMPAIGN, PSEUDO_FORM_ID};
 use crate::normalize::match_value;
 use crate::submission::ValidSubmission;
@@ -42,7 +40,7 @@ pub fn key_for(strategy: &MatchStrategy, form: &FormDefinition, sub: &ValidSubmi
 
 /// The key of `strategy` from any source of field values (a form submission, an imported row).
 pub fn key_from(strategy: &MatchStrategy, value: impl Fn(&str) -> Option<String>) -> Result<MatchKey, String> {
-    let mut h = Sha256::new();
+    let mut values = Vec::new();
     for name in strategy.fields() {
         let raw = value(name).ok_or_else(|| name.clone())?;
         let v = match name.as_str() {
@@ -52,12 +50,17 @@ pub fn key_from(strategy: &MatchStrategy, value: impl Fn(&str) -> Option<String>
         if v.is_empty() {
             return Err(name.clone());
         }
-        h.update(name.as_bytes());
-        h.update([0x1f]);
-        h.update(v.as_bytes());
-        h.update([0x1e]);
+        values.push((name, v));
     }
-    Ok(MatchKey(format!("{}#{}", strategy.name(), hex::encode(h.finalize()))))
+    // name US value RS, per field (the layout stored keys were made with).
+    let chunks = values
+        .iter()
+        .flat_map(|(name, v)| [name.as_bytes(), &[0x1f][..], v.as_bytes(), &[0x1e][..]]);
+    Ok(MatchKey(format!(
+        "{}#{}",
+        strategy.name(),
+        hex::encode(crate::digest::sha256(chunks))
+    )))
 }
 
 #[cfg(test)]

@@ -265,13 +265,7 @@ impl InteractionId {
     /// A deterministic id for an event that may be delivered more than once (an SES event, a
     /// client's event id), so every delivery names the same interaction.
     pub fn derived(parts: &[&str]) -> Self {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for p in parts {
-            h.update(p.as_bytes());
-            h.update([0x1f]);
-        }
-        let digest = h.finalize();
+        let digest = crate::digest::fields(parts);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         InteractionId(Uuid::new_v8(bytes))

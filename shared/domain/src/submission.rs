@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::email::Email;
 use crate::form::{
@@ -132,29 +131,26 @@ impl ValidSubmission {
 
     /// A digest of everything submitted, to recognise an identical resubmission.
     pub fn fingerprint(&self, form_id: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(form_id.as_bytes());
-        let mut put = |k: &str, v: &str| {
-            h.update([0x1e]);
-            h.update(k.as_bytes());
-            h.update([0x1f]);
-            h.update(v.as_bytes());
-        };
+        // form, then RS name US value per field (the layout stored receipts were made with).
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
         if let Some(e) = &self.email {
-            put(EMAIL, e.as_str());
+            pairs.push((EMAIL, e.as_str()));
         }
         for (k, v) in self.contact.present() {
-            put(k, v);
+            pairs.push((k, v));
         }
         match self.consent {
-            Some(true) => put(CONSENT, "yes"),
-            Some(false) => put(CONSENT, "no"),
+            Some(true) => pairs.push((CONSENT, "yes")),
+            Some(false) => pairs.push((CONSENT, "no")),
             None => {}
         }
-        for (k, v) in &self.custom {
-            put(k, v);
-        }
-        hex::encode(h.finalize())
+        pairs.extend(self.custom.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let chunks = std::iter::once(form_id.as_bytes()).chain(
+            pairs
+                .iter()
+                .flat_map(|(k, v)| [&[0x1e][..], k.as_bytes(), &[0x1f][..], v.as_bytes()]),
+        );
+        hex::encode(crate::digest::sha256(chunks))
     }
 }
 
