@@ -294,6 +294,25 @@ pub fn n(item: &Item, name: &str) -> i64 {
 
 impl TestEnv {
     /// Polls the scoring function's queues until they are empty; failures come back at once.
+    /// Transactions sent so far that touch one item twice (DynamoDB refuses those whole with
+    /// a ValidationException; moto does not, so the tests look at what was sent).
+    pub fn transactions_touching_an_item_twice(&self) -> Vec<Value> {
+        self.requests
+            .bodies()
+            .into_iter()
+            .filter(|(op, _)| op == "TransactWriteItems")
+            .map(|(_, body)| body)
+            .filter(|body| {
+                let mut keys = std::collections::HashSet::new();
+                body["TransactItems"].as_array().into_iter().flatten().any(|op| {
+                    let (_, inner) = op.as_object().and_then(|o| o.iter().next()).expect("one operation");
+                    let k = inner.get("Key").or_else(|| inner.get("Item")).expect("a key");
+                    !keys.insert((k["pk"].to_string(), k["sk"].to_string(), inner["TableName"].to_string()))
+                })
+            })
+            .collect()
+    }
+
     pub async fn run_scoring(&self) -> leadflow_local::sqs::Polled {
         let mut total = leadflow_local::sqs::Polled::default();
         for _ in 0..50 {

@@ -216,6 +216,56 @@ async fn the_same_interaction_delivered_twice_or_in_two_batches_at_once_scores_o
     let sc = env.scoring_of(&lead).await;
     assert_eq!(sc["total"].as_i64(), Some(5), "one form submission, scored once: {sc}");
     assert_eq!(sc["ledgers"]["default"]["buckets"][0]["count"].as_u64(), Some(1));
+    assert_eq!(
+        env.transactions_touching_an_item_twice(),
+        Vec::<Value>::new(),
+        "a message and its copy in one batch are one write"
+    );
+}
+
+#[tokio::test]
+async fn an_interaction_and_its_republished_copy_in_one_batch_through_the_queue_score_once() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "relay@example.jp", "last_name": "再送"})).await;
+    let msgs = env.drain_queue().await;
+    let body = msgs[0].to_string();
+    // Intake's message and the outbox relay's copy of it arrive together.
+    env.send_raw("ScoringQueue", &body).await;
+    env.send_raw("ScoringQueue", &body).await;
+    let polled = env.run_scoring().await;
+    assert_eq!((polled.received, polled.failed), (2, 0));
+    assert_eq!(
+        env.depth("ScoringQueue").await + env.depth("ScoringDeadLetterQueue").await,
+        0
+    );
+    assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(5));
+    assert_eq!(env.transactions_touching_an_item_twice(), Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn the_same_ses_open_twice_in_one_batch_counts_once_and_nothing_is_dead_lettered() {
+    let env = TestEnv::new().await;
+    let (lead, contact) = submit(&env, json!({"email": "twice@example.jp", "last_name": "二度"})).await;
+    env.run_scoring().await;
+    record_email(&env, "m-twice", &lead, &contact).await;
+    let before = env.scoring_of(&lead).await["total"].as_i64().unwrap();
+    let the_open = open("m-twice", 1);
+    let r = env
+        .scoring
+        .handle(sqs_event(&[("a", &the_open), ("b", &the_open)]))
+        .await
+        .unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    assert_eq!(
+        env.scoring_of(&lead).await["total"].as_i64(),
+        Some(before + 1),
+        "+1 once"
+    );
+    assert_eq!(
+        env.transactions_touching_an_item_twice(),
+        Vec::<Value>::new(),
+        "DynamoDB would refuse the whole transaction and the copies would end in the DLQ"
+    );
 }
 
 #[tokio::test]

@@ -266,9 +266,13 @@ async fn score_lead<S: ScoringStore>(
         let mut create = Vec::new();
         let mut suppress = None;
         let mut visitors = Vec::new();
+        // Two copies of one interaction in a batch (at-least-once delivery, SNS retries, the
+        // outbox relay) are one: a transaction may touch an item only once.
+        let mut seen: HashSet<InteractionId> = HashSet::new();
         for w in &works {
             match w {
                 Work::Stored { interaction_id, .. } => match interactions.get(interaction_id) {
+                    _ if !seen.insert(*interaction_id) => {}
                     Some(s) if s.scored || done.contains(interaction_id) => {}
                     Some(s) => {
                         if let Some(v) = s.interaction.properties.get("visitor_id").and_then(|v| v.as_str()) {
@@ -287,7 +291,7 @@ async fn score_lead<S: ScoringStore>(
                     suppress: s,
                     ..
                 } => {
-                    if !done.contains(&interaction.interaction_id) {
+                    if seen.insert(interaction.interaction_id) && !done.contains(&interaction.interaction_id) {
                         create.push(interaction.clone());
                     }
                     if s.is_some() && snapshot.contact.suppressed.is_none() {
@@ -298,7 +302,8 @@ async fn score_lead<S: ScoringStore>(
         }
         let mut link = None;
         if let Some(visitor_id) = visitors.first() {
-            let anonymous = store.anonymous(visitor_id, MAX_LINK).await?;
+            let mut anonymous = store.anonymous(visitor_id, MAX_LINK).await?;
+            anonymous.retain(|a| seen.insert(a.interaction_id));
             let moved: Vec<InteractionId> = anonymous.iter().map(|i| i.interaction_id).collect();
             for mut a in anonymous {
                 a.lead_id = lead_id;
