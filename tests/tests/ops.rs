@@ -126,7 +126,7 @@ async fn lead_show_export_and_verified_erasure() {
     let lead = r.body["lead_id"].as_str().unwrap().to_owned();
     env.send(
         "POST",
-        "/events",
+        "/internal/events",
         &[
             ("content-type", "application/json"),
             ("x-leadflow-site-key", "pk_demo_site_2026"),

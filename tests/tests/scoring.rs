@@ -277,7 +277,7 @@ async fn concurrent_batches_on_one_lead_never_lose_points() {
         let r = env
             .send(
                 "POST",
-                "/events",
+                "/internal/events",
                 &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
                 json!({"type": "download", "lead_id": lead, "event_id": format!("dl-{i}")})
                     .to_string()
@@ -470,8 +470,8 @@ async fn events_api_rejects_bad_events_and_stores_nothing() {
             json!({"type": "page_view", "lead_id": uuid::Uuid::now_v7().to_string()})
                 .to_string()
                 .into_bytes(),
-            404,
-            "unknown_lead",
+            422,
+            "validation_failed",
         ),
         (
             vec![json_ct, key],
@@ -495,7 +495,81 @@ async fn events_api_rejects_bad_events_and_stores_nothing() {
     // sendBeacon: text/plain with the key in the body.
     let beacon = json!({"type": "page_view", "visitor_id": "v-1", "site_key": SITE_KEY}).to_string();
     let r = event(&env, &[("content-type", "text/plain;charset=UTF-8")], beacon.as_bytes()).await;
-    assert_eq!((r.status, r.body["status"].as_str()), (202, Some("anonymous")));
+    assert_eq!((r.status, r.body["status"].as_str()), (202, Some("accepted")));
+    // A server naming an unknown lead (IAM route) is told so; a browser never names one.
+    let unknown = env
+        .send(
+            "POST",
+            "/internal/events",
+            &[json_ct, key],
+            json!({"type": "page_view", "lead_id": uuid::Uuid::now_v7().to_string()})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.body["error"].as_str()),
+        (404, Some("unknown_lead"))
+    );
+}
+
+#[tokio::test]
+async fn a_browser_cannot_score_a_lead_by_its_id_and_learns_nothing_from_the_answer() {
+    let env = TestEnv::new().await;
+    let (lead, contact) = submit(
+        &env,
+        json!({"email": "target@example.jp", "last_name": "標的", "visitor_id": "vis-known"}),
+    )
+    .await;
+    env.run_scoring().await;
+    let before = env.scoring_of(&lead).await;
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-leadflow-site-key", SITE_KEY),
+        ("origin", "http://localhost:3000"),
+    ];
+    let items_before = env.items().await.len();
+    for body in [
+        json!({"type": "webinar_attended", "lead_id": lead}),
+        json!({"type": "download", "contact_id": contact}),
+        json!({"type": "webinar_attended", "lead_id": lead, "visitor_id": "vis-x"}),
+    ] {
+        let r = event(&env, &headers, body.to_string().as_bytes()).await;
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (422, Some("validation_failed")),
+            "{}",
+            r.body
+        );
+        let fields: Vec<&str> = r.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(
+            fields.contains(&"lead_id") || fields.contains(&"contact_id"),
+            "{fields:?}"
+        );
+    }
+    assert_eq!(env.items().await.len(), items_before, "nothing stored");
+    assert!(env.drain_queue().await.is_empty());
+    env.run_scoring().await;
+    assert_eq!(env.scoring_of(&lead).await, before, "no points bought");
+    // A linked visitor, an unknown visitor and a repeat all get the same answer.
+    let mut answers = Vec::new();
+    for b in [
+        json!({"type": "page_view", "visitor_id": "vis-known", "event_id": "e1"}),
+        json!({"type": "page_view", "visitor_id": "vis-stranger", "event_id": "e2"}),
+        json!({"type": "page_view", "visitor_id": "vis-known", "event_id": "e1"}),
+    ] {
+        let r = event(&env, &headers, b.to_string().as_bytes()).await;
+        answers.push(json!([r.status, r.body]));
+    }
+    assert!(
+        answers.iter().all(|a| *a == json!([202, {"status": "accepted"}])),
+        "{answers:?}"
+    );
 }
 
 #[tokio::test]
@@ -511,7 +585,7 @@ async fn anonymous_visits_are_linked_and_scored_when_the_visitor_submits_a_form(
         let r = event(&env, &headers, body.to_string().as_bytes()).await;
         assert_eq!(
             (r.status, r.body["status"].as_str()),
-            (202, Some("anonymous")),
+            (202, Some("accepted")),
             "{}",
             r.body
         );
@@ -525,7 +599,8 @@ async fn anonymous_visits_are_linked_and_scored_when_the_visitor_submits_a_form(
             .as_bytes(),
     )
     .await;
-    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(again.body["status"], "accepted", "a repeat looks the same to a browser");
+    assert_eq!(env.items_of("anonymous_interaction").await.len(), 3, "and is kept once");
     assert!(env.drain_queue().await.is_empty(), "anonymous events wait for a link");
 
     let (lead, _) = submit(
@@ -558,10 +633,8 @@ async fn anonymous_visits_are_linked_and_scored_when_the_visitor_submits_a_form(
             .as_bytes(),
     )
     .await;
-    assert_eq!(
-        (later.body["status"].as_str(), later.body["lead_id"].as_str()),
-        (Some("recorded"), Some(lead.as_str()))
-    );
+    assert_eq!((later.status, later.body["status"].as_str()), (202, Some("accepted")));
+    assert!(later.body.get("lead_id").is_none(), "the answer never names the lead");
     env.run_scoring().await;
     assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(9));
 }
@@ -641,7 +714,7 @@ async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
         let r = env
             .send(
                 "POST",
-                "/events",
+                "/internal/events",
                 &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
                 json!({"type": "download", "lead_id": lead}).to_string().as_bytes(),
             )

@@ -236,7 +236,7 @@ async fn every_aws_action_a_function_calls_is_allowed_to_it() {
         .await;
     env.send(
         "POST",
-        "/events",
+        "/internal/events",
         &[ct, key],
         json!({"type": "download", "lead_id": warm.body["lead_id"]})
             .to_string()
@@ -245,7 +245,7 @@ async fn every_aws_action_a_function_calls_is_allowed_to_it() {
     .await;
     env.send(
         "POST",
-        "/events",
+        "/internal/events",
         &[ct, key],
         json!({"type": "download", "contact_id": warm.body["contact_id"]})
             .to_string()

@@ -1,12 +1,14 @@
 //! `POST /events`: page views, downloads, webinars and custom events from landing pages and
-//! the web site, authenticated by the site's public key.
+//! the web site, authenticated by the site's public key. Browsers identify people only by the
+//! visitor id and learn nothing from the answer (`{"status":"accepted"}` whatever happened);
+//! `POST /internal/events` (IAM-authorised) lets back-end integrations name a lead or contact.
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use leadflow_domain::engagement::{
-    parse_event, record_event, site_key_in, EventOutcome, EventStore, SiteCatalog, MAX_EVENT_BYTES,
+    parse_event, record_event, site_key_in, EventOutcome, EventSender, EventStore, SiteCatalog, MAX_EVENT_BYTES,
 };
 use leadflow_domain::intake::IntakeStore;
 use leadflow_domain::ports::{FormCatalog, InteractionQueue, Unsubscribes};
@@ -25,22 +27,17 @@ fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
 impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
     Intake<C, T, S, Q>
 {
-    pub(crate) async fn events(&self, req: Request) -> Response<Body> {
+    pub(crate) async fn events(&self, req: Request, sender: EventSender) -> Response<Body> {
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
         match *req.method() {
-            // A preflight carries neither body nor key; the POST itself is checked against its site.
-            Method::OPTIONS => {
+            // A preflight carries neither body nor key, so it cannot know the site; the POST
+            // itself is refused (403, no CORS headers) from an origin its site does not allow.
+            Method::OPTIONS if sender == EventSender::Browser => {
                 let mut r = crate::preflight_ok("content-type, x-leadflow-site-key");
                 allow_origin(&mut r, origin.as_deref());
                 r
             }
-            Method::POST => {
-                let mut r = self.post_event(&req, origin.as_deref()).await;
-                if r.status() != StatusCode::FORBIDDEN {
-                    allow_origin(&mut r, origin.as_deref());
-                }
-                r
-            }
+            Method::POST => self.post_event(&req, origin.as_deref(), sender).await,
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
                 r.headers_mut()
@@ -50,7 +47,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
         }
     }
 
-    async fn post_event(&self, req: &Request, origin: Option<&str>) -> Response<Body> {
+    async fn post_event(&self, req: &Request, origin: Option<&str>, sender: EventSender) -> Response<Body> {
         let body: &[u8] = req.body().as_ref();
         if body.len() > MAX_EVENT_BYTES {
             return error(
@@ -105,12 +102,32 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
                 );
             }
         }
-        let event = match parse_event(body, &site, (self.clock)()) {
+        // Only the site's own origins may read the answer.
+        let mut r = self.record(body, &site, sender).await;
+        allow_origin(&mut r, origin);
+        r
+    }
+
+    async fn record(
+        &self,
+        body: &[u8],
+        site: &leadflow_domain::engagement::Site,
+        sender: EventSender,
+    ) -> Response<Body> {
+        let event = match parse_event(body, site, (self.clock)(), sender) {
             Ok(e) => e,
             Err(errors) => return field_errors("validation_failed", &errors),
         };
         let kind = event.kind.name().to_owned();
-        match record_event(&self.service.store, &self.service.queue, event).await {
+        let outcome = record_event(&self.service.store, &self.service.queue, event).await;
+        if sender == EventSender::Browser {
+            // The same answer whether the visitor is linked to a lead or not, new or a repeat.
+            return match outcome {
+                Ok(_) => json_response(StatusCode::ACCEPTED, &json!({"status": "accepted"})),
+                Err(e) => store_failure(&e),
+            };
+        }
+        match outcome {
             Ok(EventOutcome::Recorded {
                 interaction_id,
                 lead_id,

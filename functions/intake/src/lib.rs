@@ -15,7 +15,7 @@ use leadflow_aws::catalog::{DynamoForms, DynamoSites};
 use leadflow_aws::config::{Clients, Env, MissingEnv};
 use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::sqs::SqsQueue;
-use leadflow_domain::engagement::{EventStore, SiteCatalog};
+use leadflow_domain::engagement::{EventSender, EventStore, SiteCatalog};
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, IntakeStore, Receipt, SubmissionMeta};
 use leadflow_domain::ports::{FormCatalog, InteractionQueue, StoreError, Unsubscribes};
@@ -179,8 +179,12 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
     }
 
     async fn route(&self, req: Request) -> Response<Body> {
-        if req.raw_http_path().trim_end_matches('/').ends_with("/events") {
-            return self.events(req).await;
+        let path = req.raw_http_path().trim_end_matches('/').to_owned();
+        if path.ends_with("/internal/events") {
+            return self.events(req, EventSender::Server).await;
+        }
+        if path.ends_with("/events") {
+            return self.events(req, EventSender::Browser).await;
         }
         if req.raw_http_path().trim_end_matches('/').ends_with("/unsubscribe") {
             return self.unsubscribe(req).await;

@@ -223,8 +223,23 @@ pub fn event_kind(name: &str) -> Option<InteractionKind> {
     })
 }
 
-/// Parses and checks a `POST /events` body. Errors come back together, one per field.
-pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<EventRequest, Vec<FieldError>> {
+/// Who sends an event: a browser on the public route, or a server on the IAM-authorised one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSender {
+    /// Anyone on the internet: identifies people only by the visitor id the tracking snippet
+    /// keeps, linked to a lead only through a form submission that carried it.
+    Browser,
+    /// A back-end integration authorised by IAM: may name a lead or a contact.
+    Server,
+}
+
+/// Parses and checks an events body. Errors come back together, one per field.
+pub fn parse_event(
+    body: &[u8],
+    site: &Site,
+    now: DateTime<Utc>,
+    sender: EventSender,
+) -> Result<EventRequest, Vec<FieldError>> {
     let raw: RawEvent = serde_json::from_slice(body)
         .map_err(|e| vec![FieldError::new("_body", format!("is not a valid event: {e}"))])?;
     let _ = raw.site_key;
@@ -242,6 +257,19 @@ pub fn parse_event(body: &[u8], site: &Site, now: DateTime<Utc>) -> Result<Event
             kind
         }
     };
+    if sender == EventSender::Browser {
+        for (field, given) in [
+            ("lead_id", raw.lead_id.is_some()),
+            ("contact_id", raw.contact_id.is_some()),
+        ] {
+            if given {
+                errors.push(FieldError::new(
+                    field,
+                    "is not accepted from browsers: send visitor_id (server-side senders use the IAM-authorised POST /internal/events)",
+                ));
+            }
+        }
+    }
     let lead = raw.lead_id.as_deref().map(|v| LeadId::parse(v).ok_or(()));
     let contact = raw.contact_id.as_deref().map(|v| ContactId::parse(v).ok_or(()));
     if matches!(lead, Some(Err(()))) {
@@ -368,32 +396,71 @@ mod tests {
         let now = Utc::now();
         let lead = LeadId::generate();
         let ok = json!({"type": "page_view", "lead_id": lead.to_string(), "url": "https://example.jp/pricing", "event_id": "e-1", "visitor_id": "v1"});
-        let e = parse_event(ok.to_string().as_bytes(), &site(), now).unwrap();
+        let e = parse_event(ok.to_string().as_bytes(), &site(), now, EventSender::Server).unwrap();
         assert_eq!(e.kind, InteractionKind::PageViewed);
         assert_eq!(e.subject, Subject::Lead(lead));
         assert_eq!(e.properties["url"], "https://example.jp/pricing");
         assert_eq!(
             e.interaction_id,
-            parse_event(ok.to_string().as_bytes(), &site(), now)
+            parse_event(ok.to_string().as_bytes(), &site(), now, EventSender::Server)
                 .unwrap()
                 .interaction_id,
             "event ids make retries idempotent"
         );
-        let anon = parse_event(br#"{"type":"seminar_booked","visitor_id":"abc"}"#, &site(), now).unwrap();
+        let anon = parse_event(
+            br#"{"type":"seminar_booked","visitor_id":"abc"}"#,
+            &site(),
+            now,
+            EventSender::Server,
+        )
+        .unwrap();
         assert_eq!(anon.subject, Subject::Visitor("abc".into()));
         assert_eq!(anon.kind, InteractionKind::Custom("seminar_booked".into()));
 
         let bad = json!({"type": "email_opened", "lead_id": "nope", "url": "javascript:x", "occurred_at": "2020-01-01T00:00:00Z", "properties": {"a": {"deep": 1}}});
-        let errs = parse_event(bad.to_string().as_bytes(), &site(), now).unwrap_err();
+        let errs = parse_event(bad.to_string().as_bytes(), &site(), now, EventSender::Server).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
             ["type", "lead_id", "properties.a", "url", "occurred_at"],
             "{errs:?}"
         );
-        let errs = parse_event(br#"{"type":"page_view"}"#, &site(), now).unwrap_err();
+        let errs = parse_event(br#"{"type":"page_view"}"#, &site(), now, EventSender::Server).unwrap_err();
         assert_eq!(errs[0].field, "visitor_id");
-        assert!(parse_event(br#"{"type":"page_view","visitor_id":"a","extra":1}"#, &site(), now).is_err());
+        assert!(parse_event(
+            br#"{"type":"page_view","visitor_id":"a","extra":1}"#,
+            &site(),
+            now,
+            EventSender::Server
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn browsers_identify_people_only_by_visitor_id() {
+        let now = Utc::now();
+        let lead = LeadId::generate().to_string();
+        let contact = ContactId::generate().to_string();
+        for body in [
+            json!({"type": "page_view", "lead_id": lead}),
+            json!({"type": "page_view", "contact_id": contact}),
+            json!({"type": "webinar_attended", "lead_id": lead, "visitor_id": "v1"}),
+        ] {
+            let errs = parse_event(body.to_string().as_bytes(), &site(), now, EventSender::Browser).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.field == "lead_id" || e.field == "contact_id"),
+                "{errs:?}"
+            );
+            assert!(parse_event(body.to_string().as_bytes(), &site(), now, EventSender::Server).is_ok());
+        }
+        let v = parse_event(
+            br#"{"type":"page_view","visitor_id":"v1"}"#,
+            &site(),
+            now,
+            EventSender::Browser,
+        )
+        .unwrap();
+        assert_eq!(v.subject, Subject::Visitor("v1".into()));
     }
 }
 
