@@ -65,6 +65,13 @@ async fn nurture_email_end_to_end_with_headers_footer_merge_fields_and_the_bands
     let mails = emails_to("warm-e2e@example.jp").await;
     assert_eq!(mails.len(), 1);
     let m = &mails[0];
+    // Marketing email goes through the configuration set: opens, clicks and bounces come back.
+    let tracked = env.requests.bodies().into_iter().any(|(op, b)| {
+        op.contains("outbound-emails")
+            && b["Destination"]["ToAddresses"] == json!(["warm-e2e@example.jp"])
+            && b["ConfigurationSetName"].is_string()
+    });
+    assert!(tracked);
     // The workflow rule: warm + Ebook → the Ebook follow-up, once.
     assert_eq!(m.subject(), "Ebookはお役に立ちましたか? / How was the ebook?");
     let text = m.text();
@@ -338,6 +345,28 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
     assert!(
         emails_to("hot@example.jp").await.is_empty(),
         "a hot lead goes to sales, not to nurture"
+    );
+    // Internal: no unsubscribe headers, untracked (no configuration set), never the lead's email.
+    assert!(
+        owner_mail[0].parsed().header("List-Unsubscribe").is_none(),
+        "{}",
+        owner_mail[0].raw
+    );
+    let sends: Vec<_> = env
+        .requests
+        .bodies()
+        .into_iter()
+        .filter(|(op, b)| {
+            op.contains("outbound-emails") && b["Destination"]["ToAddresses"] == json!(["sato@example.jp"])
+        })
+        .collect();
+    assert_eq!(sends.len(), 1);
+    assert!(sends[0].1.get("ConfigurationSetName").is_none(), "{}", sends[0].1);
+    assert!(
+        env.item(&format!("SESMSG#{}", owner_mail[0].message_id), "SESMSG")
+            .await
+            .is_none(),
+        "the owner's opens and clicks must not score the lead"
     );
 
     // The SLA: nothing happens before the due date, then a reminder, then an escalation.

@@ -19,8 +19,8 @@ use leadflow_domain::process::handoff::{RoutingConfig, Task};
 use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::process::plan::{LeadView, NurtureState};
 use leadflow_domain::process::ports::{
-    Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, MailError, Mailer, ProcessConfigSource, RoundRobin, SendLedger,
-    TaskAndActivity, TaskStore,
+    Audience, Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, MailError, Mailer, ProcessConfigSource, RoundRobin,
+    SendLedger, TaskAndActivity, TaskStore,
 };
 use leadflow_domain::process::stage::StageChange;
 use leadflow_domain::records::{
@@ -110,11 +110,18 @@ impl SendLedger for Mem {
         Ok(Claim::Claimed)
     }
 
-    async fn sent(&self, lead: LeadId, _: ContactId, key: &str, message_id: &str) -> Result<(), StoreError> {
+    async fn sent(
+        &self,
+        lead: LeadId,
+        contact: Option<ContactId>,
+        key: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let whose = if contact.is_some() { "lead's" } else { "internal" };
         self.ledger
             .lock()
             .unwrap()
-            .insert((lead, key.to_owned()), format!("sent {message_id}"));
+            .insert((lead, key.to_owned()), format!("sent {message_id} {whose}"));
         Ok(())
     }
 
@@ -144,12 +151,12 @@ impl TaskStore for Mem {
 }
 
 #[derive(Default)]
-struct Mail(Mutex<Vec<String>>);
+struct Mail(Mutex<Vec<(String, Audience, String)>>);
 
 impl Mailer for Mail {
-    async fn send(&self, _: Vec<u8>, to: &str, _: LeadId) -> Result<String, MailError> {
+    async fn send(&self, raw: Vec<u8>, to: &str, _: LeadId, audience: Audience) -> Result<String, MailError> {
         let mut sent = self.0.lock().unwrap();
-        sent.push(to.to_owned());
+        sent.push((to.to_owned(), audience, String::from_utf8_lossy(&raw).into_owned()));
         Ok(format!("msg-{}", sent.len()))
     }
 }
@@ -386,7 +393,20 @@ async fn a_run_relays_the_outbox_and_hands_a_sales_ready_lead_to_an_owner() {
         "sales-ready skips telemarketing"
     );
     assert!(saves[0].owner.is_some() && saves[0].task.is_some());
-    assert!(!app.mailer.0.lock().unwrap().is_empty(), "the owner was told");
+    let mails = app.mailer.0.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "the owner was told");
+    let (to, audience, raw) = &mails[0];
+    assert_ne!(to, "taro@example.jp");
+    assert_eq!(*audience, Audience::Internal, "untracked: no configuration set");
+    assert!(
+        !raw.contains("List-Unsubscribe"),
+        "internal email has no unsubscribe:\n{raw}"
+    );
+    let ledger = app.store.ledger.lock().unwrap();
+    assert!(
+        ledger.values().all(|v| v.ends_with("internal")),
+        "the owner's email is never recorded as the lead's: {ledger:?}"
+    );
 }
 
 #[tokio::test]

@@ -256,12 +256,18 @@ impl SendLedger for DynamoProcess {
         })
     }
 
-    async fn sent(&self, lead: LeadId, contact: ContactId, key_name: &str, message_id: &str) -> Result<(), StoreError> {
+    async fn sent(
+        &self,
+        lead: LeadId,
+        contact: Option<ContactId>,
+        key_name: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
         let mut items = vec![self.table.update_tx(
             keys::send_ledger(lead, key_name),
             Update::new().set("status", s("sent")).set("message_id", s(message_id)),
         )?];
-        if !contact.0.is_nil() {
+        if let Some(contact) = contact {
             let mut m = email_message_item(message_id, lead, contact);
             m.insert("ledger_key".into(), s(key_name));
             items.push(self.table.put_tx(m, Condition::none())?);

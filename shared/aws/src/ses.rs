@@ -8,7 +8,7 @@ use aws_sdk_sesv2::Client;
 
 pub use aws_sdk_sesv2::Client as SesClient;
 
-use leadflow_domain::process::ports::{MailError, Mailer};
+use leadflow_domain::process::ports::{Audience, MailError, Mailer};
 use leadflow_domain::records::LeadId;
 
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl SesMailer {
 }
 
 impl Mailer for SesMailer {
-    async fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> Result<String, MailError> {
+    async fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId, audience: Audience) -> Result<String, MailError> {
         let content = EmailContent::builder()
             .raw(
                 RawMessage::builder()
@@ -50,7 +50,13 @@ impl Mailer for SesMailer {
             .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to).build())
             .content(content)
-            .set_configuration_set_name(self.configuration_set.clone())
+            // The configuration set tracks opens and clicks and publishes bounces: marketing
+            // email only. Internal email goes out untracked.
+            .set_configuration_set_name(
+                self.configuration_set
+                    .clone()
+                    .filter(|_| audience == Audience::Marketing),
+            )
             .email_tags(tag)
             .send()
             .await;

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
             let e = p.email.unwrap();
             let url = "https://api.example.jp/unsubscribe?token=v1.x.y";
             let r = render(&cfg, &e.template, &view.contact, &view.lead, &e.band, url).unwrap();
-            black_box(mime(&cfg, "bench@example.jp", "山田太郎様", &r, url, "m@leadflow").unwrap())
+            black_box(mime(&cfg, "bench@example.jp", "山田太郎様", &r, Some(url), "m@leadflow").unwrap())
         })
     });
     group.finish();

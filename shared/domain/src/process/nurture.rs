@@ -293,29 +293,45 @@ pub fn render(
 }
 
 /// The MIME message: multipart/alternative text and HTML, with RFC 8058 one-click unsubscribe.
+/// Text for a header: control characters (CR, LF, tab, …) become spaces, so no value can
+/// start a header of its own, whatever the MIME library does.
+pub fn header_text(s: &str) -> String {
+    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A display name for an address header: as [`header_text`], and without the characters that
+/// end or split a display name (`"`, `<`, `>`, `,`, `;`, `\`, `:`, `@`), so a name can never
+/// add a recipient.
+pub fn display_name(s: &str) -> String {
+    header_text(&s.replace(['"', '<', '>', ',', ';', '\\', ':', '@'], " "))
+}
+
+/// The MIME message. Marketing email carries `List-Unsubscribe` (URL and mailto) with
+/// one-click; internal email (owners, managers) passes `None` and carries neither.
 pub fn mime(
     config: &NurtureConfig,
     to: &str,
     to_name: &str,
     email: &RenderedEmail,
-    unsubscribe_url: &str,
+    unsubscribe_url: Option<&str>,
     message_id: &str,
 ) -> Result<Vec<u8>, String> {
     use mail_builder::headers::raw::Raw;
     use mail_builder::headers::url::URL;
     let mailto = format!("mailto:{}?subject=unsubscribe", config.footer.unsubscribe_mailto);
     let mut b = mail_builder::MessageBuilder::new()
-        .from((config.sender.from_name.as_str(), config.sender.from_email.as_str()))
-        .to((to_name, to))
-        .subject(email.subject.as_str())
+        .from((display_name(&config.sender.from_name), config.sender.from_email.clone()))
+        .to((display_name(to_name), to.to_owned()))
+        .subject(header_text(&email.subject))
         .message_id(message_id)
-        .header(
-            "List-Unsubscribe",
-            URL::new_list([unsubscribe_url, mailto.as_str()].into_iter()),
-        )
-        .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"))
         .text_body(email.text.as_str())
         .html_body(email.html.as_str());
+    if let Some(url) = unsubscribe_url {
+        b = b
+            .header("List-Unsubscribe", URL::new_list([url, mailto.as_str()].into_iter()))
+            .header("List-Unsubscribe-Post", Raw::new("List-Unsubscribe=One-Click"));
+    }
     if let Some(r) = &config.sender.reply_to {
         b = b.reply_to(r.as_str());
     }

@@ -83,11 +83,13 @@ pub trait SendLedger: Send + Sync {
         contact: Option<(ContactId, u64, Vec<DateTime<Utc>>)>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// The email went out: its SES message id, for engagement events.
+    /// The email went out. For marketing email to the lead's contact, its SES message id is
+    /// recorded so engagement events score the lead; internal email (`None`) is never the
+    /// lead's engagement.
     fn sent(
         &self,
         lead: LeadId,
-        contact: ContactId,
+        contact: Option<ContactId>,
         key: &str,
         message_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -120,9 +122,24 @@ pub trait RoundRobin: Send + Sync {
 pub trait ProcessStore: LeaseStore + SendLedger + TaskStore + RoundRobin {}
 impl<T: LeaseStore + SendLedger + TaskStore + RoundRobin> ProcessStore for T {}
 
+/// Who an email is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Nurture email to a lead's contact: tracked (opens, clicks, bounces), with unsubscribe.
+    Marketing,
+    /// Owners and managers: not tracked, no unsubscribe, never the lead's engagement.
+    Internal,
+}
+
 pub trait Mailer: Send + Sync {
     /// Sends a raw MIME message; returns SES's message id.
-    fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId) -> impl Future<Output = Result<String, MailError>> + Send;
+    fn send(
+        &self,
+        raw: Vec<u8>,
+        to: &str,
+        lead: LeadId,
+        audience: Audience,
+    ) -> impl Future<Output = Result<String, MailError>> + Send;
 }
 
 /// What the lead API (manual moves, sales activities) needs from the records table.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::handoff::{new_task, sla, RoutingConfig, Sla, Task, TaskStatus};
 use super::nurture::{mime, recent_sends, render, NurtureConfig, RenderedEmail};
 use super::plan::{after_send, plan, LeadView};
-use super::ports::{Claim, DueItem, LeadSave, MailError, Mailer, ProcessStore};
+use super::ports::{Audience, Claim, DueItem, LeadSave, MailError, Mailer, ProcessStore};
 use super::unsubscribe;
 use crate::ports::StoreError;
 use crate::records::{ContactId, LeadId};
@@ -121,7 +121,7 @@ async fn send_once(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
     cfg: &RunConfig<'_>,
-    (lead, contact): (LeadId, ContactId),
+    lead: LeadId,
     key: &str,
     to: (&str, &str),
     email: &RenderedEmail,
@@ -134,19 +134,12 @@ async fn send_once(
         Claim::Claimed => {}
         _ => return Ok(false),
     }
-    let raw = mime(
-        cfg.nurture,
-        to.0,
-        to.1,
-        email,
-        &cfg.nurture.footer.privacy_url,
-        &format!("{key}.{lead}@leadflow"),
-    )
-    .map_err(MailError::Rejected)?;
-    match mailer.send(raw, to.0, lead).await {
+    let raw =
+        mime(cfg.nurture, to.0, to.1, email, None, &format!("{key}.{lead}@leadflow")).map_err(MailError::Rejected)?;
+    match mailer.send(raw, to.0, lead, Audience::Internal).await {
         Ok(id) => {
             store
-                .sent(lead, contact, key, &id)
+                .sent(lead, None, key, &id)
                 .await
                 .map_err(|e| MailError::Unavailable(e.to_string()))?;
             Ok(true)
@@ -232,16 +225,18 @@ async fn process_lead(
                             &to,
                             &super::nurture::salutation(contact),
                             &r,
-                            &url,
+                            Some(&url),
                             &format!("{}.{lead_id}@leadflow", email.key.replace(':', ".")),
                         )
                     }) {
-                        Ok(raw) => mailer.send(raw, &to, lead_id).await,
+                        Ok(raw) => mailer.send(raw, &to, lead_id, Audience::Marketing).await,
                         Err(e) => Err(MailError::Rejected(format!("render: {e}"))),
                     };
                 match sent {
                     Ok(message_id) => {
-                        store.sent(lead_id, contact.contact_id, &email.key, &message_id).await?;
+                        store
+                            .sent(lead_id, Some(contact.contact_id), &email.key, &message_id)
+                            .await?;
                         report.emails += 1;
                         nurture = after_send(nurture, email, cfg.now);
                         next_due = Some(cfg.now); // the next step's time is worked out on the next run
@@ -292,7 +287,7 @@ async fn process_lead(
                 store,
                 mailer,
                 cfg,
-                (lead_id, view.contact.contact_id),
+                lead_id,
                 &format!("handoff:{}", t.task_id),
                 (&o.email, &o.name),
                 &email,
@@ -324,7 +319,7 @@ async fn process_lead(
         .await
 }
 
-#[tracing::instrument(name = "task", skip_all, fields(lead_id = %lead_id, task_id))]
+#[tracing::instrument(name = "task", skip_all, fields(lead_id = %lead_id, task_id = %task_id))]
 async fn process_task(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
@@ -341,7 +336,6 @@ async fn process_task(
     };
     let url = cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string());
     let line = format!("lead {lead_id}");
-    let nil = ContactId(uuid::Uuid::nil());
     match sla(cfg.routing, &task, last_activity, cfg.now) {
         Sla::Done => {
             task.status = TaskStatus::Done;
@@ -353,7 +347,7 @@ async fn process_task(
                 store,
                 mailer,
                 cfg,
-                (lead_id, nil),
+                lead_id,
                 &format!("reminder:{task_id}"),
                 (&owner.email, &owner.name),
                 &email,
@@ -385,7 +379,7 @@ async fn process_task(
                 store,
                 mailer,
                 cfg,
-                (lead_id, nil),
+                lead_id,
                 &format!("escalation:{task_id}"),
                 (&manager.email, &manager.name),
                 &email,

@@ -134,7 +134,7 @@ fn mime_has_both_parts_and_one_click_unsubscribe() {
             "taro@example.jp",
             "山田太郎様",
             &e,
-            "https://x.test/unsubscribe?token=abc",
+            Some("https://x.test/unsubscribe?token=abc"),
             "m1@leadflow",
         )
         .unwrap(),
@@ -289,4 +289,50 @@ fn sales_ready_skips_telemarketing_and_hands_off_and_stale_leads_recycle() {
         "looked at again when it would go stale"
     );
     let _ = Move::Recycle;
+}
+
+#[test]
+fn merge_fields_cannot_add_recipients_or_headers() {
+    let cfg = config();
+    let hostile = "a\" <attacker@evil.example>, \"b";
+    let email = super::nurture::RenderedEmail {
+        subject: format!("ご案内 {hostile}\r\nBcc: victim@evil.example"),
+        html: "<p>x</p>".into(),
+        text: "x".into(),
+    };
+    let raw = mime(
+        &cfg,
+        "taro@example.jp",
+        &format!("{hostile}\r\nBcc: victim@evil.example\nX-Injected: 1"),
+        &email,
+        Some("https://x.test/u?token=t"),
+        "m1@leadflow",
+    )
+    .unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let to = parsed.to().unwrap();
+    assert_eq!(to.iter().count(), 1, "exactly one recipient");
+    assert_eq!(to.first().unwrap().address(), Some("taro@example.jp"));
+    assert!(parsed.bcc().is_none() && parsed.cc().is_none());
+    let text = String::from_utf8_lossy(&raw);
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("Bcc:") && !line.starts_with("X-Injected:"),
+            "injected header line: {line}"
+        );
+    }
+    assert!(parsed.subject().unwrap().contains("ご案内"));
+}
+
+#[test]
+fn internal_email_has_no_unsubscribe_headers() {
+    let cfg = config();
+    let email = super::nurture::RenderedEmail {
+        subject: "[leadflow] hot lead".into(),
+        html: "<p>x</p>".into(),
+        text: "x".into(),
+    };
+    let raw =
+        String::from_utf8(mime(&cfg, "owner@example.jp", "営業 一郎", &email, None, "m2@leadflow").unwrap()).unwrap();
+    assert!(!raw.contains("List-Unsubscribe"));
 }
