@@ -502,3 +502,44 @@ async fn activities_stop_the_sla_and_manual_moves_go_through_the_stage_machine()
         leadflow_local::apigw::LOCAL_IAM_CALLER
     );
 }
+
+#[tokio::test]
+async fn a_claim_withdrawn_after_an_ses_failure_gives_back_its_frequency_cap_slot() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let id = lead(&env, person("slot@example.jp", json!({}))).await;
+    env.run_scoring().await;
+    let contact = s(&env.item(&format!("LEAD#{id}"), "LEAD").await.unwrap(), "contact_id");
+    // SES unreachable: the SDK retries, then the claim is withdrawn.
+    let working = std::mem::replace(
+        &mut env.process.mailer,
+        leadflow_aws::ses::SesMailer::new(
+            aws_sdk_sesv2::Client::from_conf(
+                aws_sdk_sesv2::config::Builder::from(
+                    &leadflow_aws::config::emulator_sdk_config("http://127.0.0.1:9").await,
+                )
+                .build(),
+            ),
+            "news@example.jp",
+            None,
+        ),
+    );
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.emails, 0, "{r:?}");
+    assert!(emails_to("slot@example.jp").await.is_empty());
+    let c = env.item(&format!("CONTACT#{contact}"), "CONTACT").await.unwrap();
+    assert_eq!(c["sends"].as_l().map(Vec::len), Ok(0), "the slot is given back: {c:?}");
+    assert!(env
+        .items_of("send")
+        .await
+        .iter()
+        .all(|l| s(l, "pk") != format!("LEAD#{id}")));
+    // SES is back: the email goes out, once, and counts once.
+    env.process.mailer = working;
+    env.process.clock = || t0() + Duration::minutes(6);
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.emails, 1, "{r:?}");
+    assert_eq!(emails_to("slot@example.jp").await.len(), 1);
+    let c = env.item(&format!("CONTACT#{contact}"), "CONTACT").await.unwrap();
+    assert_eq!(c["sends"].as_l().map(Vec::len), Ok(1));
+}

@@ -20,7 +20,7 @@ use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::process::plan::{LeadView, NurtureState};
 use leadflow_domain::process::ports::{
     Audience, Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, MailError, Mailer, ProcessConfigSource, RoundRobin,
-    SendLedger, TaskAndActivity, TaskStore,
+    SendLedger, SlotGiveBack, TaskAndActivity, TaskStore,
 };
 use leadflow_domain::process::stage::StageChange;
 use leadflow_domain::records::{
@@ -89,6 +89,11 @@ impl LeaseStore for Mem {
     }
 
     async fn save(&self, save: &LeadSave) -> Result<(), StoreError> {
+        if let Some(v) = self.views.lock().unwrap().get_mut(&save.lead_id) {
+            (v.lead.stage, v.lead.status) = (save.stage, save.status);
+            v.nurture = save.nurture.clone();
+            v.owner = save.owner.clone().or(v.owner.take());
+        }
         self.saves.lock().unwrap().push(save.clone());
         Ok(())
     }
@@ -125,7 +130,7 @@ impl SendLedger for Mem {
         Ok(())
     }
 
-    async fn release(&self, lead: LeadId, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, lead: LeadId, key: &str, _: Option<SlotGiveBack>) -> Result<(), StoreError> {
         self.ledger.lock().unwrap().remove(&(lead, key.to_owned()));
         Ok(())
     }
@@ -151,10 +156,13 @@ impl TaskStore for Mem {
 }
 
 #[derive(Default)]
-struct Mail(Mutex<Vec<(String, Audience, String)>>);
+struct Mail(Mutex<Vec<(String, Audience, String)>>, Option<MailError>);
 
 impl Mailer for Mail {
     async fn send(&self, raw: Vec<u8>, to: &str, _: LeadId, audience: Audience) -> Result<String, MailError> {
+        if let Some(e) = &self.1 {
+            return Err(e.clone());
+        }
         let mut sent = self.0.lock().unwrap();
         sent.push((to.to_owned(), audience, String::from_utf8_lossy(&raw).into_owned()));
         Ok(format!("msg-{}", sent.len()))
@@ -413,4 +421,39 @@ async fn a_run_relays_the_outbox_and_hands_a_sales_ready_lead_to_an_owner() {
 async fn a_run_without_nurture_configuration_fails_clearly() {
     let app = app(false);
     assert!(matches!(app.run().await, Err(ProcessError::NoConfiguration("nurture"))));
+}
+
+#[tokio::test]
+async fn an_unknown_ses_error_is_retried_a_bounded_number_of_times_then_the_lead_moves_on() {
+    let mut app = app(true);
+    app.mailer.1 = Some(MailError::Unavailable("InternalFailure".into()));
+    let id = lead(&app, Stage::AutomatedMarketingQualification, "cold", false);
+    for attempt in 1..=3u32 {
+        app.store.due.lock().unwrap().push(DueItem::Lead(id));
+        let r = app.run().await.unwrap();
+        assert_eq!(r.emails, 0);
+        assert!(app.store.ledger.lock().unwrap().is_empty(), "withdrawn each time");
+        let n = app.store.views.lock().unwrap()[&id].nurture.clone();
+        if attempt < 3 {
+            assert_eq!((n.failed_attempts, n.next_step), (attempt, 0), "{n:?}");
+        } else {
+            assert_eq!((n.failed_attempts, n.next_step), (0, 1), "moved on: {n:?}");
+            assert_eq!(n.skipped.len(), 1);
+            assert!(
+                n.skipped[0].contains("not sent after 3 attempts (unavailable: InternalFailure)"),
+                "{n:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_paused_account_stops_sending_for_the_run_without_using_up_attempts() {
+    let mut app = app(true);
+    app.mailer.1 = Some(MailError::Paused("SendingPausedException".into()));
+    let a = lead(&app, Stage::AutomatedMarketingQualification, "cold", false);
+    app.store.due.lock().unwrap().push(DueItem::Lead(a));
+    let r = app.run().await.unwrap();
+    assert!(r.throttled, "{r:?}");
+    assert_eq!(app.store.views.lock().unwrap()[&a].nurture.failed_attempts, 0);
 }

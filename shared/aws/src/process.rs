@@ -8,7 +8,8 @@ use leadflow_domain::process::activity::Activity;
 use leadflow_domain::process::handoff::Task;
 use leadflow_domain::process::plan::{LeadView, NurtureState};
 use leadflow_domain::process::ports::{
-    Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, RoundRobin, SendLedger, TaskAndActivity, TaskStore,
+    Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, RoundRobin, SendLedger, SlotGiveBack, TaskAndActivity,
+    TaskStore,
 };
 use leadflow_domain::process::stage::StageChange;
 use leadflow_domain::records::{Contact, ContactId, Lead, LeadId};
@@ -276,14 +277,23 @@ impl SendLedger for DynamoProcess {
         Ok(())
     }
 
-    async fn release(&self, lead: LeadId, key_name: &str) -> Result<(), StoreError> {
+    async fn release(&self, lead: LeadId, key_name: &str, give_back: Option<SlotGiveBack>) -> Result<(), StoreError> {
         // A failed condition: already sent (or already released), nothing to withdraw.
-        self.table
+        let withdrawn = self
+            .table
             .delete(
                 keys::send_ledger(lead, key_name),
                 Condition::expr("{status} = :claimed", &[(":claimed", s("claimed"))]),
             )
             .await?;
+        if let (true, Some((contact, seq, before))) = (withdrawn, give_back) {
+            // Only if no other email was counted since: otherwise the slot stays taken.
+            let update = Update::new()
+                .set("sends", to_av(&before)?)
+                .set("send_seq", n(seq + 1))
+                .when("{send_seq} = :seq", &[(":seq", n(seq))]);
+            self.table.update(keys::contact(contact), update).await?;
+        }
         Ok(())
     }
 }

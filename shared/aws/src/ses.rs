@@ -1,7 +1,7 @@
 //! Sending email with SES v2: raw MIME, the configuration set (engagement events), a tag
 //! naming the lead.
 
-use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
 use aws_sdk_sesv2::Client;
@@ -35,14 +35,14 @@ impl Mailer for SesMailer {
                 RawMessage::builder()
                     .data(Blob::new(raw))
                     .build()
-                    .map_err(|e| MailError::Rejected(e.to_string()))?,
+                    .map_err(|e| MailError::Rejected(format!("request: {e}")))?,
             )
             .build();
         let tag = MessageTag::builder()
             .name("lead_id")
             .value(lead.to_string())
             .build()
-            .map_err(|e| MailError::Rejected(e.to_string()))?;
+            .map_err(|e| MailError::Rejected(format!("request: {e}")))?;
         // The SDK retries throttling and 5xx with backoff; what still fails is reported here.
         let result = self
             .client
@@ -65,23 +65,20 @@ impl Mailer for SesMailer {
                 .message_id
                 .ok_or_else(|| MailError::Unavailable("SES returned no message id".into())),
             Err(e) => {
-                let text = DisplayErrorContext(&e).to_string();
+                // The code only: SES's message text can quote the recipient's address.
+                let code = e.code().unwrap_or("no code (network or timeout)").to_owned();
                 Err(match e.code() {
                     Some(
-                        "TooManyRequestsException"
-                        | "LimitExceededException"
-                        | "SendingPausedException"
-                        | "Throttling"
-                        | "ThrottlingException",
-                    ) => MailError::Throttled(text),
+                        "TooManyRequestsException" | "LimitExceededException" | "Throttling" | "ThrottlingException",
+                    ) => MailError::Throttled(code),
+                    Some("SendingPausedException" | "AccountSuspendedException") => MailError::Paused(code),
                     Some(
                         "MessageRejected"
                         | "MailFromDomainNotVerifiedException"
                         | "BadRequestException"
-                        | "NotFoundException"
-                        | "AccountSuspendedException",
-                    ) => MailError::Rejected(text),
-                    _ => MailError::Unavailable(text),
+                        | "NotFoundException",
+                    ) => MailError::Rejected(code),
+                    _ => MailError::Unavailable(code),
                 })
             }
         }

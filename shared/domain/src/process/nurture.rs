@@ -85,8 +85,9 @@ impl SendWindow {
 pub struct FrequencyCap {
     pub max_emails: u32,
     pub per_days: u32,
-    /// At least this long between two nurture emails to one lead (a rule email and the
-    /// program's next step never land in the same inbox on the same day).
+    /// At least this long between two nurture emails to one person, whichever of their leads
+    /// they are for (a rule email and the program's next step never land in the same inbox
+    /// on the same day).
     #[serde(default = "default_gap")]
     pub min_hours_between: u32,
 }

@@ -26,6 +26,16 @@ pub struct NurtureState {
     /// The band seen at the last run, to notice a change ("becomes warm").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_band: Option<String>,
+    /// Failed attempts at the current email (an unknown SES error), reset when one goes out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: u32,
+    /// Emails given up on, with why: `<ledger key>: <reason>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Everything the process reads of a lead.
@@ -196,8 +206,12 @@ pub fn plan(view: &LeadView, cfg: &NurtureConfig, now: DateTime<Utc>) -> LeadPla
                 held = Some(why.to_owned());
             } else {
                 let window = cfg.window.next_open(now);
+                // The gap holds per person: the contact's last email from any of their leads.
                 let gap = nurture
                     .last_sent_at
+                    .into_iter()
+                    .chain(view.contact_sends.iter().copied())
+                    .max()
                     .map(|t| t + Duration::hours(i64::from(cfg.frequency_cap.min_hours_between)));
                 let cap = cap_allows_at(&view.contact_sends, cfg.frequency_cap, now).max(gap.unwrap_or(now));
                 if window > now {

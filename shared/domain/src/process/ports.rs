@@ -43,16 +43,29 @@ pub enum Claim {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an email did not go out. Each carries SES's error code (or a short reason of ours),
+/// never SES's message text, which can quote the recipient's address.
 pub enum MailError {
-    /// The account's send rate or quota: stop sending this run.
+    /// The account's send rate or quota: stop sending this run; the claim is withdrawn.
     #[error("throttled: {0}")]
     Throttled(String),
-    /// SES refused this message (bad address…): do not retry it.
+    /// Sending is paused or the account suspended: stop sending this run; the claim is withdrawn.
+    #[error("account paused: {0}")]
+    Paused(String),
+    /// SES refused this message (bad address…): never retried for this lead and step.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// Anything else: withdrawn and retried a bounded number of times, then the lead moves on.
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
+
+/// Attempts at one nurture email before the lead moves on without it.
+pub const MAX_SEND_ATTEMPTS: u32 = 3;
+
+/// A frequency-cap slot to give back: the contact, the send record's version after the claim,
+/// and the sends as they were before it.
+pub type SlotGiveBack = (ContactId, u64, Vec<DateTime<Utc>>);
 
 /// A task and the lead's last sales activity.
 pub type TaskAndActivity = (Task, Option<DateTime<Utc>>);
@@ -93,8 +106,16 @@ pub trait SendLedger: Send + Sync {
         key: &str,
         message_id: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it.
-    fn release(&self, lead: LeadId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it,
+    /// and the frequency-cap slot the claim took is given back (`give_back`: the contact, the
+    /// send record's version the claim wrote, and the sends before it) unless the record moved
+    /// on meanwhile (then the slot stays taken: never more email than the cap).
+    fn release(
+        &self,
+        lead: LeadId,
+        key: &str,
+        give_back: Option<SlotGiveBack>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Sales tasks and their SLA checks.

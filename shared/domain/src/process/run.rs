@@ -144,8 +144,8 @@ async fn send_once(
                 .map_err(|e| MailError::Unavailable(e.to_string()))?;
             Ok(true)
         }
-        Err(e @ (MailError::Throttled(_) | MailError::Unavailable(_))) => {
-            let _ = store.release(lead, key).await;
+        Err(e @ (MailError::Throttled(_) | MailError::Paused(_) | MailError::Unavailable(_))) => {
+            let _ = store.release(lead, key, None).await;
             Err(e)
         }
         Err(e) => Err(e),
@@ -200,7 +200,8 @@ async fn process_lead(
     }
     if let (Some(email), false) = (&p.email, report.throttled) {
         let contact = &view.contact;
-        let mut sends = recent_sends(&view.contact_sends, cfg.nurture.frequency_cap, cfg.now);
+        let before = recent_sends(&view.contact_sends, cfg.nurture.frequency_cap, cfg.now);
+        let mut sends = before.clone();
         sends.push(cfg.now);
         match store
             .claim(
@@ -238,21 +239,42 @@ async fn process_lead(
                             .sent(lead_id, Some(contact.contact_id), &email.key, &message_id)
                             .await?;
                         report.emails += 1;
+                        nurture.failed_attempts = 0;
                         nurture = after_send(nurture, email, cfg.now);
                         next_due = Some(cfg.now); // the next step's time is worked out on the next run
                     }
-                    Err(MailError::Rejected(why)) => {
+                    Err(MailError::Rejected(code)) => {
                         // Kept claimed: this step is not retried for this lead.
-                        tracing::warn!(lead_id = %lead_id, why, "nurture email rejected");
+                        tracing::warn!(lead_id = %lead_id, code, "nurture email rejected");
+                        nurture.skipped.push(format!("{}: rejected ({code})", email.key));
+                        nurture.failed_attempts = 0;
                         nurture = after_send(nurture, email, cfg.now);
                         next_due = Some(cfg.now);
                     }
                     Err(e) => {
-                        store.release(lead_id, &email.key).await?;
-                        if matches!(e, MailError::Throttled(_)) {
-                            report.throttled = true;
-                        }
+                        let slot = (contact.contact_id, view.contact_send_seq + 1, before);
+                        store.release(lead_id, &email.key, Some(slot)).await?;
                         next_due = Some(cfg.now + chrono::Duration::minutes(5));
+                        match e {
+                            MailError::Throttled(_) | MailError::Paused(_) => {
+                                tracing::warn!(error = %e, "SES refuses to send now; sending stops for this run");
+                                report.throttled = true;
+                            }
+                            other => {
+                                nurture.failed_attempts += 1;
+                                tracing::warn!(lead_id = %lead_id, error = %other, attempt = nurture.failed_attempts, "nurture email not sent");
+                                if nurture.failed_attempts >= super::ports::MAX_SEND_ATTEMPTS {
+                                    // Bounded: the lead moves on without this email, and says why.
+                                    nurture.skipped.push(format!(
+                                        "{}: not sent after {} attempts ({other})",
+                                        email.key, nurture.failed_attempts
+                                    ));
+                                    nurture.failed_attempts = 0;
+                                    nurture = after_send(nurture, email, cfg.now);
+                                    next_due = Some(cfg.now);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -295,7 +317,7 @@ async fn process_lead(
             .await
             {
                 Ok(_) => {}
-                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(MailError::Throttled(_) | MailError::Paused(_)) => report.throttled = true,
                 Err(e) => tracing::warn!(lead_id = %lead_id, error = %e, "owner email not sent"),
             }
             owner = Some(o.id.clone());
@@ -358,7 +380,7 @@ async fn process_task(
                     report.reminders += 1;
                     task.reminded_at = Some(cfg.now);
                 }
-                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(MailError::Throttled(_) | MailError::Paused(_)) => report.throttled = true,
                 Err(e) => tracing::warn!(error = %e, "reminder not sent"),
             }
             let next = match sla(cfg.routing, &task, last_activity, cfg.now) {
@@ -390,7 +412,7 @@ async fn process_task(
                     report.escalations += 1;
                     task.escalated_at = Some(cfg.now);
                 }
-                Err(MailError::Throttled(_)) => report.throttled = true,
+                Err(MailError::Throttled(_) | MailError::Paused(_)) => report.throttled = true,
                 Err(e) => tracing::warn!(error = %e, "escalation not sent"),
             }
             store

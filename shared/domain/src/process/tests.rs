@@ -336,3 +336,20 @@ fn internal_email_has_no_unsubscribe_headers() {
         String::from_utf8(mime(&cfg, "owner@example.jp", "営業 一郎", &email, None, "m2@leadflow").unwrap()).unwrap();
     assert!(!raw.contains("List-Unsubscribe"));
 }
+
+#[test]
+fn the_minimum_gap_holds_per_person_across_their_leads() {
+    let cfg = config();
+    let now = monday_10am();
+    // Another lead of the same person was emailed an hour ago; this lead never was.
+    let mut v = view("cold", Stage::AutomatedMarketingQualification, false);
+    v.contact_sends = vec![now - Duration::hours(1)];
+    v.contact_send_seq = 1;
+    let p = plan(&v, &cfg, now);
+    assert!(p.email.is_none(), "{p:?}");
+    assert_eq!(p.held.as_deref(), Some("frequency cap"));
+    assert!(p.next_due.unwrap() >= now + Duration::hours(23));
+    // A day later the person may hear from us again.
+    v.contact_sends = vec![now - Duration::hours(25)];
+    assert!(plan(&v, &cfg, now).email.is_some());
+}
