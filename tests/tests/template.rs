@@ -327,3 +327,122 @@ async fn every_aws_action_a_function_calls_is_allowed_to_it() {
         }
     }
 }
+
+/// The logical id a `!Ref X` or `!GetAtt X.Attr` names.
+fn target(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::Tagged(t) if t.tag == "Ref" => t.value.as_str().map(str::to_owned),
+        Yaml::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().and_then(|s| s.split('.').next()).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Every SES event destination of the template reaches a queue the scoring function reads,
+/// by a route that works in a real account. Errors say which mistake was made.
+fn ses_events_reach_scoring(t: &leadflow_local::Template) -> Result<(), String> {
+    let scoring_queues: BTreeSet<String> = t
+        .sqs_sources()
+        .into_iter()
+        .filter(|s| s.function == "ScoringFunction")
+        .map(|s| s.queue)
+        .collect();
+    let destinations = t.of_type("AWS::SES::ConfigurationSetEventDestination");
+    if destinations.is_empty() {
+        return Err("no SES event destination: opens, clicks and bounces never come back".into());
+    }
+    let resources = |ty: &str| t.of_type(ty).into_iter().collect::<BTreeMap<_, _>>();
+    let topics = resources("AWS::SNS::Topic");
+    let rules = resources("AWS::Events::Rule");
+    let policies = t.of_type("AWS::SQS::QueuePolicy");
+    let queue_allows = |queue: &str, service: &str| {
+        policies.iter().any(|(_, p)| {
+            let queues = p.get("Queues").and_then(Yaml::as_sequence).cloned().unwrap_or_default();
+            queues.iter().any(|q| target(q).as_deref() == Some(queue))
+                && serde_yaml::to_string(p.get("PolicyDocument").unwrap_or(&Yaml::Null))
+                    .unwrap_or_default()
+                    .contains(service)
+        })
+    };
+    for (id, props) in destinations {
+        let dest = props
+            .get("EventDestination")
+            .ok_or(format!("{id}: no EventDestination"))?;
+        if let Some(sns) = dest.get("SnsDestination") {
+            let topic = sns.get("TopicARN").and_then(target).ok_or(format!("{id}: topic"))?;
+            let key = topics
+                .get(&topic)
+                .and_then(|p| p.get("KmsMasterKeyId"))
+                .and_then(Yaml::as_str)
+                .unwrap_or("");
+            if key.starts_with("alias/aws/") {
+                return Err(format!(
+                    "{id}: topic {topic} is encrypted with the AWS-managed key {key}; SES cannot publish to it"
+                ));
+            }
+            return Err(format!(
+                "{id}: SNS destinations need a customer-managed key that allows SES; none checked here"
+            ));
+        }
+        if dest.get("EventBridgeDestination").is_some() {
+            let routed = rules.values().any(|p| {
+                let pattern = serde_yaml::to_string(p.get("EventPattern").unwrap_or(&Yaml::Null)).unwrap_or_default();
+                pattern.contains("aws.ses")
+                    && p.get("Targets")
+                        .and_then(Yaml::as_sequence)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|tg| tg.get("Arn").and_then(target))
+                        .any(|q| scoring_queues.contains(&q) && queue_allows(&q, "events.amazonaws.com"))
+            });
+            if !routed {
+                return Err(format!(
+                    "{id}: no EventBridge rule sends aws.ses events to a scoring queue that allows events.amazonaws.com"
+                ));
+            }
+            continue;
+        }
+        return Err(format!("{id}: neither SNS nor EventBridge"));
+    }
+    Ok(())
+}
+
+#[test]
+fn ses_events_reach_scoring_in_a_real_account() {
+    let root = leadflow_local::workspace_root();
+    let t = leadflow_local::Template::load(&root.join("template.yaml")).unwrap();
+    ses_events_reach_scoring(&t).unwrap();
+
+    // The mistake this guards against: an SNS topic under the AWS-managed key.
+    let managed = r#"
+Resources:
+  ScoringFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Engagement:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt EngagementQueue.Arn
+  EngagementQueue:
+    Type: AWS::SQS::Queue
+  EngagementTopic:
+    Type: AWS::SNS::Topic
+    Properties:
+      KmsMasterKeyId: alias/aws/sns
+  EmailEventDestination:
+    Type: AWS::SES::ConfigurationSetEventDestination
+    Properties:
+      EventDestination:
+        SnsDestination:
+          TopicARN: !Ref EngagementTopic
+"#;
+    let err = ses_events_reach_scoring(&leadflow_local::Template::parse(managed).unwrap()).unwrap_err();
+    assert!(err.contains("AWS-managed key"), "{err}");
+    // And a rule that sends SES events nowhere scoring reads.
+    let text = std::fs::read_to_string(root.join("template.yaml")).unwrap().replace(
+        "Arn: !GetAtt EngagementQueue.Arn\n          DeadLetterConfig",
+        "Arn: !GetAtt ScoringDeadLetterQueue.Arn\n          DeadLetterConfig",
+    );
+    let err = ses_events_reach_scoring(&leadflow_local::Template::parse(&text).unwrap()).unwrap_err();
+    assert!(err.contains("no EventBridge rule"), "{err}");
+}
