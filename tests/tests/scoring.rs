@@ -696,6 +696,57 @@ async fn rescoring_ages_behaviour_and_applies_model_changes_walking_only_scored_
 }
 
 #[tokio::test]
+async fn a_stale_pass_keeps_a_cursor_and_finishes_over_more_than_one_page() {
+    let mut env = TestEnv::new().await;
+    let mut leads = Vec::new();
+    for i in 0..5 {
+        leads.push(
+            submit(
+                &env,
+                json!({"email": format!("page{i}@example.jp"), "last_name": "頁", "industry": "IT"}),
+            )
+            .await
+            .0,
+        );
+    }
+    env.run_scoring().await;
+    let mut v2 = ScoringConfig::defaults();
+    v2.models[0].version = 2;
+    env.stack.scoring_config().unwrap().put(&v2).await.unwrap();
+    env.scoring = env.stack.scoring().unwrap();
+    // Pages of two, one page per invocation: the pass must carry on where it stopped.
+    env.scoring.rescore_page = 2;
+    env.scoring.rescore_budget = std::time::Duration::ZERO;
+    let first = env.scoring.rescore("stale").await.unwrap();
+    assert_eq!((first.examined, first.rescored, first.stale_pending), (2, 2, true));
+    let mut rescored = first.rescored;
+    let mut runs = 1;
+    loop {
+        // The hourly schedule carries the unfinished pass on.
+        let r = env.scoring.rescore("due").await.unwrap();
+        rescored += r.rescored;
+        runs += 1;
+        if !r.stale_pending {
+            break;
+        }
+        assert!(runs < 10, "the pass never ends");
+    }
+    assert_eq!((rescored, runs), (5, 3), "every lead once, over three pages");
+    for lead in &leads {
+        assert_eq!(
+            env.scoring_of(lead).await["scores"]["default"]["model_version"].as_u64(),
+            Some(2)
+        );
+    }
+    let after = env.scoring.rescore("due").await.unwrap();
+    assert_eq!(
+        (after.examined, after.stale_pending),
+        (0, false),
+        "done: the cursor is gone"
+    );
+}
+
+#[tokio::test]
 async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
     let env = TestEnv::new().await;
     let mut leads = Vec::new();

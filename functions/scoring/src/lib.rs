@@ -21,14 +21,21 @@ use leadflow_domain::scoring::service::{
     SentEmails, Work,
 };
 
-/// Leads one re-scoring invocation handles; the next run carries on.
-pub const RESCORE_LIMIT: usize = 500;
+/// Leads per page of a re-scoring pass.
+pub const RESCORE_PAGE: usize = 500;
+/// How long one invocation walks a stale pass before it keeps its cursor for the next run
+/// (the function's timeout is 30 s).
+pub const RESCORE_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The scoring function over its ports: the records table and the scoring configuration.
 pub struct Scoring<S, C> {
     pub store: S,
     pub config: C,
     pub clock: fn() -> DateTime<Utc>,
+    /// Leads per page of a re-scoring pass.
+    pub rescore_page: usize,
+    /// Time one invocation spends on a stale pass before it keeps its cursor.
+    pub rescore_budget: std::time::Duration,
 }
 
 pub type AwsScoring = Scoring<DynamoScoring, DynamoScoringConfig>;
@@ -83,6 +90,8 @@ pub struct RescoreReport {
     pub examined: usize,
     pub rescored: usize,
     pub skipped: usize,
+    /// A stale pass (after a model change) has leads left; the next run carries on.
+    pub stale_pending: bool,
 }
 
 impl AwsScoring {
@@ -91,6 +100,8 @@ impl AwsScoring {
             store: DynamoScoring::new(clients.table(&settings.table)),
             config: DynamoScoringConfig::new(clients.table(&settings.config_table), CONFIG_CACHE_TTL),
             clock: Utc::now,
+            rescore_page: RESCORE_PAGE,
+            rescore_budget: RESCORE_BUDGET,
         }
     }
 }
@@ -197,49 +208,85 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
         response(failed)
     }
 
-    /// Re-scores leads whose behaviour points aged (`due`) or whose model changed (`stale`).
+    /// Re-scores leads whose behaviour points aged (`due`), and walks every scored lead after a
+    /// model change (`stale`). A stale pass keeps a cursor: `stale` starts it from the first
+    /// lead, and every run (the hourly `due` too) carries an unfinished one on until it has
+    /// seen every lead, however many.
     pub async fn rescore(&self, mode: &str) -> Result<RescoreReport, StoreError> {
+        let started = std::time::Instant::now();
         let now = (self.clock)();
         let config = self.config.scoring_config().await?;
-        let pass = if mode == "stale" {
-            RescorePass::Stale
-        } else {
-            RescorePass::Due(now)
-        };
-        let candidates = self.store.rescore_candidates(pass, RESCORE_LIMIT).await?;
-        let loaded = self.store.load(&candidates, &[]).await?;
-        let mut report = RescoreReport {
-            examined: candidates.len(),
-            ..Default::default()
-        };
-        for (lead_id, _) in &candidates {
+        let mut report = RescoreReport::default();
+        let mut cursor = None;
+        if mode == "due" {
+            let page = self
+                .store
+                .rescore_candidates(RescorePass::Due(now), self.rescore_page)
+                .await?;
+            self.rescore_leads(&config, &page.leads, false, now, &mut report)
+                .await?;
+            cursor = self.store.stale_cursor().await?;
+            if cursor.is_none() {
+                tracing::info!(
+                    mode,
+                    examined = report.examined,
+                    rescored = report.rescored,
+                    "re-scoring pass done"
+                );
+                return Ok(report);
+            }
+        }
+        loop {
+            let page = self
+                .store
+                .rescore_candidates(RescorePass::Stale(cursor.take()), self.rescore_page)
+                .await?;
+            self.rescore_leads(&config, &page.leads, true, now, &mut report).await?;
+            cursor = page.next;
+            if cursor.is_none() || started.elapsed() >= self.rescore_budget {
+                break;
+            }
+        }
+        self.store.save_stale_cursor(cursor.as_deref()).await?;
+        report.stale_pending = cursor.is_some();
+        tracing::info!(
+            mode,
+            examined = report.examined,
+            rescored = report.rescored,
+            stale_pending = report.stale_pending,
+            "re-scoring pass done"
+        );
+        Ok(report)
+    }
+
+    async fn rescore_leads(
+        &self,
+        config: &leadflow_domain::scoring::ScoringConfig,
+        leads: &[(leadflow_domain::records::LeadId, leadflow_domain::records::ContactId)],
+        stale: bool,
+        now: DateTime<Utc>,
+        report: &mut RescoreReport,
+    ) -> Result<(), StoreError> {
+        let loaded = self.store.load(leads, &[]).await?;
+        report.examined += leads.len();
+        for (lead_id, _) in leads {
             let Some(snapshot) = loaded.leads.get(lead_id) else {
                 report.skipped += 1;
                 continue;
             };
-            if mode == "stale" && !snapshot.scoring.stale_for(&config) {
+            if stale && !snapshot.scoring.stale_for(config) {
                 report.skipped += 1;
                 continue;
             }
-            let reason = if mode == "stale" {
-                "model changed"
-            } else {
-                "behaviour aged"
-            };
-            let write = rescore_write(&config, snapshot, reason, now);
+            let reason = if stale { "model changed" } else { "behaviour aged" };
+            let write = rescore_write(config, snapshot, reason, now);
             match self.store.commit(&write).await? {
                 ScoreCommit::Committed => report.rescored += 1,
                 // Scored by someone else meanwhile: it is fresh, and its entry moved on.
                 _ => report.skipped += 1,
             }
         }
-        tracing::info!(
-            mode,
-            examined = report.examined,
-            rescored = report.rescored,
-            "re-scoring pass done"
-        );
-        Ok(report)
+        Ok(())
     }
 }
 

@@ -13,8 +13,8 @@ use leadflow_domain::ports::StoreError;
 use leadflow_domain::records::{Contact, ContactId, Interaction, InteractionId, InteractionKind, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::scoring::service::{
-    LeadSnapshot, Loaded, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringConfigSource, ScoringStore,
-    SentEmails, StoredInteraction,
+    LeadSnapshot, Loaded, RescorePage, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringConfigSource,
+    ScoringStore, SentEmails, StoredInteraction,
 };
 use leadflow_domain::scoring::ScoringConfig;
 
@@ -35,6 +35,7 @@ struct Mem {
     interactions: Mutex<HashMap<InteractionId, (Interaction, bool)>>,
     emails: HashMap<String, (LeadId, ContactId)>,
     commits: Mutex<usize>,
+    cursor: Mutex<Option<String>>,
 }
 
 impl ScoringStore for Mem {
@@ -121,22 +122,35 @@ impl SentEmails for Mem {
 }
 
 impl RescoreSchedule for Mem {
-    async fn rescore_candidates(
-        &self,
-        pass: RescorePass,
-        limit: usize,
-    ) -> Result<Vec<(LeadId, ContactId)>, StoreError> {
+    async fn rescore_candidates(&self, pass: RescorePass, limit: usize) -> Result<RescorePage, StoreError> {
         let leads = self.leads.lock().unwrap();
-        Ok(leads
+        let mut all: Vec<_> = leads
             .iter()
             .filter(|(_, l)| l.scoring.version > 0)
-            .filter(|(_, l)| match pass {
-                RescorePass::Due(now) => l.scoring.next_rescore_at.is_some_and(|at| at <= now),
-                RescorePass::Stale => true,
+            .filter(|(_, l)| match &pass {
+                RescorePass::Due(now) => l.scoring.next_rescore_at.is_some_and(|at| at <= *now),
+                RescorePass::Stale(_) => true,
             })
             .filter_map(|(id, l)| Some((*id, l.contact.as_ref()?.contact_id)))
-            .take(limit)
-            .collect())
+            .collect();
+        all.sort();
+        let from = match &pass {
+            RescorePass::Stale(Some(c)) => c.parse::<usize>().unwrap(),
+            _ => 0,
+        };
+        let page: Vec<_> = all.iter().skip(from).take(limit).copied().collect();
+        let next =
+            (matches!(pass, RescorePass::Stale(_)) && from + limit < all.len()).then(|| (from + limit).to_string());
+        Ok(RescorePage { leads: page, next })
+    }
+
+    async fn stale_cursor(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.cursor.lock().unwrap().clone())
+    }
+
+    async fn save_stale_cursor(&self, cursor: Option<&str>) -> Result<(), StoreError> {
+        *self.cursor.lock().unwrap() = cursor.map(str::to_owned);
+        Ok(())
     }
 }
 
@@ -201,6 +215,8 @@ fn app(store: Mem) -> Scoring<Mem, Defaults> {
         store,
         config: Defaults,
         clock: now,
+        rescore_page: crate::RESCORE_PAGE,
+        rescore_budget: crate::RESCORE_BUDGET,
     }
 }
 
@@ -284,6 +300,7 @@ async fn rescoring_takes_only_stale_leads_after_a_model_change() {
     // The model is unchanged: nothing is stale, nothing is written.
     let report = app.rescore("stale").await.unwrap();
     assert_eq!((report.examined, report.rescored, report.skipped), (1, 0, 1));
+    assert!(!report.stale_pending);
     assert_eq!(*app.store.commits.lock().unwrap(), commits);
     // Nothing ages yet: the due pass finds nothing.
     let due = app.rescore("due").await.unwrap();

@@ -135,6 +135,10 @@ pub fn rescore(lead: LeadId) -> (String, String) {
 pub fn rescore_pk(shard: u32) -> String {
     format!("RESCORE#{shard}")
 }
+/// Where an unfinished stale re-scoring pass stands (one item: only one pass runs at a time).
+pub fn rescore_cursor() -> (String, String) {
+    ("RESCORE_CURSOR".into(), "STALE".into())
+}
 pub fn rescore_entry(at: Option<DateTime<Utc>>, lead: LeadId) -> (String, String) {
     let when = at.map(sortable_time).unwrap_or_else(|| NEVER.to_owned());
     (

@@ -11,13 +11,13 @@ use leadflow_domain::ports::StoreError;
 use leadflow_domain::records::{Contact, ContactId, Interaction, InteractionId, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::scoring::service::{
-    LeadSnapshot, Loaded, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringStore, SentEmails,
+    LeadSnapshot, Loaded, RescorePage, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringStore, SentEmails,
     StoredInteraction,
 };
 
-use crate::keys::{self, sortable_time, Index, DUE_PK, DUE_SK, NEVER, TTL};
+use crate::keys::{self, sortable_time, Index, DUE_PK, DUE_SK, TTL};
 use crate::table::{
-    attr, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Query, Table, Update,
+    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Query, Table, Update,
 };
 
 #[derive(Clone)]
@@ -155,27 +155,69 @@ impl SentEmails for DynamoScoring {
     }
 }
 
+fn lead_and_contact(item: &Item) -> Option<(LeadId, ContactId)> {
+    Some((
+        str_attr(item, "lead_id").and_then(LeadId::parse)?,
+        str_attr(item, "contact_id").and_then(ContactId::parse)?,
+    ))
+}
+
 impl RescoreSchedule for DynamoScoring {
-    async fn rescore_candidates(
-        &self,
-        pass: RescorePass,
-        limit: usize,
-    ) -> Result<Vec<(LeadId, ContactId)>, StoreError> {
-        let until = match pass {
-            RescorePass::Due(now) => sortable_time(now),
-            RescorePass::Stale => NEVER.to_owned(),
+    async fn rescore_candidates(&self, pass: RescorePass, limit: usize) -> Result<RescorePage, StoreError> {
+        let cursor = match pass {
+            RescorePass::Due(now) => {
+                let shards = (0..keys::RESCORE_SHARDS).map(keys::rescore_pk);
+                let items = self.table.due_entries(shards, &sortable_time(now), limit).await?;
+                return Ok(RescorePage {
+                    leads: items.iter().filter_map(lead_and_contact).collect(),
+                    next: None,
+                });
+            }
+            RescorePass::Stale(cursor) => cursor,
         };
-        let shards = (0..keys::RESCORE_SHARDS).map(keys::rescore_pk);
-        let items = self.table.due_entries(shards, &until, limit).await?;
-        Ok(items
-            .iter()
-            .filter_map(|item| {
-                Some((
-                    str_attr(item, "lead_id").and_then(LeadId::parse)?,
-                    str_attr(item, "contact_id").and_then(ContactId::parse)?,
-                ))
-            })
-            .collect())
+        // The cursor is `<shard>|<last sort key>`: every scored lead, shard by shard.
+        let (first, mut after) = match cursor.as_deref().and_then(|c| c.split_once('|')) {
+            Some((shard, sk)) => (shard.parse::<u32>().map_err(corrupt)?, Some(sk.to_owned())),
+            None => (0, None),
+        };
+        let mut leads = Vec::new();
+        for shard in first..keys::RESCORE_SHARDS {
+            let mut q = Query::partition(Index::Due, keys::rescore_pk(shard)).limit(limit - leads.len());
+            if let Some(sk) = after.take() {
+                q = q.after(sk);
+            }
+            let items = self.table.query(q).await?;
+            leads.extend(items.iter().filter_map(lead_and_contact));
+            if leads.len() >= limit {
+                let last = items.last().and_then(|i| str_attr(i, DUE_SK)).unwrap_or_default();
+                return Ok(RescorePage {
+                    leads,
+                    next: Some(format!("{shard}|{last}")),
+                });
+            }
+        }
+        Ok(RescorePage { leads, next: None })
+    }
+
+    async fn stale_cursor(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .table
+            .get(keys::rescore_cursor())
+            .await?
+            .and_then(|i| str_attr(&i, "cursor").map(str::to_owned)))
+    }
+
+    async fn save_stale_cursor(&self, cursor: Option<&str>) -> Result<(), StoreError> {
+        match cursor {
+            Some(c) => {
+                let item = plain_item(keys::rescore_cursor(), "rescore_cursor", &[("cursor", c.to_owned())]);
+                self.table.put(item, Condition::none()).await?;
+            }
+            None => {
+                self.table.delete(keys::rescore_cursor(), Condition::none()).await?;
+            }
+        }
+        Ok(())
     }
 }
 

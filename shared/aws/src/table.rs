@@ -134,6 +134,12 @@ impl Query {
         self
     }
 
+    /// Sort keys after `lower` (exclusive): the page after a cursor.
+    pub fn after(mut self, lower: impl Into<String>) -> Self {
+        self.sort = Some(("{sk} > :sk", lower.into()));
+        self
+    }
+
     /// Sort keys at most `upper` (inclusive).
     pub fn at_most(mut self, upper: impl Into<String>) -> Self {
         self.sort = Some(("{sk} <= :sk", upper.into()));

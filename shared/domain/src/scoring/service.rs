@@ -98,12 +98,20 @@ pub trait SentEmails: Send + Sync {
 }
 
 /// Which leads a re-scoring pass takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RescorePass {
     /// Leads whose behaviour points age by this time.
     Due(DateTime<Utc>),
-    /// Every scored lead (after a model change), from a cursor.
-    Stale,
+    /// Every scored lead (after a model change), page by page from a cursor (`None`: the start).
+    Stale(Option<String>),
+}
+
+/// One page of a re-scoring pass: the leads, and where the next page starts (`None`: the pass
+/// has seen every scored lead).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescorePage {
+    pub leads: Vec<(LeadId, ContactId)>,
+    pub next: Option<String>,
 }
 
 /// The re-scoring schedule: every scored lead has an entry, due when its points next age.
@@ -112,7 +120,11 @@ pub trait RescoreSchedule: Send + Sync {
         &self,
         pass: RescorePass,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(LeadId, ContactId)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RescorePage, StoreError>> + Send;
+    /// Where an unfinished stale pass stands, kept across invocations.
+    fn stale_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Keeps (`Some`) or clears (`None`: the pass is done) the stale pass's cursor.
+    fn save_stale_cursor(&self, cursor: Option<&str>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub trait ScoringConfigSource: Send + Sync {
