@@ -229,6 +229,11 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
     // The confirmation page, then the RFC 8058 one-click POST, twice (idempotent).
     let page = env.send("GET", target, &[], b"").await;
     assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("frame-ancestors 'none'") && c.contains("default-src 'none'")));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
     assert!(page.body.as_str().unwrap().contains("配信を停止する / Unsubscribe"));
     for _ in 0..2 {
         let r = env

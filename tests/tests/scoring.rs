@@ -475,6 +475,12 @@ async fn events_api_rejects_bad_events_and_stores_nothing() {
         ),
         (
             vec![json_ct, key],
+            br#"{"type": "page_view", "visitor_id": "v-1", "properties": {"huge": 1e200}}"#.to_vec(),
+            422,
+            "validation_failed",
+        ),
+        (
+            vec![json_ct, key],
             json!({"type": "page_view", "visitor_id": "v", "url": "x".repeat(9000)})
                 .to_string()
                 .into_bytes(),

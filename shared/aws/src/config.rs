@@ -87,10 +87,20 @@ impl Clients {
     }
 }
 
-/// One place sets up logging: JSON lines, level from `RUST_LOG` (default info).
+/// One place sets up logging: JSON lines, level from `RUST_LOG` (default info), spans listed
+/// with each line (request, message, lead: ids only, never personal data).
+/// The SDK's and the HTTP stack's own logs stay at `warn` whatever `RUST_LOG` says: at debug
+/// and trace they print request and response bodies, which hold personal data.
+const QUIET_DEPENDENCIES: &str =
+    "aws_smithy_runtime=warn,aws_smithy_http=warn,aws_smithy_runtime_api=warn,aws_sdk_dynamodb=warn,aws_sdk_sqs=warn,aws_sdk_sesv2=warn,aws_config=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,lambda_runtime=info";
+
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},{QUIET_DEPENDENCIES}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_DEPENDENCIES}")));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -223,6 +223,16 @@ pub fn event_kind(name: &str) -> Option<InteractionKind> {
     })
 }
 
+/// A number DynamoDB can store: zero, or a magnitude from 1e-130 up to (not including) 1e126.
+/// Anything else would make the write fail, so it is refused as a field error here.
+fn storable_number(n: &serde_json::Number) -> bool {
+    if n.is_i64() || n.is_u64() {
+        return true;
+    }
+    n.as_f64()
+        .is_some_and(|f| f.is_finite() && (f == 0.0 || (1e-130..1e126).contains(&f.abs())))
+}
+
 /// Who sends an event: a browser on the public route, or a server on the IAM-authorised one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventSender {
@@ -304,13 +314,14 @@ pub fn parse_event(
     for (k, v) in &properties {
         let ok = match v {
             Value::String(s) => s.chars().count() <= 500,
-            Value::Number(_) | Value::Bool(_) => true,
+            Value::Number(n) => storable_number(n),
+            Value::Bool(_) => true,
             _ => false,
         };
         if !ok || k.is_empty() || k.len() > 64 {
             errors.push(FieldError::new(
                 format!("properties.{}", k.chars().take(64).collect::<String>()),
-                "must be a string (at most 500 characters), number or boolean",
+                "must be a string (at most 500 characters), a number between 1e-130 and 1e126 in size, or a boolean",
             ));
         }
     }
@@ -434,6 +445,23 @@ mod tests {
             EventSender::Server
         )
         .is_err());
+    }
+
+    #[test]
+    fn numbers_dynamodb_cannot_store_are_field_errors() {
+        let now = Utc::now();
+        for n in ["1e200", "-1e126", "1e-200"] {
+            let body = format!(r#"{{"type":"page_view","visitor_id":"v","properties":{{"n":{n}}}}}"#);
+            let errs = parse_event(body.as_bytes(), &site(), now, EventSender::Browser).unwrap_err();
+            assert_eq!(errs[0].field, "properties.n", "{n}: {errs:?}");
+        }
+        for n in ["0", "-3", "18446744073709551615", "1.5e125", "2.5e-100", "0.0"] {
+            let body = format!(r#"{{"type":"page_view","visitor_id":"v","properties":{{"n":{n}}}}}"#);
+            assert!(
+                parse_event(body.as_bytes(), &site(), now, EventSender::Browser).is_ok(),
+                "{n}"
+            );
+        }
     }
 
     #[test]
