@@ -190,16 +190,22 @@ impl TestEnv {
         Reply { status, headers, body }
     }
 
+    /// A JSON submission on the IAM-authorised route, which answers with the contact and lead
+    /// ids (what a back-end integration sees; tests use them to look records up).
     pub async fn post_json(&self, form: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.post_to(&format!("/internal/forms/{form}/submissions"), body, headers)
+            .await
+    }
+
+    /// A JSON submission on the public route, as a landing page sends it.
+    pub async fn post_public(&self, form: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.post_to(&format!("/forms/{form}/submissions"), body, headers).await
+    }
+
+    async fn post_to(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
         let mut h = vec![("content-type", "application/json")];
         h.extend_from_slice(headers);
-        self.send(
-            "POST",
-            &format!("/forms/{form}/submissions"),
-            &h,
-            body.to_string().as_bytes(),
-        )
-        .await
+        self.send("POST", path, &h, body.to_string().as_bytes()).await
     }
 
     pub fn table(&self) -> String {

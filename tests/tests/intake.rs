@@ -564,3 +564,59 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
         0
     );
 }
+
+#[tokio::test]
+async fn the_public_answer_names_no_record_and_is_the_same_for_a_new_and_a_known_person() {
+    let env = TestEnv::new().await;
+    let known = json!({"email": "known@example.jp", "last_name": "既知"});
+    let first = env.post_public("demo", &known, &[("idempotency-key", "k-pub")]).await;
+    let replay = env.post_public("demo", &known, &[("idempotency-key", "k-pub")]).await;
+    let again = env
+        .post_public(
+            "demo",
+            &json!({"email": "known@example.jp", "last_name": "既知", "company": "Acme"}),
+            &[],
+        )
+        .await;
+    let stranger = env
+        .post_public(
+            "demo",
+            &json!({"email": "stranger@example.jp", "last_name": "新規"}),
+            &[],
+        )
+        .await;
+    let ids: Vec<String> = env
+        .items_of("contact")
+        .await
+        .iter()
+        .chain(env.items_of("lead").await.iter())
+        .flat_map(|i| [s(i, "contact_id"), s(i, "lead_id")])
+        .filter(|v| !v.is_empty())
+        .collect();
+    assert_eq!(env.items_of("contact").await.len(), 2, "{ids:?}");
+    for r in [&first, &replay, &again, &stranger] {
+        assert_eq!(r.status, 201, "{}", r.body);
+        let keys: Vec<&String> = r.body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["receipt", "status"], "{}", r.body);
+        assert_eq!(r.body["status"], "accepted");
+        let text = r.body.to_string();
+        assert!(
+            ids.iter().all(|id| !text.contains(id.as_str())),
+            "{text} names a record"
+        );
+    }
+    assert_eq!(first.body, replay.body, "a replay answers the same receipt");
+    assert_ne!(first.body["receipt"], again.body["receipt"]);
+    // A back-end integration on the IAM route is told the ids.
+    let server = env
+        .post_json(
+            "demo",
+            &json!({"email": "known@example.jp", "last_name": "既知", "company": "Server"}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (server.body["contact"].as_str(), server.body["lead"].as_str()),
+        (Some("matched"), Some("matched"))
+    );
+}

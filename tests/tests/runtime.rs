@@ -23,11 +23,11 @@ async fn the_pipeline_runs_on_the_real_binaries() {
     }
     // An API Gateway event, as the HTTP API would send it for the template's route.
     let routes = env.stack.template.http_routes();
-    let (route, params) = match_route(&routes, "POST", "/forms/demo/submissions").unwrap();
+    let (route, params) = match_route(&routes, "POST", "/internal/forms/demo/submissions").unwrap();
     let body = json!({"email": "binary@example.jp", "last_name": "実行", "industry": "IT", "employees": "300", "consent": true}).to_string();
     let req = HttpRequest {
         method: "POST",
-        path: "/forms/demo/submissions",
+        path: "/internal/forms/demo/submissions",
         query: "",
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.as_bytes(),

@@ -158,8 +158,21 @@ fn cors(form: &FormDefinition, origin: Option<&str>, r: &mut Response<Body>) {
     }
 }
 
-fn receipt_body(r: &Receipt) -> Value {
-    serde_json::to_value(r).unwrap_or_else(|_| json!({}))
+/// The answer to an accepted submission: whole to IAM-authorised callers, opaque to the public.
+fn receipt_body(r: &Receipt, caller: Caller) -> Value {
+    match caller {
+        Caller::Server => serde_json::to_value(r),
+        Caller::Public => serde_json::to_value(r.public()),
+    }
+    .unwrap_or_else(|_| json!({}))
+}
+
+/// Who is submitting: anyone on the public route, or a back-end integration on the
+/// IAM-authorised `/internal/forms/{formId}/submissions`, which is told the contact and lead ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Public,
+    Server,
 }
 
 impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
@@ -189,6 +202,11 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
         if req.raw_http_path().trim_end_matches('/').ends_with("/unsubscribe") {
             return self.unsubscribe(req).await;
         }
+        let caller = if path.starts_with("/internal/") {
+            Caller::Server
+        } else {
+            Caller::Public
+        };
         let Some(form_id) = form_id_of(&req) else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -196,8 +214,6 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
                 "no such route; submit to /forms/{formId}/submissions",
             );
         };
-        let span = tracing::info_span!("submission", form_id = %form_id);
-        let _enter = span.enter();
         let form = match self.forms.form(&form_id).await {
             Ok(Some(f)) => f,
             Ok(None) => {
@@ -218,7 +234,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
                     "origin_not_allowed",
                     "this form does not accept submissions from that origin",
                 ),
-                _ => self.submit(&form, req).await,
+                _ => self.submit(&form, req, caller).await,
             },
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
@@ -231,7 +247,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
         response
     }
 
-    async fn submit(&self, form: &FormDefinition, req: Request) -> Response<Body> {
+    async fn submit(&self, form: &FormDefinition, req: Request, caller: Caller) -> Response<Body> {
         let headers = req.headers();
         let content_type = header_str(headers, header::CONTENT_TYPE)
             .unwrap_or("")
@@ -293,11 +309,11 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
                 replayed,
                 queued,
             }) => {
-                tracing::info!(lead_id = %receipt.lead_id, contact = ?receipt.contact, lead = ?receipt.lead, replayed, queued, "submission accepted");
+                tracing::info!(lead_id = %receipt.lead_id, form_id = %form.id, contact = ?receipt.contact, lead = ?receipt.lead, replayed, queued, "submission accepted");
                 if let Some(r) = redirects {
                     return redirect(&r.thank_you);
                 }
-                let mut resp = json_response(StatusCode::CREATED, &receipt_body(&receipt));
+                let mut resp = json_response(StatusCode::CREATED, &receipt_body(&receipt, caller));
                 if replayed {
                     resp.headers_mut()
                         .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -306,7 +322,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
             }
             Ok(IntakeOutcome::Spam { receipt }) => match redirects {
                 Some(r) => redirect(&r.thank_you),
-                None => json_response(StatusCode::CREATED, &receipt_body(&receipt)),
+                None => json_response(StatusCode::CREATED, &receipt_body(&receipt, caller)),
             },
             Err(IntakeError::Invalid(errors)) => {
                 tracing::info!(fields = ?errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), "submission invalid");

@@ -41,7 +41,7 @@ document.getElementById("js-form").addEventListener("submit", async (ev) => {{
   const out = document.getElementById("js-result");
   const res = await fetch("/forms/demo/submissions", {{method: "POST", headers: {{"Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID()}}, body: JSON.stringify(data)}});
   const body = await res.json();
-  if (res.ok) {{ out.className = "ok"; out.textContent = "ありがとうございます / Thank you (lead " + body.lead_id + ", " + body.lead + ")"; }}
+  if (res.ok) {{ out.className = "ok"; out.textContent = "ありがとうございます / Thank you (受付番号 / receipt " + body.receipt + ")"; }}
   else {{ out.className = "err"; out.textContent = (body.errors || []).map(e => e.field + ": " + e.message).join("; ") || body.message; }}
 }});
 </script></body></html>"#,

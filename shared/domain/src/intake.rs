@@ -39,13 +39,36 @@ pub enum Resolution {
     Matched,
 }
 
-/// The answer to an accepted submission, stored so that a replay answers the same.
+/// The answer to an accepted submission, stored so that a replay answers the same. Only
+/// IAM-authorised callers see it whole; the public route answers [`Receipt::public`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub contact_id: ContactId,
     pub lead_id: LeadId,
     pub contact: Resolution,
     pub lead: Resolution,
+    /// The submission (its interaction) this receipt acknowledges: the public receipt number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<InteractionId>,
+}
+
+/// What an anonymous caller is told about an accepted submission: the same shape whether the
+/// person was known or not, with nothing that names a contact or a lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublicReceipt {
+    pub status: &'static str,
+    /// An opaque receipt number (the submission's own id), to quote to support.
+    pub receipt: String,
+}
+
+impl Receipt {
+    pub fn public(&self) -> PublicReceipt {
+        PublicReceipt {
+            status: "accepted",
+            // A receipt stored before receipt numbers existed has none: any fresh id will do.
+            receipt: self.submission.unwrap_or_else(InteractionId::generate).to_string(),
+        }
+    }
 }
 
 /// A receipt kept for replay: what was submitted (its fingerprint) and until when.
@@ -311,11 +334,13 @@ pub fn decide(
         }
     };
 
+    let interaction_id = InteractionId::generate();
     let receipt = Receipt {
         contact_id,
         lead_id,
         contact: contact_res,
         lead: lead_res,
+        submission: Some(interaction_id),
     };
     let mut properties = serde_json::Map::new();
     properties.insert("form_id".into(), form.id.clone().into());
@@ -330,7 +355,7 @@ pub fn decide(
         properties.insert("fields".into(), serde_json::to_value(&sub.custom).unwrap_or_default());
     }
     let interaction = Interaction {
-        interaction_id: InteractionId::generate(),
+        interaction_id,
         lead_id,
         contact_id,
         kind: InteractionKind::FormSubmitted,
@@ -505,6 +530,7 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
             lead_id: LeadId::generate(),
             contact: Resolution::Created,
             lead: Resolution::Created,
+            submission: Some(InteractionId::generate()),
         };
         Ok(IntakeOutcome::Spam { receipt })
     }

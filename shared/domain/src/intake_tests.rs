@@ -225,6 +225,7 @@ fn decide_replays_and_refuses_reused_keys() {
         lead_id: LeadId::generate(),
         contact: Resolution::Created,
         lead: Resolution::Created,
+        submission: None,
     };
     let stored = StoredReceipt {
         receipt: receipt.clone(),
