@@ -307,8 +307,21 @@ async fn concurrent_batches_on_one_lead_never_lose_points() {
     assert_eq!(a.unwrap()["batchItemFailures"], json!([]));
     assert_eq!(b.unwrap()["batchItemFailures"], json!([]));
     let sc = env.scoring_of(&lead).await;
-    assert_eq!(sc["total"].as_i64(), Some(5 + 6 * 5), "{sc}");
-    assert_eq!(explanation_sum(&sc, "default"), 35);
+    // All six downloads were counted (no update lost); their points stop at the day's cap.
+    let downloads = sc["ledgers"]["default"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["rule"] == "content_downloaded")
+        .unwrap()
+        .clone();
+    assert_eq!(downloads["count"].as_u64(), Some(6), "{sc}");
+    assert_eq!(
+        sc["total"].as_i64(),
+        Some(5 + 15),
+        "5 for the form, downloads capped at 15 a day: {sc}"
+    );
+    assert_eq!(explanation_sum(&sc, "default"), 20);
 }
 
 #[tokio::test]
@@ -798,4 +811,36 @@ async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
         ],
         "GetItem: the scoring configuration, once per container"
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_public_events_cannot_buy_a_hand_off() {
+    let env = TestEnv::new().await;
+    // Someone submits a form with their own visitor id, then floods the public events API.
+    let (lead, _) = submit(
+        &env,
+        json!({"email": "flood@example.jp", "last_name": "洪水", "visitor_id": "vis-flood"}),
+    )
+    .await;
+    env.run_scoring().await;
+    let headers = [("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)];
+    for i in 0..20 {
+        for kind in ["webinar_attended", "download", "webinar_registered", "page_view"] {
+            let r = event(
+                &env,
+                &headers,
+                json!({"type": kind, "visitor_id": "vis-flood", "event_id": format!("{kind}-{i}")})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, 202);
+        }
+    }
+    env.run_scoring().await;
+    let sc = env.scoring_of(&lead).await;
+    // form 5 + the day's caps: attended 10, downloads 15, registrations 5, page views 10.
+    assert_eq!(sc["total"].as_i64(), Some(5 + 10 + 15 + 5 + 10), "{sc}");
+    assert_eq!(sc["sales_ready"].as_bool(), Some(false), "{sc}");
+    assert_ne!(sc["band"].as_str(), Some("hot"));
 }

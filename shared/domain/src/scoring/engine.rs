@@ -305,7 +305,7 @@ pub fn evaluate(
         behaviour,
         grade: model.grade_of(fit).to_owned(),
         band: model.band_of(total).to_owned(),
-        sales_ready: total >= model.sales_ready_threshold,
+        sales_ready: total >= model.sales_ready_threshold && behaviour >= model.sales_ready_min_behaviour,
         explanation,
         scored_at: now,
     }

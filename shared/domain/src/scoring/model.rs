@@ -102,7 +102,15 @@ pub struct ScoringModel {
     /// Lowest first.
     pub bands: Vec<Band>,
     pub sales_ready_threshold: i64,
+    /// Behaviour points a lead needs as well before it is sales-ready: fit alone (who someone
+    /// says they are) never hands a lead to sales. At least 1.
+    #[serde(default = "one_point")]
+    pub sales_ready_min_behaviour: i64,
     pub ageing: Ageing,
+}
+
+fn one_point() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +152,11 @@ impl ScoringModel {
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
             return err(format!("rule id {} is used twice", w[0]));
         }
+        if self.sales_ready_min_behaviour < 1 {
+            return err(
+                "sales_ready_min_behaviour must be at least 1: fit alone never makes a lead sales-ready".into(),
+            );
+        }
         for r in &self.behaviour_rules {
             if r.cap.is_some_and(|c| c.period_days == 0 || c.max_points < 0) {
                 return err(format!("rule {}: a cap needs a period of at least one day", r.id));
@@ -184,12 +197,16 @@ impl ScoringModel {
             points,
         };
         let one = |v: &str| FitCondition::OneOf(vec![v.into()]);
-        let beh = |id: &str, kind: &str, points| BehaviourRule {
+        // Every behaviour rule is capped per lead and day, so no flood of events buys a score.
+        let beh = |id: &str, kind: &str, points, max_per_day| BehaviourRule {
             id: id.into(),
             kind: kind.into(),
             filter: BTreeMap::new(),
             points,
-            cap: None,
+            cap: Some(Cap {
+                max_points: max_per_day,
+                period_days: 1,
+            }),
         };
         ScoringModel {
             id: "default".into(),
@@ -224,12 +241,12 @@ impl ScoringModel {
             ],
             fit_max: 50,
             behaviour_rules: vec![
-                beh("email_opened", "email_opened", 1),
-                beh("email_clicked", "email_clicked", 3),
-                beh("form_submitted", "form_submitted", 5),
-                beh("content_downloaded", "content_downloaded", 5),
-                beh("webinar_registered", "webinar_registered", 5),
-                beh("webinar_attended", "webinar_attended", 10),
+                beh("email_opened", "email_opened", 1, 5),
+                beh("email_clicked", "email_clicked", 3, 9),
+                beh("form_submitted", "form_submitted", 5, 10),
+                beh("content_downloaded", "content_downloaded", 5, 15),
+                beh("webinar_registered", "webinar_registered", 5, 5),
+                beh("webinar_attended", "webinar_attended", 10, 10),
                 BehaviourRule {
                     id: "page_viewed".into(),
                     kind: "page_viewed".into(),
@@ -274,6 +291,7 @@ impl ScoringModel {
                 },
             ],
             sales_ready_threshold: 50,
+            sales_ready_min_behaviour: 5,
             ageing: Ageing::Window { days: 90 },
         }
     }

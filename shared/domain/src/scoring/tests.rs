@@ -128,7 +128,48 @@ fn default_table_exactly() {
     let none = Map::new();
     let opens = ledger_of(&m, &events("email_opened", 1, now(), &none));
     let hot = evaluate(&m, &maps, &contact(Some("IT"), Some("300"), Some("CEO")), &opens, now());
-    assert_eq!((hot.total, hot.band.as_str(), hot.sales_ready), (51, "hot", true));
+    assert_eq!((hot.total, hot.band.as_str(), hot.sales_ready), (51, "hot", false));
+}
+
+#[test]
+fn fit_alone_never_makes_a_lead_sales_ready_and_every_behaviour_rule_is_capped_per_day() {
+    let m = ScoringModel::default_model();
+    let maps = AttributeMaps::defaults();
+    let who = contact(Some("IT"), Some("300"), Some("CEO"));
+    let fit_only = evaluate(&m, &maps, &who, &Ledger::default(), now());
+    assert_eq!((fit_only.total, fit_only.sales_ready), (50, false), "fit alone");
+    let none = Map::new();
+    let one_open = evaluate(
+        &m,
+        &maps,
+        &who,
+        &ledger_of(&m, &events("email_opened", 1, now(), &none)),
+        now(),
+    );
+    assert!(!one_open.sales_ready, "an open is not enough evidence");
+    let form = evaluate(
+        &m,
+        &maps,
+        &who,
+        &ledger_of(&m, &events("form_submitted", 1, now(), &none)),
+        now(),
+    );
+    assert_eq!((form.total, form.sales_ready), (55, true), "a form submission is");
+    assert!(
+        m.behaviour_rules
+            .iter()
+            .all(|r| r.cap.is_some_and(|c| c.period_days <= 7)),
+        "every rule capped"
+    );
+    // A flood of events in one day buys at most the day's cap.
+    let flood = evaluate(
+        &ScoringModel::default_model(),
+        &maps,
+        &contact(None, None, None),
+        &ledger_of(&m, &events("webinar_attended", 40, now(), &none)),
+        now(),
+    );
+    assert_eq!(flood.behaviour, 10);
 }
 
 #[test]
