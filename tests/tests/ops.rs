@@ -5,7 +5,7 @@ use leadflow_cli::{
     dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
 };
 use leadflow_tests::{s, TestEnv};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn target(env: &TestEnv) -> Target {
     Target {
@@ -138,13 +138,49 @@ async fn lead_show_export_and_verified_erasure() {
     let other = env
         .post_json("demo", &json!({"email": "keep@example.jp", "last_name": "残"}), &[])
         .await;
+    // Two later public submissions change the company: nothing given before is lost.
+    for company in ["Acme", "Evil Corp"] {
+        let r = env
+            .post_public(
+                "demo",
+                &json!({"email": "privacy@example.jp", "last_name": "個人", "company": company}),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let contact_id = r.body["contact_id"].as_str().unwrap().to_owned();
+    let v = lead_show(&t, "privacy@example.jp").await.unwrap();
+    let company: Vec<(Value, Value)> = v["field_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["field"] == "company")
+        .map(|c| (c["previous"].clone(), c["new"].clone()))
+        .collect();
+    assert_eq!(
+        company,
+        [(Value::Null, json!("Acme")), (json!("Acme"), json!("Evil Corp"))],
+        "{}",
+        v["field_history"]
+    );
+    assert!(v["field_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["source"]["kind"] == "form"));
+    assert!(
+        render_lead(&v).contains("company: Acme → Evil Corp  (form demo receipt "),
+        "{}",
+        render_lead(&v)
+    );
 
     for who in ["privacy@example.jp", lead.as_str()] {
         let v = lead_show(&t, who).await.unwrap();
         assert_eq!(v["contact"]["email"], "privacy@example.jp");
         assert_eq!(v["leads"][0]["lead"]["lead_id"], lead.as_str());
         assert_eq!(v["leads"][0]["lead"]["scoring"]["total"], 21);
-        assert_eq!(v["leads"][0]["interactions"].as_array().unwrap().len(), 2);
+        assert_eq!(v["leads"][0]["interactions"].as_array().unwrap().len(), 4);
         let text = render_lead(&v);
         assert!(text.contains("score (default v1): 21 = fit 15 + behaviour 6"), "{text}");
         assert!(text.contains("industry_it"));
@@ -165,6 +201,7 @@ async fn lead_show_export_and_verified_erasure() {
         "interaction",
         "score_change",
         "rescore",
+        "field_history",
     ] {
         assert!(kinds.contains(&k), "{k} exported: {kinds:?}");
     }
@@ -179,6 +216,13 @@ async fn lead_show_export_and_verified_erasure() {
         .filter(|i| format!("{i:?}").contains(&lead))
         .collect();
     assert!(left.is_empty(), "nothing of the lead is left: {left:?}");
+    let of_contact: Vec<_> = env
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| format!("{i:?}").contains(&contact_id))
+        .collect();
+    assert!(of_contact.is_empty(), "nothing of the contact is left: {of_contact:?}");
     // Someone else is untouched.
     assert!(lead_show(&t, "keep@example.jp").await.is_ok());
     let _ = other;

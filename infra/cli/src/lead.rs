@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use leadflow_aws::keys::{self, Index, SK};
-use leadflow_aws::table::{str_attr, Query};
+use leadflow_aws::table::{from_record, str_attr, Query};
+use leadflow_domain::history::{changes, FieldRecord};
 
 use crate::target::{item_json, Target};
 use crate::Error;
@@ -55,7 +56,18 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
         }
         leads.push(lead_json);
     }
-    Ok(json!({"contact": item_json(&contact_item), "leads": leads}))
+    // Every value the person gave, and every change, with when and where from.
+    let records: Vec<FieldRecord> = table
+        .query(Query::partition(Index::Table, keys::contact_partition(contact)).begins_with(keys::FIELDS_PREFIX))
+        .await?
+        .into_iter()
+        .map(from_record)
+        .collect::<Result<_, _>>()?;
+    Ok(json!({
+        "contact": item_json(&contact_item),
+        "field_history": changes(&records),
+        "leads": leads,
+    }))
 }
 
 /// The human form of `lead show`.
@@ -72,6 +84,27 @@ pub fn render_lead(v: &Value) -> String {
         c.get("unsubscribed_at").and_then(Value::as_str).unwrap_or("no"),
         c["suppressed"]["reason"].as_str().unwrap_or("no"),
     );
+    let history = v["field_history"].as_array().cloned().unwrap_or_default();
+    if !history.is_empty() {
+        out.push_str("  field history:\n");
+    }
+    for h in &history {
+        let source = match h["source"]["kind"].as_str() {
+            Some("form") => format!(
+                "form {} receipt {}",
+                h["source"]["form_id"].as_str().unwrap_or(""),
+                h["source"]["receipt"].as_str().unwrap_or("")
+            ),
+            _ => format!("by {}", h["source"]["by"].as_str().unwrap_or("?")),
+        };
+        out.push_str(&format!(
+            "    {}  {}: {} → {}  ({source})\n",
+            h["at"].as_str().unwrap_or(""),
+            h["field"].as_str().unwrap_or(""),
+            h["previous"].as_str().unwrap_or("—"),
+            h["new"].as_str().unwrap_or(""),
+        ));
+    }
     for l in v["leads"].as_array().into_iter().flatten() {
         let lead = &l["lead"];
         out.push_str(&format!(

@@ -36,6 +36,13 @@ async fn person_keys(t: &Target, email: &str) -> Result<(Option<ContactId>, Vec<
     };
     let table = t.records();
     let mut found: BTreeSet<Key> = BTreeSet::new();
+    // The contact's partition: the contact and its field history.
+    for i in &table
+        .query(Query::partition(Index::Table, keys::contact_partition(contact)))
+        .await?
+    {
+        found.insert(key_of(i));
+    }
     found.insert(keys::contact(contact));
     let parsed = Email::parse(email).ok();
     let value = |f: &str| -> Option<String> {

@@ -159,6 +159,9 @@ impl DynamoIntake {
         updates.extend(self.lead_write(&plan.lead, plan.now, &mut puts)?);
         let ix = &plan.interaction;
         puts.push((outboxed_interaction(ix, plan.now)?, Condition::absent()));
+        let h = &plan.history;
+        let history_key = keys::field_history(h.contact_id, h.at, ix.interaction_id);
+        puts.push((record_item(h, history_key, "field_history")?, Condition::absent()));
         let mut receipts = vec![(keys::dedup_receipt(&plan.dedup.key), &plan.dedup)];
         if let Some(claim) = &plan.idempotency {
             receipts.push((keys::idempotency_receipt(&claim.key), claim));

@@ -69,6 +69,8 @@ impl Index {
 pub const INTERACTION_PREFIX: &str = "IX#";
 pub const SEND_PREFIX: &str = "SEND#";
 pub const TASK_PREFIX: &str = "TASK#";
+/// Field history, in the contact's partition.
+pub const FIELDS_PREFIX: &str = "FIELDS#";
 pub const SCORE_PREFIX: &str = "SCORE#";
 pub const STAGE_PREFIX: &str = "STAGE#";
 pub const ACTIVITY_PREFIX: &str = "ACT#";
@@ -86,6 +88,13 @@ pub fn contact(id: ContactId) -> (String, String) {
 }
 pub fn contact_partition(id: ContactId) -> String {
     format!("{CONTACT_PREFIX}{id}")
+}
+/// One submission's values, time-ordered in the contact's partition (unique by receipt).
+pub fn field_history(contact: ContactId, at: DateTime<Utc>, receipt: InteractionId) -> (String, String) {
+    (
+        contact_partition(contact),
+        format!("{FIELDS_PREFIX}{}#{receipt}", sortable_time(at)),
+    )
 }
 pub fn lead(id: LeadId) -> (String, String) {
     (lead_partition(id), "LEAD".into())

@@ -158,6 +158,8 @@ pub struct ReceiptClaim {
 /// Everything one submission writes, as one atomic unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntakePlan {
+    /// The values given, kept so a later submission never loses them.
+    pub history: crate::history::FieldRecord,
     pub now: DateTime<Utc>,
     pub contact: ContactWrite,
     pub lead: LeadWrite,
@@ -378,11 +380,27 @@ pub fn decide(
             expires_at: now + Duration::hours(IDEMPOTENCY_TTL_HOURS),
         },
     });
+    let history = crate::history::FieldRecord {
+        contact_id,
+        lead_id,
+        at: now,
+        source: crate::history::FieldSource::Form {
+            form_id: form.id.clone(),
+            receipt: interaction.interaction_id,
+        },
+        contact: sub
+            .contact
+            .present()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        lead: sub.custom.clone(),
+    };
     Decision::Write(Box::new(IntakePlan {
         now,
         contact,
         lead,
         interaction,
+        history,
         dedup,
         idempotency,
     }))

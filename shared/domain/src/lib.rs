@@ -5,6 +5,7 @@ pub mod digest;
 pub mod email;
 pub mod engagement;
 pub mod form;
+pub mod history;
 pub mod intake;
 pub mod matching;
 pub mod message;
