@@ -205,9 +205,37 @@ async fn lead_show_export_and_verified_erasure() {
     ] {
         assert!(kinds.contains(&k), "{k} exported: {kinds:?}");
     }
+    // A bot used the address too (kept apart as spam), and a message about the lead was
+    // dead-lettered.
+    let bot = env
+        .post_public(
+            "demo",
+            &json!({"email": "Privacy@Example.jp ", "last_name": "bot", "website": "http://spam.example"}),
+            &[],
+        )
+        .await;
+    assert_eq!(bot.status, 201);
+    assert_eq!(env.items_of("spam").await.len(), 1);
+    env.send_raw(
+        "ScoringDeadLetterQueue",
+        &json!({"lead_id": lead, "note": "stuck"}).to_string(),
+    )
+    .await;
     let erased = person_erase(&t, "privacy@example.jp").await.unwrap();
     assert_eq!(erased.remaining, 0);
     assert!(erased.deleted >= 7, "{erased:?}");
+    assert_eq!(erased.dead_lettered.len(), 1, "{erased:?}");
+    assert!(
+        env.items_of("spam").await.is_empty(),
+        "the spam holding the address is gone"
+    );
+    let with_address: Vec<_> = env
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| format!("{i:?}").to_lowercase().contains("privacy@example.jp"))
+        .collect();
+    assert!(with_address.is_empty(), "the address is nowhere: {with_address:?}");
     assert!(lead_show(&t, "privacy@example.jp").await.is_err(), "gone");
     let left: Vec<_> = env
         .items()

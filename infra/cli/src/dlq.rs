@@ -61,3 +61,38 @@ pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
         }
     }
 }
+
+/// The ids of dead-lettered messages that mention any of `needles` (left in place; at most a
+/// hundred messages are looked at).
+pub async fn dlq_mentions(t: &Target, needles: &[String]) -> Result<Vec<String>, Error> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    for _ in 0..10 {
+        let out = t
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&t.scoring_dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await?;
+        let msgs = out.messages.unwrap_or_default();
+        let mut new = 0;
+        for m in &msgs {
+            let id = m.message_id().unwrap_or("").to_owned();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            new += 1;
+            let body = m.body().unwrap_or("");
+            if needles.iter().any(|n| body.contains(n.as_str())) {
+                found.push(id);
+            }
+        }
+        if new == 0 {
+            break;
+        }
+    }
+    Ok(found)
+}

@@ -259,6 +259,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ));
             }
             println!("erased: {} items deleted, verified gone", e.deleted);
+            if !e.dead_lettered.is_empty() {
+                println!(
+                    "still mentioned by {} dead-lettered message(s) in the scoring DLQ: {} (dlq replay or purge them)",
+                    e.dead_lettered.len(),
+                    e.dead_lettered.join(", ")
+                );
+            }
         }
     }
     Ok(())

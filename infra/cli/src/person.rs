@@ -36,12 +36,29 @@ async fn person_keys(t: &Target, email: &str) -> Result<(Option<ContactId>, Vec<
     };
     let table = t.records();
     let mut found: BTreeSet<Key> = BTreeSet::new();
-    // The contact's partition: the contact and its field history.
+    // The contact's partition: the contact, its field history and its matching-key references.
+    let mut addresses = BTreeSet::from([email.to_owned()]);
     for i in &table
         .query(Query::partition(Index::Table, keys::contact_partition(contact)))
         .await?
     {
         found.insert(key_of(i));
+        if let Some(e) = str_attr(i, "email") {
+            addresses.insert(e.to_owned());
+        }
+        if let (Some(pk), Some(sk)) = (str_attr(i, "key_pk"), str_attr(i, "key_sk")) {
+            found.insert((pk.to_owned(), sk.to_owned()));
+        }
+    }
+    // Honeypot catches that carried the address, by its digest (never a Scan).
+    for address in &addresses {
+        let digest = leadflow_domain::intake::email_digest(address);
+        for i in &table
+            .query(Query::partition(Index::Gsi1, keys::spam_by_email(&digest)))
+            .await?
+        {
+            found.insert(key_of(i));
+        }
     }
     found.insert(keys::contact(contact));
     let parsed = Email::parse(email).ok();
@@ -59,6 +76,9 @@ async fn person_keys(t: &Target, email: &str) -> Result<(Option<ContactId>, Vec<
         let (partition, lead_sk) = keys::lead(lead);
         for i in &table.query(Query::partition(Index::Table, partition)).await? {
             found.insert(key_of(i));
+            if let (Some(pk), Some(sk)) = (str_attr(i, "key_pk"), str_attr(i, "key_sk")) {
+                found.insert((pk.to_owned(), sk.to_owned()));
+            }
             if let Some(r) = str_attr(i, "receipt_pk") {
                 found.insert(keys::receipt(r));
             }
@@ -115,6 +135,8 @@ pub async fn person_export(t: &Target, email: &str) -> Result<Value, Error> {
 pub struct Erasure {
     pub deleted: usize,
     pub remaining: usize,
+    /// Dead-lettered messages that still mention the person (ids): replay or purge them.
+    pub dead_lettered: Vec<String>,
 }
 
 /// `person erase EMAIL`: deletes every item, then reads every key again to verify none is left.
@@ -132,8 +154,18 @@ pub async fn person_erase(t: &Target, email: &str) -> Result<Erasure, Error> {
         .try_collect::<Vec<bool>>()
         .await?;
     let remaining = table.get_many(keys.clone()).await?.len();
+    // Messages name people by id only: look for the contact's and its leads'.
+    let mut ids: Vec<String> = contact.iter().map(ToString::to_string).collect();
+    ids.extend(
+        keys.iter()
+            .filter_map(|(pk, _)| keys::lead_of_partition(pk))
+            .map(|l| l.to_string())
+            .collect::<BTreeSet<_>>(),
+    );
+    let dead_lettered = crate::dlq::dlq_mentions(t, &ids).await?;
     Ok(Erasure {
         deleted: keys.len() - remaining,
         remaining,
+        dead_lettered,
     })
 }

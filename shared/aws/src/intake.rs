@@ -24,8 +24,17 @@ pub struct DynamoIntake {
     pub(crate) table: Table,
 }
 
-fn key_item_write(k: Key, kind: &str, attrs: &[(&str, String)]) -> (Item, Condition) {
-    (plain_item(k, kind, attrs), Condition::absent())
+/// A matching key item, and its reference in the partition of the record it points to.
+fn key_item_writes(k: Key, owner_partition: String, kind: &str, attrs: &[(&str, String)]) -> [(Item, Condition); 2] {
+    let reference = plain_item(
+        keys::key_ref(owner_partition, &k.0),
+        "key_ref",
+        &[("key_pk", k.0.clone()), ("key_sk", k.1.clone())],
+    );
+    [
+        (plain_item(k, kind, attrs), Condition::absent()),
+        (reference, Condition::none()),
+    ]
 }
 
 /// An interaction item, entered in the outbox until its consumer confirms it.
@@ -73,8 +82,9 @@ impl DynamoIntake {
     ) -> Result<Option<(Key, Update)>, StoreError> {
         match w {
             ContactWrite::Create { contact, key: k } => {
-                out.push(key_item_write(
+                out.extend(key_item_writes(
                     keys::contact_key(k),
+                    keys::contact_partition(contact.contact_id),
                     "contact_key",
                     &[("contact_id", contact.contact_id.to_string())],
                 ));
@@ -102,8 +112,9 @@ impl DynamoIntake {
                     None => {}
                 }
                 if let Some(k) = add_key {
-                    out.push(key_item_write(
+                    out.extend(key_item_writes(
                         keys::contact_key(k),
+                        keys::contact_partition(*contact_id),
                         "contact_key",
                         &[("contact_id", contact_id.to_string())],
                     ));
@@ -121,8 +132,9 @@ impl DynamoIntake {
     ) -> Result<Option<(Key, Update)>, StoreError> {
         match w {
             LeadWrite::Create { lead, key: k } => {
-                out.push(key_item_write(
+                out.extend(key_item_writes(
                     keys::lead_key(k),
+                    keys::lead_partition(lead.lead_id),
                     "lead_key",
                     &[
                         ("lead_id", lead.lead_id.to_string()),
@@ -279,6 +291,10 @@ impl IntakeStore for DynamoIntake {
         let shard = keys::shard_of(&id, keys::SPAM_SHARDS);
         let mut item = record_item(spam, keys::spam(&spam.form_id, &day, shard, &id), "spam")?;
         item.insert(TTL.into(), n(spam.expires_at.timestamp()));
+        if let Some(digest) = spam.email_digest() {
+            item.insert(GSI1_PK.into(), s(keys::spam_by_email(&digest)));
+            item.insert(GSI1_SK.into(), s(id.clone()));
+        }
         self.table.put(item, Condition::none()).await?;
         Ok(())
     }

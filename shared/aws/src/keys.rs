@@ -170,7 +170,18 @@ pub fn due_target(pk: &str, sk: &str) -> Option<(LeadId, Option<String>)> {
     let lead = lead_of_partition(pk)?;
     Some((lead, sk.strip_prefix(TASK_PREFIX).map(str::to_owned)))
 }
-/// Honeypot catches, by form, day (UTC) and shard; `spam_email` finds them by email.
+/// GSI1 partition of the spam caught under one email address (a digest, never the address):
+/// erasure finds a person's spam without a Scan.
+pub fn spam_by_email(email_digest: &str) -> String {
+    format!("SPAMEMAIL#{email_digest}")
+}
+/// A reference to a matching key item, kept in the partition of the record it points to, so
+/// erasure finds the keys of every strategy a contact or lead owns.
+pub fn key_ref(owner_partition: String, key_pk: &str) -> (String, String) {
+    (owner_partition, format!("{KEY_REF_PREFIX}{key_pk}"))
+}
+pub const KEY_REF_PREFIX: &str = "KEYREF#";
+/// Honeypot catches, by form, day (UTC) and shard.
 pub fn spam(form: &str, day: &str, shard: u32, id: &str) -> (String, String) {
     (format!("SPAM#{form}#{day}#{shard}"), id.to_owned())
 }

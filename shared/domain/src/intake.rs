@@ -199,6 +199,21 @@ fn digest(parts: &[&str]) -> String {
     crate::digest::fields_hex(parts)
 }
 
+/// The digest an email address is found by in the spam kept for inspection (erasure).
+pub fn email_digest(email: &str) -> String {
+    digest(&["email", &email.trim().to_lowercase()])
+}
+
+impl SpamRecord {
+    /// The digest of the email a bot gave, if any, so an erasure finds its spam.
+    pub fn email_digest(&self) -> Option<String> {
+        self.fields
+            .get("email")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| email_digest(e))
+    }
+}
+
 /// The keys of a valid submission; `Err` names a strategy field it lacks.
 pub fn lookup_request(
     form: &FormDefinition,
