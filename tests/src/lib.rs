@@ -190,6 +190,15 @@ impl TestEnv {
         Reply { status, headers, body }
     }
 
+    /// Makes a configured form single opt-in (consent counts at once), for tests about what
+    /// happens after consent rather than about how it is confirmed.
+    pub async fn single_opt_in(&self, form: &str) {
+        let path = leadflow_local::workspace_root().join(format!("config/forms/{form}.json"));
+        let mut def: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        def["double_opt_in"] = Value::Bool(false);
+        self.put_form(def).await;
+    }
+
     /// A JSON submission on the IAM-authorised route, which answers with the contact and lead
     /// ids (what a back-end integration sees; tests use them to look records up).
     pub async fn post_json(&self, form: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {

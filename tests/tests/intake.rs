@@ -44,7 +44,11 @@ async fn new_person_creates_contact_lead_interaction_and_message_in_three_reques
         .expect("contact stored");
     assert_eq!(s(contact, "email"), "taro.yamada@example.jp");
     assert_eq!(s(contact, "last_name"), "山田");
-    let consent = contact["consent"].as_m().unwrap();
+    // Double opt-in: the evidence is kept, but it grants nothing until the person confirms.
+    assert!(!contact.contains_key("consent"), "no consent in force yet");
+    let pending = contact["consent_pending"].as_m().unwrap();
+    assert_eq!(s(&pending.clone(), "lead_id"), lead_id);
+    let consent = pending["consent"].as_m().unwrap();
     assert_eq!(consent["opt_in"].as_bool().unwrap(), &true);
     assert_eq!(consent["wording_version"].as_s().unwrap(), "2026-04");
     assert_eq!(consent["source_form"].as_s().unwrap(), "demo");

@@ -49,6 +49,7 @@ fn person(email: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn nurture_email_end_to_end_with_headers_footer_merge_fields_and_the_bands_template() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     // IT and 300 employees (fit 30) + the form (5) = 35: warm, from the Ebook page.
     let warm = lead(
@@ -141,6 +142,7 @@ async fn nurture_email_end_to_end_with_headers_footer_merge_fields_and_the_bands
 #[tokio::test]
 async fn requests_per_lead_and_per_email() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     lead(&env, person("count@example.jp", json!({}))).await;
     env.run_scoring().await;
@@ -171,6 +173,7 @@ async fn requests_per_lead_and_per_email() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_overlapping_runs_send_each_email_once() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     for i in 0..4 {
         lead(&env, person(&format!("overlap{i}@example.jp"), json!({}))).await;
@@ -189,6 +192,7 @@ async fn two_overlapping_runs_send_each_email_once() {
 #[tokio::test]
 async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_refused() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     let unsub = lead(&env, person("unsub@example.jp", json!({}))).await;
     let _bounced = lead(&env, person("bounced@example.jp", json!({}))).await;
@@ -267,6 +271,7 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
 #[tokio::test]
 async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_escalates() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     // IT + 300 + 部長 = 45 fit, + 5 for the form = 50: hot, sales-ready.
     let hot = lead(
@@ -400,6 +405,7 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
 #[tokio::test]
 async fn activities_stop_the_sla_and_manual_moves_go_through_the_stage_machine() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     let hot = lead(
         &env,
@@ -511,6 +517,7 @@ async fn activities_stop_the_sla_and_manual_moves_go_through_the_stage_machine()
 #[tokio::test]
 async fn a_claim_withdrawn_after_an_ses_failure_gives_back_its_frequency_cap_slot() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     env.process.clock = t0;
     let id = lead(&env, person("slot@example.jp", json!({}))).await;
     env.run_scoring().await;
@@ -547,4 +554,104 @@ async fn a_claim_withdrawn_after_an_ses_failure_gives_back_its_frequency_cap_slo
     assert_eq!(emails_to("slot@example.jp").await.len(), 1);
     let c = env.item(&format!("CONTACT#{contact}"), "CONTACT").await.unwrap();
     assert_eq!(c["sends"].as_l().map(Vec::len), Ok(1));
+}
+
+#[tokio::test]
+async fn double_opt_in_sends_one_confirmation_and_nurture_starts_only_after_the_click() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let confirmed = lead(&env, person("doi@example.jp", json!({}))).await;
+    let _never = lead(&env, person("doi-never@example.jp", json!({}))).await;
+    env.run_scoring().await;
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.emails, 0, "no marketing email before confirmation: {r:?}");
+    let mails = emails_to("doi@example.jp").await;
+    assert_eq!(mails.len(), 1);
+    let m = &mails[0];
+    assert!(
+        m.subject().contains("Please confirm your subscription"),
+        "{}",
+        m.subject()
+    );
+    assert!(
+        m.parsed().header("List-Unsubscribe").is_none(),
+        "transactional: {}",
+        m.raw
+    );
+    let untracked = env.requests.bodies().into_iter().any(|(op, b)| {
+        op.contains("outbound-emails")
+            && b["Destination"]["ToAddresses"] == json!(["doi@example.jp"])
+            && b.get("ConfigurationSetName").is_none()
+    });
+    assert!(untracked, "a confirmation is not tracked");
+    // Another run: the confirmation is never sent twice.
+    env.process.clock = || t0() + Duration::minutes(10);
+    env.process.run().await.unwrap();
+    assert_eq!(emails_to("doi@example.jp").await.len(), 1);
+
+    let text = m.text();
+    let start = text.find("/confirm?token=").expect("a confirmation link");
+    let target: String = text[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let contact_of = |email: &'static str| {
+        let env = &env;
+        async move {
+            env.items_of("contact")
+                .await
+                .into_iter()
+                .find(|c| s(c, "email") == email)
+                .unwrap()
+        }
+    };
+    // A forged link confirms nothing; opening the page confirms nothing (mail scanners open links).
+    let flipped = if target.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{flipped}", &target[..target.len() - 1]);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(env.send("POST", &forged, &form, b"").await.status, 400);
+    let page = env.send("GET", &target, &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.as_str().unwrap().contains("登録を確認する / Confirm"));
+    assert!(!contact_of("doi@example.jp").await.contains_key("consent"));
+
+    // The click: consent in force, with both steps as evidence.
+    let done = env
+        .send(
+            "POST",
+            &target,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("user-agent", "Mail client"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    let c = contact_of("doi@example.jp").await;
+    assert!(!c.contains_key("consent_pending"));
+    let consent = c["consent"].as_m().unwrap();
+    assert_eq!(consent["opt_in"].as_bool(), Ok(&true));
+    assert_eq!(consent["source_form"].as_s().unwrap(), "demo");
+    let confirmation = consent["confirmed"].as_m().unwrap();
+    assert_eq!(confirmation["user_agent"].as_s().unwrap(), "Mail client");
+    assert_eq!(confirmation["ip"].as_s().unwrap(), "203.0.113.7");
+    // Confirming again changes nothing and says nothing different.
+    let again = env.send("POST", &target, &form, b"").await;
+    assert_eq!((again.status, again.body.clone()), (200, done.body.clone()));
+
+    env.process.clock = || t0() + Duration::minutes(20);
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.emails, 1, "nurture starts after the click: {r:?}");
+    let nurture: Vec<_> = emails_to("doi@example.jp")
+        .await
+        .into_iter()
+        .filter(|m| m.parsed().header("List-Unsubscribe").is_some())
+        .collect();
+    assert_eq!(nurture.len(), 1);
+    assert!(
+        emails_to("doi-never@example.jp")
+            .await
+            .iter()
+            .all(|m| m.parsed().header("List-Unsubscribe").is_none()),
+        "an unconfirmed opt-in never receives marketing email"
+    );
+    let _ = confirmed;
 }

@@ -186,6 +186,7 @@ fn t_late() -> DateTime<Utc> {
 #[tokio::test]
 async fn every_aws_action_a_function_calls_is_allowed_to_it() {
     let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
     let (intake_log, scoring_log, process_log) = (RequestLog::default(), RequestLog::default(), RequestLog::default());
     env.intake = intake::AwsIntake::new(&logged_clients(&intake_log).await, &env.stack.settings().unwrap());
     let scoring_env = env

@@ -11,7 +11,7 @@ use leadflow_domain::engagement::{
     parse_event, record_event, site_key_in, EventOutcome, EventSender, EventStore, SiteCatalog, MAX_EVENT_BYTES,
 };
 use leadflow_domain::intake::IntakeStore;
-use leadflow_domain::ports::{FormCatalog, InteractionQueue, Unsubscribes};
+use leadflow_domain::ports::{ConsentStore, FormCatalog, InteractionQueue, Unsubscribes};
 
 use crate::{error, field_errors, header_str, json_response, store_failure, Intake};
 
@@ -24,8 +24,12 @@ fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
     }
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
-    Intake<C, T, S, Q>
+impl<
+        C: FormCatalog,
+        T: SiteCatalog,
+        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
+        Q: InteractionQueue,
+    > Intake<C, T, S, Q>
 {
     pub(crate) async fn events(&self, req: Request, sender: EventSender) -> Response<Body> {
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);

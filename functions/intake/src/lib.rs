@@ -18,7 +18,7 @@ use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::engagement::{EventSender, EventStore, SiteCatalog};
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, IntakeStore, Receipt, SubmissionMeta};
-use leadflow_domain::ports::{FormCatalog, InteractionQueue, StoreError, Unsubscribes};
+use leadflow_domain::ports::{ConsentStore, FormCatalog, InteractionQueue, StoreError, Unsubscribes};
 use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 
 /// Bodies larger than this are refused with 413 before parsing.
@@ -137,7 +137,7 @@ fn form_id_of(req: &Request) -> Option<String> {
     (tail.trim_end_matches('/') == "submissions" && !id.is_empty()).then(|| id.to_owned())
 }
 
-fn source_ip(req: &Request) -> Option<String> {
+pub(crate) fn source_ip(req: &Request) -> Option<String> {
     match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
@@ -175,8 +175,12 @@ enum Caller {
     Server,
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
-    Intake<C, T, S, Q>
+impl<
+        C: FormCatalog,
+        T: SiteCatalog,
+        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
+        Q: InteractionQueue,
+    > Intake<C, T, S, Q>
 {
     /// The Lambda handler. Never returns `Err`: every failure is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
@@ -201,6 +205,9 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
         }
         if req.raw_http_path().trim_end_matches('/').ends_with("/unsubscribe") {
             return self.unsubscribe(req).await;
+        }
+        if req.raw_http_path().trim_end_matches('/').ends_with("/confirm") {
+            return self.confirm(req).await;
         }
         let caller = if path.starts_with("/internal/") {
             Caller::Server

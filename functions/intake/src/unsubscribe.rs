@@ -1,13 +1,17 @@
 //! `GET /unsubscribe?token=…` shows a confirmation page (Japanese and English); `POST` is the
 //! RFC 8058 one-click unsubscribe (and the page's button). Both take effect at once and are
 //! idempotent; a forged or altered token gets a 400 and changes nothing.
+//!
+//! `GET /confirm?token=…` (double opt-in) shows a page with a button; its `POST` turns the
+//! pending opt-in into consent, with the click's time, address and browser as evidence. A GET
+//! alone confirms nothing, so mail scanners that open links cannot subscribe anyone.
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use leadflow_domain::engagement::{EventStore, SiteCatalog};
 use leadflow_domain::intake::IntakeStore;
-use leadflow_domain::ports::{FormCatalog, InteractionQueue, Unsubscribes};
+use leadflow_domain::ports::{Confirmation, ConsentStore, FormCatalog, InteractionQueue, Unsubscribes};
 use leadflow_domain::process::unsubscribe::verify;
 
 use crate::Intake;
@@ -39,9 +43,74 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     r
 }
 
-impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes, Q: InteractionQueue>
-    Intake<C, T, S, Q>
+fn token_of(req: &Request) -> String {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first("token").map(str::to_owned))
+        .or_else(|| {
+            let body = std::str::from_utf8(req.body().as_ref()).ok()?.to_owned();
+            body.split('&')
+                .find_map(|p| p.strip_prefix("token=").map(percent_decode))
+        })
+        .unwrap_or_default()
+}
+
+impl<
+        C: FormCatalog,
+        T: SiteCatalog,
+        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
+        Q: InteractionQueue,
+    > Intake<C, T, S, Q>
 {
+    pub(crate) async fn confirm(&self, req: Request) -> Response<Body> {
+        let Some(secret) = &self.unsubscribe_secret else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "<p>登録の確認は現在ご利用いただけません。/ Confirming is not available right now.</p>",
+            );
+        };
+        let token = token_of(&req);
+        let Some((contact, nonce)) = leadflow_domain::process::unsubscribe::verify_confirm(secret, &token) else {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "無効なリンク / Invalid link",
+                "<h1>無効なリンクです / This link is not valid</h1><p>確認リンクが正しくありません。メール内のリンクをそのままお使いください。<br>The confirmation link is not valid. Please use the link from the email as it is.</p>",
+            );
+        };
+        match *req.method() {
+            Method::GET | Method::HEAD => page(
+                StatusCode::OK,
+                "登録の確認 / Confirm your subscription",
+                &format!(
+                    "<h1>メール配信の登録 / Confirm your subscription</h1><p>ご案内メールの受け取りを確認します。<br>Please confirm that you want to receive our emails.</p>\
+<form method=\"post\" action=\"?token={}\"><button type=\"submit\">登録を確認する / Confirm</button></form>",
+                    leadflow_domain::escape_html(&token)
+                ),
+            ),
+            Method::POST => {
+                let evidence = leadflow_domain::records::ConsentConfirmation {
+                    at: (self.clock)(),
+                    ip: crate::source_ip(&req),
+                    user_agent: crate::header_str(req.headers(), lambda_http::http::header::USER_AGENT)
+                        .map(|s| s.chars().take(512).collect()),
+                };
+                match self.service.store.confirm(contact, &nonce, &evidence).await {
+                    Ok(outcome) => {
+                        tracing::info!(contact_id = %contact, confirmed = outcome == Confirmation::Confirmed, "opt-in confirmation");
+                        // The same page either way: a link says nothing about anyone's state.
+                        page(
+                            StatusCode::OK,
+                            "登録を確認しました / Confirmed",
+                            "<h1>ご登録ありがとうございます / Thank you</h1><p>メール配信の登録を確認しました。<br>Your subscription is confirmed.</p>",
+                        )
+                    }
+                    Err(e) => crate::store_failure(&e),
+                }
+            }
+            _ => page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "<p>GET or POST</p>"),
+        }
+    }
+
     pub(crate) async fn unsubscribe(&self, req: Request) -> Response<Body> {
         let Some(secret) = &self.unsubscribe_secret else {
             return page(
@@ -50,15 +119,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: IntakeStore + EventStore + Unsubscribes,
                 "<p>配信停止は現在ご利用いただけません。/ Unsubscribing is not available right now.</p>",
             );
         };
-        let token = req
-            .query_string_parameters_ref()
-            .and_then(|q| q.first("token").map(str::to_owned))
-            .or_else(|| {
-                let body = std::str::from_utf8(req.body().as_ref()).ok()?.to_owned();
-                body.split('&')
-                    .find_map(|p| p.strip_prefix("token=").map(percent_decode))
-            })
-            .unwrap_or_default();
+        let token = token_of(&req);
         let Some(contact) = verify(secret, &token) else {
             return page(
                 StatusCode::BAD_REQUEST,

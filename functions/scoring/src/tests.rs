@@ -172,6 +172,7 @@ fn contact(id: ContactId) -> Contact {
         email: None,
         fields: Default::default(),
         consent: None,
+        consent_pending: None,
         unsubscribed_at: None,
         suppressed: None,
         owner: None,

@@ -97,6 +97,7 @@ impl DynamoIntake {
                 email,
                 fields,
                 consent,
+                pending_consent,
                 add_key,
             } => {
                 let mut update = Update::new().set("updated_at", to_av(&now)?);
@@ -110,6 +111,9 @@ impl DynamoIntake {
                     Some(ConsentWrite::Replace(c)) => update = update.set("consent", to_av(c)?),
                     Some(ConsentWrite::IfAbsent(c)) => update = update.set_if_absent("consent", to_av(c)?),
                     None => {}
+                }
+                if let Some(p) = pending_consent {
+                    update = update.set("consent_pending", to_av(p)?);
                 }
                 if let Some(k) = add_key {
                     out.extend(key_item_writes(
@@ -329,5 +333,45 @@ impl Unsubscribes for DynamoIntake {
     async fn unsubscribe(&self, contact: ContactId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let update = Update::new().set_if_absent("unsubscribed_at", to_av(&now)?).if_exists();
         Ok(self.table.update(keys::contact(contact), update).await?.is_some())
+    }
+}
+
+impl leadflow_domain::ports::ConsentStore for DynamoIntake {
+    async fn confirm(
+        &self,
+        contact: ContactId,
+        nonce: &str,
+        evidence: &leadflow_domain::records::ConsentConfirmation,
+    ) -> Result<leadflow_domain::ports::Confirmation, StoreError> {
+        use leadflow_domain::ports::Confirmation;
+        let Some(item) = self.table.get(keys::contact(contact)).await? else {
+            return Ok(Confirmation::NothingPending);
+        };
+        let Some(pending) = attr::<leadflow_domain::records::PendingConsent>(&item, "consent_pending")? else {
+            return Ok(Confirmation::NothingPending);
+        };
+        if pending.nonce != nonce {
+            return Ok(Confirmation::NothingPending);
+        }
+        let mut consent = pending.consent.clone();
+        consent.confirmed = Some(evidence.clone());
+        // Consent in force, both steps as evidence; an explicit new opt-in lifts an earlier
+        // unsubscribe. Only the request this link names, and only once.
+        let contact_update = Update::new()
+            .set("consent", to_av(&consent)?)
+            .remove("consent_pending")
+            .remove("unsubscribed_at")
+            .when("{consent_pending}.{nonce} = :nonce", &[(":nonce", s(nonce))]);
+        // The lead whose submission asked is looked at by the next process run (nurture starts).
+        let (dpk, dsk) = keys::lead_due(evidence.at, pending.lead_id);
+        let lead_update = Update::new().set(DUE_PK, s(dpk)).set(DUE_SK, s(dsk)).if_exists();
+        let items = vec![
+            self.table.update_tx(keys::contact(contact), contact_update)?,
+            self.table.update_tx(keys::lead(pending.lead_id), lead_update)?,
+        ];
+        Ok(match self.table.transact(items, None).await? {
+            crate::table::Transact::Committed => Confirmation::Confirmed,
+            _ => Confirmation::NothingPending,
+        })
     }
 }

@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         },
         consent: None,
+        consent_pending: None,
         unsubscribed_at: None,
         suppressed: None,
         owner: None,

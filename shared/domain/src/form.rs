@@ -147,6 +147,10 @@ pub struct FormDefinition {
     pub honeypot: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentWording>,
+    /// Consent given on this form counts only once the person confirms it from the email it
+    /// sends (double opt-in). Unset: on for every form that asks for consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub double_opt_in: Option<bool>,
     #[serde(default = "MatchStrategy::default_contact")]
     pub contact_match: MatchStrategy,
     #[serde(default = "MatchStrategy::default_lead")]
@@ -181,6 +185,11 @@ pub struct FormConfigError {
 }
 
 impl FormDefinition {
+    /// Whether consent given here waits for the person's confirmation.
+    pub fn double_opt_in(&self) -> bool {
+        self.double_opt_in.unwrap_or(self.consent.is_some())
+    }
+
     /// The rules for a field name, declared or standard; `None` for an unknown field.
     pub fn field(&self, name: &str) -> Option<FieldSpec> {
         self.fields

@@ -131,6 +131,8 @@ pub enum ContactWrite {
         /// Only the non-empty submitted values: an empty value never blanks a stored one.
         fields: ContactFields,
         consent: Option<ConsentWrite>,
+        /// A double opt-in waiting for confirmation (replaces any earlier pending one).
+        pending_consent: Option<crate::records::PendingConsent>,
         /// A matching key this contact does not own yet (matched through its lead).
         add_key: Option<MatchKey>,
     },
@@ -259,14 +261,31 @@ pub fn decide(
         }
     }
 
-    let consent = sub.consent.map(|opt_in| Consent {
+    let interaction_id = InteractionId::generate();
+    let lead_id_if_new = LeadId::generate();
+    let lead_id = found.lead.map(|(l, _)| l).unwrap_or(lead_id_if_new);
+    let given = sub.consent.map(|opt_in| Consent {
         opt_in,
         wording_version: form.consent.as_ref().map(|c| c.version.clone()),
         at: now,
         source_form: form.id.clone(),
         ip: meta.source_ip.clone(),
         user_agent: meta.user_agent.clone(),
+        confirmed: None,
     });
+    // Double opt-in: a "yes" waits for the person's confirmation and grants nothing until then;
+    // a consent confirmed before stays in force.
+    let (consent, pending) = match given {
+        Some(c) if c.opt_in && form.double_opt_in() => (
+            None,
+            Some(crate::records::PendingConsent {
+                consent: c,
+                lead_id,
+                nonce: interaction_id.to_string(),
+            }),
+        ),
+        other => (other, None),
+    };
 
     // The lead key is the more specific match: when it finds a lead, that lead's contact is the person.
     let existing_contact = found.lead.map(|(_, c)| c).or(found.contact);
@@ -288,6 +307,7 @@ pub fn decide(
                         ConsentWrite::IfAbsent(c)
                     }
                 }),
+                pending_consent: pending,
                 add_key,
             };
             (contact_id, Resolution::Matched, write)
@@ -299,6 +319,7 @@ pub fn decide(
                 email: sub.email.clone(),
                 fields: sub.contact.clone(),
                 consent,
+                consent_pending: pending,
                 unsubscribed_at: None,
                 suppressed: None,
                 owner: None,
@@ -326,7 +347,7 @@ pub fn decide(
             },
         ),
         None => {
-            let lead_id = LeadId::generate();
+            let lead_id = lead_id_if_new;
             let lead = Lead {
                 lead_id,
                 contact_id,
@@ -351,7 +372,6 @@ pub fn decide(
         }
     };
 
-    let interaction_id = InteractionId::generate();
     let receipt = Receipt {
         contact_id,
         lead_id,

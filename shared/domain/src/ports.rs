@@ -48,3 +48,22 @@ pub trait Unsubscribes: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// What a confirmation click did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The pending opt-in is now consent, with the click's evidence.
+    Confirmed,
+    /// Nothing pending under that link (confirmed already, or replaced by a later request).
+    NothingPending,
+}
+
+/// Turns a pending double opt-in into consent.
+pub trait ConsentStore: Send + Sync {
+    fn confirm(
+        &self,
+        contact: ContactId,
+        nonce: &str,
+        evidence: &crate::records::ConsentConfirmation,
+    ) -> impl Future<Output = Result<Confirmation, StoreError>> + Send;
+}

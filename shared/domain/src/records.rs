@@ -143,6 +143,30 @@ pub struct Consent {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The second step of a double opt-in: when, from where, the person confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<ConsentConfirmation>,
+}
+
+/// Evidence of a confirmed opt-in (the click on the emailed link).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentConfirmation {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Consent given on a double opt-in form, waiting for the person's confirmation. Until then
+/// it grants nothing: no marketing email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConsent {
+    pub consent: Consent,
+    /// The lead whose submission asked: the process sends the confirmation email for it.
+    pub lead_id: LeadId,
+    /// Names this request (the submission's id): a confirmation link confirms only its own.
+    pub nonce: String,
 }
 
 /// Why a contact may no longer be emailed.
@@ -161,6 +185,9 @@ pub struct Contact {
     pub fields: ContactFields,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<Consent>,
+    /// Consent waiting for its confirmation (double opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_pending: Option<PendingConsent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsubscribed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

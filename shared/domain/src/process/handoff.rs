@@ -220,6 +220,7 @@ mod tests {
                 ..Default::default()
             },
             consent: None,
+            consent_pending: None,
             unsubscribed_at: None,
             suppressed: None,
             owner: None,

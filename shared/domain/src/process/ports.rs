@@ -150,6 +150,8 @@ pub enum Audience {
     Marketing,
     /// Owners and managers: not tracked, no unsubscribe, never the lead's engagement.
     Internal,
+    /// A message the person asked for (the opt-in confirmation): not tracked, no unsubscribe.
+    Transactional,
 }
 
 pub trait Mailer: Send + Sync {

@@ -116,14 +116,85 @@ fn describe(view: &LeadView) -> String {
     )
 }
 
-/// Sends a transactional email to an owner or manager, once per key.
+/// The double opt-in confirmation email, once per request, for the lead whose submission asked
+/// (transactional: untracked, no unsubscribe header, outside the send window and the cap).
+/// Returns when to try again if SES could not take it now.
+async fn send_confirmation(
+    store: &impl ProcessStore,
+    mailer: &impl Mailer,
+    cfg: &RunConfig<'_>,
+    view: &LeadView,
+    report: &mut RunReport,
+) -> Option<DateTime<Utc>> {
+    let contact = &view.contact;
+    let pending = contact.consent_pending.as_ref()?;
+    if pending.lead_id != view.lead.lead_id || contact.suppressed.is_some() || report.throttled {
+        return None;
+    }
+    let to = contact.email.as_ref()?.as_str().to_owned();
+    let url = format!(
+        "{}/confirm?token={}",
+        cfg.public_url.trim_end_matches('/'),
+        unsubscribe::confirm_token(cfg.unsubscribe_secret, contact.contact_id, &pending.nonce)
+    );
+    let name = super::nurture::salutation(contact);
+    let text = format!(
+        "{name}\n\nメール配信のお申し込みありがとうございます。下のリンクを開いて登録を確認してください。\n\
+         確認されるまで、ご案内メールはお送りしません。お心当たりがない場合は、このメールを破棄してください。\n\n\
+         Thank you for signing up. Please open the link below to confirm; until you do, we send you no\n\
+         marketing email. If this was not you, ignore this message.\n\n{url}\n\n{}\n{}\n",
+        cfg.nurture.footer.sender, cfg.nurture.footer.inquiry
+    );
+    let html = format!(
+        "<pre>{}</pre><p><a href=\"{}\">登録を確認する / Confirm</a></p>",
+        crate::escape_html(&text),
+        crate::escape_html(&url)
+    );
+    let email = RenderedEmail {
+        subject: "【ご確認】メール配信の登録 / Please confirm your subscription".into(),
+        html,
+        text,
+    };
+    let key = format!("confirm:{}", pending.nonce);
+    let recipient = Recipient {
+        address: &to,
+        name: &name,
+        audience: Audience::Transactional,
+    };
+    match send_once(store, mailer, cfg, view.lead.lead_id, &key, recipient, &email).await {
+        Ok(_) => None,
+        Err(e @ (MailError::Throttled(_) | MailError::Paused(_))) => {
+            tracing::warn!(error = %e, "SES refuses to send now; sending stops for this run");
+            report.throttled = true;
+            Some(cfg.now + chrono::Duration::minutes(5))
+        }
+        Err(e @ MailError::Unavailable(_)) => {
+            tracing::warn!(lead_id = %view.lead.lead_id, error = %e, "confirmation email not sent");
+            Some(cfg.now + chrono::Duration::minutes(5))
+        }
+        Err(e) => {
+            tracing::warn!(lead_id = %view.lead.lead_id, error = %e, "confirmation email rejected");
+            None
+        }
+    }
+}
+
+/// Who an email goes to: address, display name, and what kind of email it is to them.
+struct Recipient<'a> {
+    address: &'a str,
+    name: &'a str,
+    audience: Audience,
+}
+
+/// Sends an email that is not marketing (owners, managers, opt-in confirmations) once per key:
+/// no unsubscribe header, not counted against the person's frequency cap.
 async fn send_once(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
     cfg: &RunConfig<'_>,
     lead: LeadId,
     key: &str,
-    to: (&str, &str),
+    to: Recipient<'_>,
     email: &RenderedEmail,
 ) -> Result<bool, MailError> {
     match store
@@ -134,9 +205,16 @@ async fn send_once(
         Claim::Claimed => {}
         _ => return Ok(false),
     }
-    let raw =
-        mime(cfg.nurture, to.0, to.1, email, None, &format!("{key}.{lead}@leadflow")).map_err(MailError::Rejected)?;
-    match mailer.send(raw, to.0, lead, Audience::Internal).await {
+    let raw = mime(
+        cfg.nurture,
+        to.address,
+        to.name,
+        email,
+        None,
+        &format!("{key}.{lead}@leadflow"),
+    )
+    .map_err(MailError::Rejected)?;
+    match mailer.send(raw, to.address, lead, to.audience).await {
         Ok(id) => {
             store
                 .sent(lead, None, key, &id)
@@ -191,10 +269,14 @@ async fn process_lead(
         return Ok(());
     };
     report.leads += 1;
+    let confirm_retry = send_confirmation(store, mailer, cfg, &view, report).await;
     let p = plan(&view, cfg.nurture, cfg.now);
     report.moves += p.moves.len();
     let mut nurture = p.nurture.clone();
-    let mut next_due = p.next_due;
+    let mut next_due = match (p.next_due, confirm_retry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if p.held.is_some() {
         report.held += 1;
     }
@@ -311,7 +393,11 @@ async fn process_lead(
                 cfg,
                 lead_id,
                 &format!("handoff:{}", t.task_id),
-                (&o.email, &o.name),
+                Recipient {
+                    address: &o.email,
+                    name: &o.name,
+                    audience: Audience::Internal,
+                },
                 &email,
             )
             .await
@@ -371,7 +457,11 @@ async fn process_task(
                 cfg,
                 lead_id,
                 &format!("reminder:{task_id}"),
-                (&owner.email, &owner.name),
+                Recipient {
+                    address: &owner.email,
+                    name: &owner.name,
+                    audience: Audience::Internal,
+                },
                 &email,
             )
             .await
@@ -403,7 +493,11 @@ async fn process_task(
                 cfg,
                 lead_id,
                 &format!("escalation:{task_id}"),
-                (&manager.email, &manager.name),
+                Recipient {
+                    address: &manager.email,
+                    name: &manager.name,
+                    audience: Audience::Internal,
+                },
                 &email,
             )
             .await

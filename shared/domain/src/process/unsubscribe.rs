@@ -1,4 +1,5 @@
-//! Signed unsubscribe tokens: only the holder of an email's link can unsubscribe its contact.
+//! Signed links: only the holder of an email's link can unsubscribe its contact, or confirm
+//! its own opt-in (double opt-in). Each kind has its own prefix, so one cannot stand for the other.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -29,8 +30,44 @@ pub fn verify(secret: &[u8], token: &str) -> Option<ContactId> {
     ContactId::parse(id)
 }
 
+/// `c1.<contact id>.<nonce>.<hex HMAC-SHA256>`: confirms the pending opt-in `nonce` names.
+pub fn confirm_token(secret: &[u8], contact: ContactId, nonce: &str) -> String {
+    let payload = format!("c1.{}.{nonce}", contact.0.simple());
+    let sig = hex::encode(mac(secret, &payload).finalize().into_bytes());
+    format!("{payload}.{sig}")
+}
+
+/// The contact and the pending opt-in a confirmation token names, if its signature is ours.
+pub fn verify_confirm(secret: &[u8], token: &str) -> Option<(ContactId, String)> {
+    let (payload, sig) = token.rsplit_once('.')?;
+    let rest = payload.strip_prefix("c1.")?;
+    let (id, nonce) = rest.split_once('.')?;
+    let sig = hex::decode(sig).ok()?;
+    mac(secret, payload).verify_slice(&sig).ok()?;
+    (!nonce.is_empty() && nonce.len() <= 64).then_some(())?;
+    Some((ContactId::parse(id)?, nonce.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn confirmation_tokens_round_trip_and_are_not_unsubscribe_tokens() {
+        let c = ContactId::generate();
+        let t = confirm_token(b"secret", c, "0190-abc");
+        assert_eq!(verify_confirm(b"secret", &t), Some((c, "0190-abc".into())));
+        assert_eq!(verify_confirm(b"other", &t), None);
+        assert_eq!(verify(b"secret", &t), None, "not an unsubscribe token");
+        assert_eq!(verify_confirm(b"secret", &token(b"secret", c)), None, "nor the reverse");
+        let other = ContactId::generate();
+        assert_eq!(
+            verify_confirm(
+                b"secret",
+                &t.replace(&c.0.simple().to_string(), &other.0.simple().to_string())
+            ),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

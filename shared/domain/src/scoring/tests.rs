@@ -24,6 +24,7 @@ fn contact(industry: Option<&str>, employees: Option<&str>, title: Option<&str>)
             ..Default::default()
         },
         consent: None,
+        consent_pending: None,
         unsubscribed_at: None,
         suppressed: None,
         owner: None,
