@@ -507,10 +507,26 @@ async fn events_api_rejects_bad_events_and_stores_nothing() {
     }
     assert!(env.items().await.is_empty(), "nothing stored");
     assert!(env.drain_queue().await.is_empty());
+    // Preflights: only for the site's own origins, named by the key in the query.
     let pre = env
-        .send("OPTIONS", "/events", &[("origin", "http://localhost:3000")], b"")
+        .send(
+            "OPTIONS",
+            &format!("/events?site_key={SITE_KEY}"),
+            &[("origin", "http://localhost:3000")],
+            b"",
+        )
         .await;
     assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    for (target, origin) in [
+        (format!("/events?site_key={SITE_KEY}"), "https://evil.example"),
+        ("/events".to_owned(), "http://localhost:3000"),
+        ("/events?site_key=pk_nope".to_owned(), "http://localhost:3000"),
+    ] {
+        let r = env.send("OPTIONS", &target, &[("origin", origin)], b"").await;
+        assert_eq!(r.status, 403, "{target} from {origin}");
+        assert!(r.header("access-control-allow-origin").is_none());
+    }
     // sendBeacon: text/plain with the key in the body.
     let beacon = json!({"type": "page_view", "visitor_id": "v-1", "site_key": SITE_KEY}).to_string();
     let r = event(&env, &[("content-type", "text/plain;charset=UTF-8")], beacon.as_bytes()).await;

@@ -4,7 +4,7 @@
 //! `POST /internal/events` (IAM-authorised) lets back-end integrations name a lead or contact.
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use leadflow_domain::engagement::{
@@ -16,6 +16,13 @@ use leadflow_domain::ports::{ConsentStore, FormCatalog, InteractionQueue, Unsubs
 use crate::{error, field_errors, header_str, json_response, store_failure, Intake};
 
 pub const SITE_KEY_HEADER: &str = "x-leadflow-site-key";
+
+/// The site key in the query string (for preflights, which carry neither body nor header).
+fn query_key(req: &Request) -> Option<String> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first("site_key").map(str::to_owned))
+        .filter(|k| !k.is_empty())
+}
 
 fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
     if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
@@ -34,12 +41,28 @@ impl<
     pub(crate) async fn events(&self, req: Request, sender: EventSender) -> Response<Body> {
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
         match *req.method() {
-            // A preflight carries neither body nor key, so it cannot know the site; the POST
-            // itself is refused (403, no CORS headers) from an origin its site does not allow.
+            // A preflight carries no body and no custom header: the site is named by the key in
+            // the query (`/events?site_key=…`), and only its own origins are answered.
             Method::OPTIONS if sender == EventSender::Browser => {
-                let mut r = crate::preflight_ok("content-type, x-leadflow-site-key");
-                allow_origin(&mut r, origin.as_deref());
-                r
+                let site = match query_key(&req) {
+                    Some(key) => match self.sites.site(&key).await {
+                        Ok(site) => site,
+                        Err(e) => return store_failure(&e),
+                    },
+                    None => None,
+                };
+                match (site, origin.as_deref()) {
+                    (Some(site), Some(o)) if site.origin_allowed(o) => {
+                        let mut r = crate::preflight_ok("content-type, x-leadflow-site-key");
+                        allow_origin(&mut r, Some(o));
+                        r
+                    }
+                    _ => error(
+                        StatusCode::FORBIDDEN,
+                        "origin_not_allowed",
+                        "name the site in the query (?site_key=…); only its own origins may send events",
+                    ),
+                }
             }
             Method::POST => self.post_event(&req, origin.as_deref(), sender).await,
             _ => {
@@ -84,7 +107,8 @@ impl<
         }
         let key = header_str(req.headers(), SITE_KEY_HEADER)
             .map(str::to_owned)
-            .or_else(|| site_key_in(body));
+            .or_else(|| site_key_in(body))
+            .or_else(|| query_key(req));
         let Some(key) = key else {
             return error(
                 StatusCode::UNAUTHORIZED,
