@@ -12,11 +12,19 @@ if ! cmp -s requirements-dev.txt .venv/.installed 2>/dev/null; then
   cp requirements-dev.txt .venv/.installed
 fi
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
-# Headless Chromium and its driver, for the browser test (Debian's packages).
+# Headless Chromium and its driver, for the browser test, and a Japanese font so pages and
+# screenshots show Japanese (Debian's packages).
+need=""
 if ! command -v chromedriver >/dev/null && [ ! -x /usr/lib/chromium/chromedriver ]; then
+  need="chromium chromium-driver"
+fi
+if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=ja 2>/dev/null)" ] || ! command -v fc-list >/dev/null; then
+  need="$need fonts-ipafont-gothic"
+fi
+if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
   else
-    echo "note: install chromium and chromium-driver (Debian) for the browser test" >&2
+    echo "note: install $need (Debian) for the browser test and Japanese text in screenshots" >&2
   fi
 fi

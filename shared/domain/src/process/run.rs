@@ -80,7 +80,7 @@ fn owner_email(
         task.owner
     );
     let html = format!(
-        "<pre>{}</pre><p><a href=\"{lead_url}\">Open the lead</a></p>",
+        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre><p><a href=\"{lead_url}\">Open the lead</a></p>",
         crate::escape_html(&text)
     );
     let _ = cfg;
@@ -146,7 +146,7 @@ async fn send_confirmation(
         cfg.nurture.footer.sender, cfg.nurture.footer.inquiry
     );
     let html = format!(
-        "<pre>{}</pre><p><a href=\"{}\">登録を確認する / Confirm</a></p>",
+        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre><p><a href=\"{}\">登録を確認する / Confirm</a></p>",
         crate::escape_html(&text),
         crate::escape_html(&url)
     );
