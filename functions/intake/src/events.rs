@@ -8,10 +8,9 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use leadflow_domain::engagement::{
-    parse_event, record_event, site_key_in, EventOutcome, EventSender, EventStore, SiteCatalog, MAX_EVENT_BYTES,
+    parse_event, record_event, site_key_in, EventOutcome, EventSender, SiteCatalog, MAX_EVENT_BYTES,
 };
-use leadflow_domain::intake::IntakeStore;
-use leadflow_domain::ports::{ConsentStore, FormCatalog, InteractionQueue, Unsubscribes};
+use leadflow_domain::ports::{FormCatalog, InteractionQueue};
 
 use crate::{error, field_errors, header_str, json_response, store_failure, Intake};
 
@@ -31,13 +30,7 @@ fn allow_origin(r: &mut Response<Body>, origin: Option<&str>) {
     }
 }
 
-impl<
-        C: FormCatalog,
-        T: SiteCatalog,
-        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
-        Q: InteractionQueue,
-    > Intake<C, T, S, Q>
-{
+impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueue> Intake<C, T, S, Q> {
     pub(crate) async fn events(&self, req: Request, sender: EventSender) -> Response<Body> {
         let origin = header_str(req.headers(), header::ORIGIN).map(str::to_owned);
         match *req.method() {

@@ -27,6 +27,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub mod events;
 pub mod unsubscribe;
 
+/// Everything the intake function needs from the records table: submissions, site events,
+/// unsubscribes and opt-in confirmations.
+pub trait IntakeRecords: IntakeStore + EventStore + Unsubscribes + ConsentStore {}
+impl<S: IntakeStore + EventStore + Unsubscribes + ConsentStore> IntakeRecords for S {}
+
 pub struct Intake<C, T, S, Q> {
     pub forms: C,
     /// Sites allowed to send `POST /events`, by public key.
@@ -175,13 +180,7 @@ enum Caller {
     Server,
 }
 
-impl<
-        C: FormCatalog,
-        T: SiteCatalog,
-        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
-        Q: InteractionQueue,
-    > Intake<C, T, S, Q>
-{
+impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueue> Intake<C, T, S, Q> {
     /// The Lambda handler. Never returns `Err`: every failure is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Result<Response<Body>, std::convert::Infallible> {
         let span = tracing::info_span!(

@@ -9,9 +9,8 @@
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use leadflow_domain::engagement::{EventStore, SiteCatalog};
-use leadflow_domain::intake::IntakeStore;
-use leadflow_domain::ports::{Confirmation, ConsentStore, FormCatalog, InteractionQueue, Unsubscribes};
+use leadflow_domain::engagement::SiteCatalog;
+use leadflow_domain::ports::{Confirmation, FormCatalog, InteractionQueue};
 use leadflow_domain::process::unsubscribe::verify;
 
 use crate::Intake;
@@ -54,13 +53,7 @@ fn token_of(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-impl<
-        C: FormCatalog,
-        T: SiteCatalog,
-        S: IntakeStore + EventStore + Unsubscribes + ConsentStore,
-        Q: InteractionQueue,
-    > Intake<C, T, S, Q>
-{
+impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueue> Intake<C, T, S, Q> {
     pub(crate) async fn confirm(&self, req: Request) -> Response<Body> {
         let Some(secret) = &self.unsubscribe_secret else {
             return page(

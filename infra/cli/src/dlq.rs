@@ -4,20 +4,25 @@ use serde_json::{json, Value};
 
 use crate::{Error, Target};
 
-/// `dlq list`: the messages in the scoring dead-letter queue (left in place).
-pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
+/// Up to `max` (1-10) messages of the scoring dead-letter queue, hidden for `hide_secs`
+/// (0: left visible, a look that changes nothing).
+async fn receive(t: &Target, max: i32, hide_secs: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, Error> {
     let out = t
         .clients
         .sqs
         .receive_message()
         .queue_url(&t.scoring_dlq_url)
         .max_number_of_messages(max.clamp(1, 10))
-        .visibility_timeout(0)
+        .visibility_timeout(hide_secs)
         .send()
         .await?;
-    Ok(out
-        .messages
-        .unwrap_or_default()
+    Ok(out.messages.unwrap_or_default())
+}
+
+/// `dlq list`: the messages in the scoring dead-letter queue (left in place).
+pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
+    Ok(receive(t, max, 0)
+        .await?
         .iter()
         .map(|m| json!({"message_id": m.message_id(), "body": serde_json::from_str::<Value>(m.body().unwrap_or("")).unwrap_or_else(|_| Value::String(m.body().unwrap_or("").into()))}))
         .collect())
@@ -27,16 +32,7 @@ pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
 pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
     let mut n = 0;
     loop {
-        let out = t
-            .clients
-            .sqs
-            .receive_message()
-            .queue_url(&t.scoring_dlq_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .send()
-            .await?;
-        let msgs = out.messages.unwrap_or_default();
+        let msgs = receive(t, 10, 60).await?;
         if msgs.is_empty() {
             return Ok(n);
         }
@@ -68,16 +64,7 @@ pub async fn dlq_mentions(t: &Target, needles: &[String]) -> Result<Vec<String>,
     let mut seen = std::collections::BTreeSet::new();
     let mut found = Vec::new();
     for _ in 0..10 {
-        let out = t
-            .clients
-            .sqs
-            .receive_message()
-            .queue_url(&t.scoring_dlq_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .send()
-            .await?;
-        let msgs = out.messages.unwrap_or_default();
+        let msgs = receive(t, 10, 0).await?;
         let mut new = 0;
         for m in &msgs {
             let id = m.message_id().unwrap_or("").to_owned();
