@@ -14,6 +14,7 @@ fn target(env: &TestEnv) -> Target {
         config_table: env.stack.settings().unwrap().config_table,
         scoring_queue_url: env.queue("ScoringQueue").url,
         scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
+        engagement_dlq_url: env.queue("EngagementDeadLetterQueue").url,
     }
 }
 
@@ -221,10 +222,16 @@ async fn lead_show_export_and_verified_erasure() {
         &json!({"lead_id": lead, "note": "stuck"}).to_string(),
     )
     .await;
+    // An SES event that could not be scored names the recipient by address.
+    env.send_raw(
+        "EngagementDeadLetterQueue",
+        &json!({"eventType": "Open", "mail": {"messageId": "m-x", "destination": ["privacy@example.jp"]}}).to_string(),
+    )
+    .await;
     let erased = person_erase(&t, "privacy@example.jp").await.unwrap();
     assert_eq!(erased.remaining, 0);
     assert!(erased.deleted >= 7, "{erased:?}");
-    assert_eq!(erased.dead_lettered.len(), 1, "{erased:?}");
+    assert_eq!(erased.dead_lettered.len(), 2, "{erased:?}");
     assert!(
         env.items_of("spam").await.is_empty(),
         "the spam holding the address is gone"

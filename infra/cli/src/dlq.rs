@@ -4,14 +4,14 @@ use serde_json::{json, Value};
 
 use crate::{Error, Target};
 
-/// Up to `max` (1-10) messages of the scoring dead-letter queue, hidden for `hide_secs`
-/// (0: left visible, a look that changes nothing).
-async fn receive(t: &Target, max: i32, hide_secs: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, Error> {
+/// Up to `max` (1-10) messages of a dead-letter queue, hidden for `hide_secs` (0: left
+/// visible, a look that changes nothing).
+async fn receive(t: &Target, queue: &str, max: i32, hide_secs: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, Error> {
     let out = t
         .clients
         .sqs
         .receive_message()
-        .queue_url(&t.scoring_dlq_url)
+        .queue_url(queue)
         .max_number_of_messages(max.clamp(1, 10))
         .visibility_timeout(hide_secs)
         .send()
@@ -21,7 +21,7 @@ async fn receive(t: &Target, max: i32, hide_secs: i32) -> Result<Vec<aws_sdk_sqs
 
 /// `dlq list`: the messages in the scoring dead-letter queue (left in place).
 pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
-    Ok(receive(t, max, 0)
+    Ok(receive(t, &t.scoring_dlq_url, max, 0)
         .await?
         .iter()
         .map(|m| json!({"message_id": m.message_id(), "body": serde_json::from_str::<Value>(m.body().unwrap_or("")).unwrap_or_else(|_| Value::String(m.body().unwrap_or("").into()))}))
@@ -32,7 +32,7 @@ pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
 pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
     let mut n = 0;
     loop {
-        let msgs = receive(t, 10, 60).await?;
+        let msgs = receive(t, &t.scoring_dlq_url, 10, 60).await?;
         if msgs.is_empty() {
             return Ok(n);
         }
@@ -58,13 +58,23 @@ pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
     }
 }
 
-/// The ids of dead-lettered messages that mention any of `needles` (left in place; at most a
-/// hundred messages are looked at).
+/// The ids of dead-lettered messages (scoring and engagement DLQs) that mention any of
+/// `needles` (left in place; at most a hundred messages per queue are looked at).
 pub async fn dlq_mentions(t: &Target, needles: &[String]) -> Result<Vec<String>, Error> {
+    let mut found = Vec::new();
+    for queue in [&t.scoring_dlq_url, &t.engagement_dlq_url] {
+        if !queue.is_empty() {
+            found.extend(mentions_in(t, queue, needles).await?);
+        }
+    }
+    Ok(found)
+}
+
+async fn mentions_in(t: &Target, queue: &str, needles: &[String]) -> Result<Vec<String>, Error> {
     let mut seen = std::collections::BTreeSet::new();
     let mut found = Vec::new();
     for _ in 0..10 {
-        let msgs = receive(t, 10, 0).await?;
+        let msgs = receive(t, queue, 10, 0).await?;
         let mut new = 0;
         for m in &msgs {
             let id = m.message_id().unwrap_or("").to_owned();

@@ -36,6 +36,9 @@ struct Cli {
     /// The stack's ScoringDeadLetterQueueUrl output.
     #[arg(long, global = true, env = "LEADFLOW_SCORING_DLQ_URL")]
     scoring_dlq_url: Option<String>,
+    /// The stack's EngagementDeadLetterQueueUrl output (SES events that could not be scored).
+    #[arg(long, global = true, env = "LEADFLOW_ENGAGEMENT_DLQ_URL")]
+    engagement_dlq_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -162,6 +165,12 @@ async fn target(cli: &Cli) -> Result<Target, String> {
         config_table: name(&cli.config_table, "ConfigTable", "config-table")?,
         scoring_queue_url: queue(&cli.scoring_queue_url, "ScoringQueue", "scoring-queue-url").unwrap_or_default(),
         scoring_dlq_url: queue(&cli.scoring_dlq_url, "ScoringDeadLetterQueue", "scoring-dlq-url").unwrap_or_default(),
+        engagement_dlq_url: queue(
+            &cli.engagement_dlq_url,
+            "EngagementDeadLetterQueue",
+            "engagement-dlq-url",
+        )
+        .unwrap_or_default(),
     })
 }
 
@@ -261,7 +270,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("erased: {} items deleted, verified gone", e.deleted);
             if !e.dead_lettered.is_empty() {
                 println!(
-                    "still mentioned by {} dead-lettered message(s) in the scoring DLQ: {} (dlq replay or purge them)",
+                    "still mentioned by {} dead-lettered message(s): {} (replay or purge them)",
                     e.dead_lettered.len(),
                     e.dead_lettered.join(", ")
                 );

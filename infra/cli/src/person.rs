@@ -154,8 +154,9 @@ pub async fn person_erase(t: &Target, email: &str) -> Result<Erasure, Error> {
         .try_collect::<Vec<bool>>()
         .await?;
     let remaining = table.get_many(keys.clone()).await?.len();
-    // Messages name people by id only: look for the contact's and its leads'.
+    // Queue messages name people by id, SES events by address: look for both.
     let mut ids: Vec<String> = contact.iter().map(ToString::to_string).collect();
+    ids.push(email.to_lowercase());
     ids.extend(
         keys.iter()
             .filter_map(|(pk, _)| keys::lead_of_partition(pk))

@@ -22,6 +22,8 @@ pub struct Target {
     pub config_table: String,
     pub scoring_queue_url: String,
     pub scoring_dlq_url: String,
+    /// Empty when not known: erasure then looks in the scoring DLQ only.
+    pub engagement_dlq_url: String,
 }
 
 /// An item as JSON (`null` if it cannot be read).
