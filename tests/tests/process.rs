@@ -655,3 +655,26 @@ async fn double_opt_in_sends_one_confirmation_and_nurture_starts_only_after_the_
     );
     let _ = confirmed;
 }
+
+#[tokio::test]
+async fn an_existing_lead_that_opts_in_later_gets_its_confirmation_at_the_next_run() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    lead(&env, json!({"email": "later@example.jp", "last_name": "後日"})).await;
+    env.run_scoring().await;
+    let r = env.process.run().await.unwrap();
+    assert_eq!(r.emails, 0);
+    assert!(emails_to("later@example.jp").await.is_empty(), "no consent, no email");
+    // The same person comes back and ticks the box: the lead is matched, not new.
+    lead(
+        &env,
+        json!({"email": "later@example.jp", "last_name": "後日", "consent": true}),
+    )
+    .await;
+    env.run_scoring().await;
+    env.process.clock = || t0() + Duration::minutes(10);
+    env.process.run().await.unwrap();
+    let mails = emails_to("later@example.jp").await;
+    assert_eq!(mails.len(), 1, "the confirmation goes out");
+    assert!(mails[0].subject().contains("Please confirm"));
+}

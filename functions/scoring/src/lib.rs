@@ -1,5 +1,5 @@
 //! The scoring function. Triggered by the scoring queue (interactions stored by intake and
-//! the events API) and the engagement queue (SES events via SNS), with partial batch
+//! the events API) and the engagement queue (SES events via EventBridge), with partial batch
 //! failures; and by a schedule for the re-scoring pass (`{"rescore": "due"}`), or by hand
 //! after a model change (`{"rescore": "stale"}`).
 

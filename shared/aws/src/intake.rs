@@ -128,10 +128,13 @@ impl DynamoIntake {
         }
     }
 
+    /// `confirm`: the submission asks for an opt-in confirmation, which the process sends when
+    /// it next looks at the lead (a new lead is looked at once scored).
     fn lead_write(
         &self,
         w: &LeadWrite,
         now: DateTime<Utc>,
+        confirm: bool,
         out: &mut Vec<(Item, Condition)>,
     ) -> Result<Option<(Key, Update)>, StoreError> {
         match w {
@@ -159,6 +162,10 @@ impl DynamoIntake {
                 for (name, value) in fields {
                     update = update.set_in("fields", name, s(value));
                 }
+                if confirm {
+                    let (dpk, dsk) = keys::lead_due(now, *lead_id);
+                    update = update.set(DUE_PK, s(dpk)).set(DUE_SK, s(dsk));
+                }
                 Ok(Some((keys::lead(*lead_id), update.if_exists())))
             }
         }
@@ -172,7 +179,11 @@ impl DynamoIntake {
         let mut puts = Vec::with_capacity(7);
         let mut updates = Vec::with_capacity(2);
         updates.extend(self.contact_write(&plan.contact, plan.now, &mut puts)?);
-        updates.extend(self.lead_write(&plan.lead, plan.now, &mut puts)?);
+        let confirm = match &plan.contact {
+            ContactWrite::Create { contact, .. } => contact.consent_pending.is_some(),
+            ContactWrite::Update { pending_consent, .. } => pending_consent.is_some(),
+        };
+        updates.extend(self.lead_write(&plan.lead, plan.now, confirm, &mut puts)?);
         let ix = &plan.interaction;
         puts.push((outboxed_interaction(ix, plan.now)?, Condition::absent()));
         let h = &plan.history;
