@@ -197,6 +197,10 @@ async fn double_click_gives_the_same_answer_and_one_interaction() {
     let b = env.post_json("demo", &body, &[]).await;
     assert_eq!((a.status, b.status), (201, 201));
     assert_eq!(a.body, b.body);
+    // Nothing says it was a repeat: whoever sends identical values learns nothing from it.
+    assert_eq!(b.header("idempotent-replayed"), None);
+    let public = env.post_public("demo", &body, &[]).await;
+    assert_eq!(public.header("idempotent-replayed"), None);
     assert_eq!(env.items_of("interaction").await.len(), 1);
     assert_eq!(env.drain_queue().await.len(), 1);
     // After the 30 s window the same values are a new submission of the same lead.

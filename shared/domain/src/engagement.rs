@@ -121,6 +121,8 @@ impl SesNotice {
 pub const MAX_EVENT_BYTES: usize = 8 * 1024;
 pub const MAX_EVENT_PROPERTIES: usize = 20;
 pub const MAX_PAST: Duration = Duration::days(7);
+/// How old an event a browser may report (a beacon is sent as it happens).
+pub const MAX_PAST_BROWSER: Duration = Duration::hours(1);
 pub const MAX_FUTURE: Duration = Duration::minutes(5);
 
 /// A site allowed to send events, identified by its public key.
@@ -335,14 +337,25 @@ pub fn parse_event(
             properties.insert("url".into(), url.clone().into());
         }
     }
+    // A browser reports what just happened: backdating would spread capped points over past days.
+    let max_past = match sender {
+        EventSender::Browser => MAX_PAST_BROWSER,
+        EventSender::Server => MAX_PAST,
+    };
     let occurred_at = match raw.occurred_at.as_deref() {
         None => Some(now),
         Some(t) => match DateTime::parse_from_rfc3339(t) {
-            Ok(t) if t.with_timezone(&Utc) >= now - MAX_PAST && t.with_timezone(&Utc) <= now + MAX_FUTURE => {
+            Ok(t) if t.with_timezone(&Utc) >= now - max_past && t.with_timezone(&Utc) <= now + MAX_FUTURE => {
                 Some(t.with_timezone(&Utc))
             }
             Ok(_) => {
-                errors.push(FieldError::new("occurred_at", "must be within the last 7 days"));
+                errors.push(FieldError::new(
+                    "occurred_at",
+                    match sender {
+                        EventSender::Browser => "must be within the last hour",
+                        EventSender::Server => "must be within the last 7 days",
+                    },
+                ));
                 None
             }
             Err(_) => {
@@ -445,6 +458,16 @@ mod tests {
             EventSender::Server
         )
         .is_err());
+    }
+
+    #[test]
+    fn browsers_cannot_backdate_events() {
+        let now = Utc::now();
+        let two_hours_ago = (now - Duration::hours(2)).to_rfc3339();
+        let body = format!(r#"{{"type":"page_view","visitor_id":"v","occurred_at":"{two_hours_ago}"}}"#);
+        let errs = parse_event(body.as_bytes(), &site(), now, EventSender::Browser).unwrap_err();
+        assert_eq!(errs[0].field, "occurred_at");
+        assert!(parse_event(body.as_bytes(), &site(), now, EventSender::Server).is_ok());
     }
 
     #[test]

@@ -178,8 +178,13 @@ impl IntakePlan {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Answer with an earlier receipt; write nothing.
-    Replay(Receipt),
+    /// Answer with an earlier receipt; write nothing. `by_key`: the caller's own
+    /// `Idempotency-Key` (said so in the answer); otherwise a double click (not said: the
+    /// answer must not tell anyone that identical values were just submitted).
+    Replay {
+        receipt: Receipt,
+        by_key: bool,
+    },
     Write(Box<IntakePlan>),
     /// The idempotency key was used before with a different submission.
     KeyReused,
@@ -249,7 +254,10 @@ pub fn decide(
     if let (Some(_), Some(prior)) = (&req.idempotency_key, &found.idempotency) {
         if prior.expires_at > now {
             return if prior.fingerprint == req.fingerprint {
-                Decision::Replay(prior.receipt.clone())
+                Decision::Replay {
+                    receipt: prior.receipt.clone(),
+                    by_key: true,
+                }
             } else {
                 Decision::KeyReused
             };
@@ -257,7 +265,10 @@ pub fn decide(
     }
     if let Some(prior) = &found.dedup {
         if prior.expires_at > now && prior.fingerprint == req.fingerprint {
-            return Decision::Replay(prior.receipt.clone());
+            return Decision::Replay {
+                receipt: prior.receipt.clone(),
+                by_key: false,
+            };
         }
     }
 
@@ -445,7 +456,8 @@ pub fn decide(
 pub enum IntakeOutcome {
     Accepted {
         receipt: Receipt,
-        /// An earlier answer replayed (idempotency key or double click); nothing was written.
+        /// The answer to an earlier request with the same `Idempotency-Key`; nothing was
+        /// written. (A double click is answered the same way, but not flagged.)
         replayed: bool,
         /// The scoring message went out now; if not, the outbox sends it later.
         queued: bool,
@@ -515,10 +527,10 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
         for attempt in 1..=MAX_ATTEMPTS {
             let found = self.store.lookup(&req).await?;
             let plan = match decide(form, &sub, meta, &req, &found) {
-                Decision::Replay(receipt) => {
+                Decision::Replay { receipt, by_key } => {
                     return Ok(IntakeOutcome::Accepted {
                         receipt,
-                        replayed: true,
+                        replayed: by_key,
                         queued: false,
                     })
                 }

@@ -236,7 +236,13 @@ fn decide_replays_and_refuses_reused_keys() {
         idempotency: Some(stored.clone()),
         ..Default::default()
     };
-    assert_eq!(decide(&f, &s, &m, &req, &found), Decision::Replay(receipt.clone()));
+    assert_eq!(
+        decide(&f, &s, &m, &req, &found),
+        Decision::Replay {
+            receipt: receipt.clone(),
+            by_key: true
+        }
+    );
     let other = StoredReceipt {
         fingerprint: "different".into(),
         ..stored.clone()
@@ -259,7 +265,10 @@ fn decide_replays_and_refuses_reused_keys() {
         dedup: Some(dedup),
         ..Default::default()
     };
-    assert_eq!(decide(&f, &s, &meta(29), &req0, &found), Decision::Replay(receipt));
+    assert_eq!(
+        decide(&f, &s, &meta(29), &req0, &found),
+        Decision::Replay { receipt, by_key: false }
+    );
     assert!(matches!(decide(&f, &s, &meta(31), &req0, &found), Decision::Write(_)));
 }
 
@@ -384,10 +393,11 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
         .submit(&f, &body(json!({"email": "A@B.co", "last_name": "x"})), &meta(1))
         .await
         .unwrap();
+    // A double click: the same answer, nothing written, and not flagged as a replay.
     let IntakeOutcome::Accepted {
         receipt: r2,
-        replayed: true,
-        ..
+        replayed: false,
+        queued: false,
     } = again
     else {
         panic!("{again:?}")
