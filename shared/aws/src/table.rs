@@ -96,9 +96,24 @@ impl Transact {
     }
 }
 
-/// The one test of "a condition did not hold" for single-item writes.
-fn condition_failed<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
+/// The one reading of a single-item write: `Ok(None)` when its condition did not hold.
+fn conditional<T, E, R>(
+    op: &str,
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<Option<T>, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(store_error(op, e)),
+    }
 }
 
 /// A query of the table or one of its indexes: a partition, optionally narrowed by sort key.
@@ -209,11 +224,7 @@ impl Table {
             .set_expression_attribute_values(values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
-            Err(e) => Err(store_error("PutItem", e)),
-        }
+        Ok(conditional("PutItem", result)?.is_some())
     }
 
     /// Updates an item and returns its new attributes; `Ok(None)` if the condition did not hold.
@@ -231,11 +242,7 @@ impl Table {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(None),
-            Err(e) => Err(store_error("UpdateItem", e)),
-        }
+        Ok(conditional("UpdateItem", result)?.map(|out| out.attributes.unwrap_or_default()))
     }
 
     /// Deletes an item; `Ok(false)` if its condition did not hold.
@@ -251,11 +258,7 @@ impl Table {
             .set_expression_attribute_values(values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
-            Err(e) => Err(store_error("DeleteItem", e)),
-        }
+        Ok(conditional("DeleteItem", result)?.is_some())
     }
 
     /// A put inside a transaction.
