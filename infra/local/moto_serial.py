@@ -6,6 +6,12 @@ makes every request atomic, as DynamoDB's are, so concurrency tests prove someth
 
 The server exits when its standard input closes, so it never outlives the process that
 started it (a test binary, or leadflow-local).
+
+Transactions cost what the items they touch cost: moto deep-copies every table a transaction
+names before running it (to roll back), which makes each transaction O(table size) and the
+local run unusable past a few thousand leads. `transact_write_items` is wrapped so moto's copy
+is skipped and only the touched items are snapshot and restored; conditions, cancellation
+reasons and "one operation per item" are moto's own.
 """
 
 import argparse
@@ -13,8 +19,56 @@ import os
 import sys
 import threading
 
+import copy
+import types
+
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
+
+
+def _deepcopy_but_tables(value, memo=None):
+    # moto's whole-table backup becomes a reference; the wrapper below restores touched items.
+    if isinstance(value, Table):
+        return value
+    return copy.deepcopy(value, memo)
+
+
+dynamodb_models.copy = types.SimpleNamespace(deepcopy=_deepcopy_but_tables, copy=copy.copy)
+_moto_transact = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self, transact_items):
+    snapshot = []
+    for entry in transact_items:
+        try:
+            _, op = next(iter(entry.items()))
+            table = self.tables[op["TableName"]]
+            attrs = op.get("Key") or op.get("Item") or {}
+            key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = attrs[table.range_key_attr]
+            hash_key, range_key = self.get_keys_value(table, key)
+        except Exception:
+            continue  # moto reports what is wrong with this operation
+        snapshot.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+    try:
+        return _moto_transact(self, transact_items)
+    except Exception:
+        # Newest first, so an item named twice ends as it was before the transaction.
+        for table, hash_key, range_key, before in reversed(snapshot):
+            if before is None:
+                table.delete_item(hash_key, range_key)
+            elif range_key is not None:
+                table.items[hash_key][range_key] = before
+            else:
+                table.items[hash_key] = before
+        raise
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items
 
 
 class Serialised:
