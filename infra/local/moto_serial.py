@@ -12,6 +12,10 @@ names before running it (to roll back), which makes each transaction O(table siz
 local run unusable past a few thousand leads. `transact_write_items` is wrapped so moto's copy
 is skipped and only the touched items are snapshot and restored; conditions, cancellation
 reasons and "one operation per item" are moto's own.
+
+SQS queue attributes are computed when asked for, one at a time: moto builds every attribute,
+counting every message in the queue, whenever it reads one (each SendMessage reads
+ContentBasedDeduplication), which made each send O(queue length).
 """
 
 import argparse
@@ -20,12 +24,17 @@ import sys
 import threading
 
 import copy
+import json
+import logging
 import types
+from collections.abc import Mapping
 
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.core.utils import camelcase_to_underscores
 from moto.server import DomainDispatcherApplication, create_backend_app
+from moto.sqs.models import Queue
 from werkzeug.serving import run_simple
 
 
@@ -71,6 +80,46 @@ def _transact_write_items(self, transact_items):
 DynamoDBBackend.transact_write_items = _transact_write_items
 
 
+class _LazyQueueAttributes(Mapping):
+    """A queue's attributes, each computed when read, as moto would compute it."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def _names(self):
+        q = self.queue
+        names = list(Queue.BASE_ATTRIBUTES)
+        if q.fifo_queue:
+            names += Queue.FIFO_ATTRIBUTES
+        if q.kms_master_key_id:
+            names += Queue.KMS_ATTRIBUTES
+        if q.policy:
+            names.append("Policy")
+        if q.redrive_policy:
+            names.append("RedrivePolicy")
+        return names
+
+    def __getitem__(self, name):
+        q = self.queue
+        if name == "Policy" and q.policy:
+            return q.policy
+        if name == "RedrivePolicy" and q.redrive_policy:
+            return json.dumps(q.redrive_policy)
+        if name not in self._names():
+            raise KeyError(name)
+        value = getattr(q, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+
+Queue.attributes = property(lambda queue: _LazyQueueAttributes(queue))
+
+
 class Serialised:
     def __init__(self, app):
         self.app = app
@@ -96,6 +145,8 @@ def exit_when_parent_goes():
 
 
 def main():
+    # One log line per request costs a tenth of the emulator's time and goes nowhere.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
