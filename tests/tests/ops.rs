@@ -86,10 +86,12 @@ async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
         csv.push_str(&format!("{email},山田,{i},\"Acme, Inc.\",部長,300\n"));
     }
     std::fs::write(&file, csv).unwrap();
-    let first = import_contacts(&t, &file, "import", false, Some(50)).await.unwrap();
+    let first = import_contacts(&t, &file, "import", false, false, Some(50))
+        .await
+        .unwrap();
     assert!(!first.finished);
     assert_eq!(first.rows, 50);
-    let second = import_contacts(&t, &file, "import", false, None).await.unwrap();
+    let second = import_contacts(&t, &file, "import", false, false, None).await.unwrap();
     assert!(second.finished);
     assert_eq!(
         second.resumed_from, 50,
@@ -115,7 +117,7 @@ async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
         117
     );
     // Running it again after it finished imports nothing twice.
-    let again = import_contacts(&t, &file, "import", false, None).await.unwrap();
+    let again = import_contacts(&t, &file, "import", false, false, None).await.unwrap();
     assert_eq!(again.rows, 0);
 }
 
@@ -278,4 +280,52 @@ async fn dlq_list_and_replay() {
     assert_eq!(dlq_replay(&t).await.unwrap(), 1);
     assert_eq!(env.depth("ScoringDeadLetterQueue").await, 0);
     assert_eq!(env.depth("ScoringQueue").await, 1);
+}
+
+#[tokio::test]
+async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_off() {
+    let mut env = TestEnv::new().await;
+    let t = target(&env);
+    env.process.clock = leadflow_tests::weekday_10am_tokyo;
+    let dir = tempdir("import-hot");
+    let hot = dir.join("hot.csv");
+    let mut csv = String::from("email,last_name,company,job_title,industry,employees,consent\n");
+    for i in 0..100 {
+        csv.push_str(&format!(
+            "hot{i}@example.jp,熱田{i},株式会社{i},代表取締役,IT,300,yes\n"
+        ));
+    }
+    std::fs::write(&hot, csv).unwrap();
+    let r = import_contacts(&t, &hot, "import", false, false, None).await.unwrap();
+    assert_eq!((r.rows, r.created, r.errors), (100, 100, 0));
+    env.run_scoring().await;
+    let report = env.process.run().await.unwrap();
+    assert_eq!((report.emails, report.handoffs), (0, 0), "{report:?}");
+    let ixs = env.items_of("interaction").await;
+    assert!(
+        ixs.iter()
+            .all(|i| i["kind"].as_s().map(String::as_str) == Ok("imported")),
+        "{:?}",
+        ixs.first()
+    );
+    let lead = env.items_of("lead").await.into_iter().next().unwrap();
+    assert_eq!(
+        lead["scoring"].as_m().unwrap()["total"].as_n().unwrap(),
+        "50",
+        "fit 50, the import 0"
+    );
+    assert_eq!(lead["scoring"].as_m().unwrap()["sales_ready"].as_bool(), Ok(&false));
+
+    // With --nurture, the consenting people join their band's program.
+    let opted = dir.join("opted.csv");
+    std::fs::write(
+        &opted,
+        "email,last_name,consent\noptin1@example.jp,一,yes\noptin2@example.jp,二,yes\nnoconsent@example.jp,三,no\n",
+    )
+    .unwrap();
+    import_contacts(&t, &opted, "import", true, false, None).await.unwrap();
+    env.run_scoring().await;
+    let report = env.process.run().await.unwrap();
+    assert_eq!((report.emails, report.handoffs), (2, 0), "{report:?}");
+    assert!(leadflow_tests::emails_to("noconsent@example.jp").await.is_empty());
 }

@@ -275,6 +275,7 @@ fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
             created_at: now(),
             last_activity_at: now(),
             submissions: 1,
+            nurture_enabled: true,
             fields: Default::default(),
         },
         contact: c,

@@ -41,15 +41,21 @@ fn fingerprint(path: &Path) -> Result<String, Error> {
 /// `import contacts FILE.csv`: each row through the same matching as intake (the form's
 /// strategies), streamed (memory stays flat at any size), resumable from a state file beside
 /// the input, with a per-row error report (`FILE.errors.csv`). `stop_after` interrupts on purpose (tests).
+/// An import records `imported` interactions (0 points in the default model) and starts no
+/// nurture unless `nurture` (then only people with recorded consent are emailed).
 pub async fn import_contacts(
     t: &Target,
     file: &Path,
     form_id: &str,
+    nurture: bool,
     progress: bool,
     stop_after: Option<usize>,
 ) -> Result<ImportReport, Error> {
     let forms = DynamoForms::new(t.config());
-    let form = forms.form(form_id).await?.ok_or_else(|| format!("no form {form_id}"))?;
+    let mut form = (*forms.form(form_id).await?.ok_or_else(|| format!("no form {form_id}"))?).clone();
+    if nurture {
+        form.nurture = Some(true);
+    }
     let service = IntakeService::new(
         DynamoIntake::new(t.records()),
         SqsQueue::new(t.clients.sqs.clone(), &t.scoring_queue_url),

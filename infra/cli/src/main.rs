@@ -93,6 +93,10 @@ enum ImportWhat {
         /// The form whose fields and matching strategies the rows follow.
         #[arg(long, default_value = "import")]
         form: String,
+        /// Put the imported people in their band's nurture program (only those with recorded
+        /// consent are ever emailed). Without it an import starts no email and no hand-off.
+        #[arg(long)]
+        nurture: bool,
     },
 }
 
@@ -212,9 +216,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             action: ConfigAction::Validate { .. },
         } => unreachable!("handled above"),
         Command::Import {
-            what: ImportWhat::Contacts { file, form },
+            what: ImportWhat::Contacts { file, form, nurture },
         } => {
-            let r = import_contacts(&t, &file, &form, true, None).await.map_err(s)?;
+            let r = import_contacts(&t, &file, &form, nurture, true, None)
+                .await
+                .map_err(s)?;
             println!(
                 "{} rows: {} new contacts, {} matched, {} with errors (see {}.errors.csv){}",
                 r.rows,

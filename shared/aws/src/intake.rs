@@ -155,12 +155,19 @@ impl DynamoIntake {
                 out.push((item, Condition::absent()));
                 Ok(None)
             }
-            LeadWrite::Update { lead_id, fields } => {
+            LeadWrite::Update {
+                lead_id,
+                fields,
+                start_nurture,
+            } => {
                 let mut update = Update::new()
                     .set("last_activity_at", to_av(&now)?)
                     .increment("submissions", 1);
                 for (name, value) in fields {
                     update = update.set_in("fields", name, s(value));
+                }
+                if *start_nurture {
+                    update = update.set("nurture_enabled", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
                 }
                 if confirm {
                     let (dpk, dsk) = keys::lead_due(now, *lead_id);

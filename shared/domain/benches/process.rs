@@ -52,6 +52,7 @@ fn bench(c: &mut Criterion) {
             created_at: now,
             last_activity_at: now,
             submissions: 1,
+            nurture_enabled: true,
             fields: Default::default(),
         },
         contact,

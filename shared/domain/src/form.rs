@@ -151,6 +151,10 @@ pub struct FormDefinition {
     /// sends (double opt-in). Unset: on for every form that asks for consent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub double_opt_in: Option<bool>,
+    /// Whether the leads this form creates or touches follow a nurture program. Unset: yes,
+    /// except for import forms (an import is not someone asking for email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nurture: Option<bool>,
     #[serde(default = "MatchStrategy::default_contact")]
     pub contact_match: MatchStrategy,
     #[serde(default = "MatchStrategy::default_lead")]
@@ -185,6 +189,11 @@ pub struct FormConfigError {
 }
 
 impl FormDefinition {
+    /// Whether submissions through this form put their lead in its nurture program.
+    pub fn starts_nurture(&self) -> bool {
+        self.nurture.unwrap_or(self.source != LeadSource::Import)
+    }
+
     /// Whether consent given here waits for the person's confirmation.
     pub fn double_opt_in(&self) -> bool {
         self.double_opt_in.unwrap_or(self.consent.is_some())

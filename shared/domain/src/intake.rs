@@ -147,6 +147,9 @@ pub enum LeadWrite {
     Update {
         lead_id: LeadId,
         fields: BTreeMap<String, String>,
+        /// The submission puts the lead in its nurture program (a person's own form, or an
+        /// import with `--nurture`); never takes it out.
+        start_nurture: bool,
     },
 }
 
@@ -355,6 +358,7 @@ pub fn decide(
             LeadWrite::Update {
                 lead_id,
                 fields: sub.custom.clone(),
+                start_nurture: form.starts_nurture(),
             },
         ),
         None => {
@@ -371,6 +375,7 @@ pub fn decide(
                 last_activity_at: now,
                 submissions: 1,
                 fields: sub.custom.clone(),
+                nurture_enabled: form.starts_nurture(),
             };
             (
                 lead_id,
@@ -406,7 +411,11 @@ pub fn decide(
         interaction_id,
         lead_id,
         contact_id,
-        kind: InteractionKind::FormSubmitted,
+        kind: if form.source == crate::records::LeadSource::Import {
+            InteractionKind::Imported
+        } else {
+            InteractionKind::FormSubmitted
+        },
         occurred_at: now,
         properties,
     };

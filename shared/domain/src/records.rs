@@ -245,16 +245,26 @@ pub struct Lead {
     pub last_activity_at: DateTime<Utc>,
     /// Form submissions recorded against this lead.
     pub submissions: u32,
+    /// Whether the lead follows its band's nurture program. Off for imported leads until an
+    /// import with `--nurture` or a form submission of their own opts them in.
+    #[serde(default = "yes")]
+    pub nurture_enabled: bool,
     /// Form-specific (non-contact) fields, latest non-empty value each. Always present
     /// (possibly empty) so that an update can set one entry.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InteractionKind {
     FormSubmitted,
+    /// A row of a contact import: not a form submission (the default model scores it 0).
+    Imported,
     PageViewed,
     ContentDownloaded,
     WebinarRegistered,
@@ -273,6 +283,7 @@ impl InteractionKind {
     pub fn name(&self) -> &str {
         match self {
             InteractionKind::FormSubmitted => "form_submitted",
+            InteractionKind::Imported => "imported",
             InteractionKind::PageViewed => "page_viewed",
             InteractionKind::ContentDownloaded => "content_downloaded",
             InteractionKind::WebinarRegistered => "webinar_registered",

@@ -238,6 +238,7 @@ mod tests {
             created_at: now,
             last_activity_at: now,
             submissions: 1,
+            nurture_enabled: true,
             fields: Default::default(),
         };
         (contact, lead)

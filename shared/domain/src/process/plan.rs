@@ -200,7 +200,10 @@ pub fn plan(view: &LeadView, cfg: &NurtureConfig, now: DateTime<Utc>) -> LeadPla
                 }
             }
         }
-        if let Some(c) = candidate {
+        if candidate.is_some() && !view.lead.nurture_enabled {
+            // Imported without --nurture: in no program until the person asks (a form of theirs).
+            held = Some("not in a nurture program (imported)".into());
+        } else if let Some(c) = candidate {
             if let Some(why) = blocked(&view.contact) {
                 // Consent decides: nothing is sent and nothing is scheduled for this contact.
                 held = Some(why.to_owned());

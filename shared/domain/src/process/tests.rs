@@ -64,6 +64,7 @@ fn view(band: &str, stage: Stage, sales_ready: bool) -> LeadView {
             created_at: now,
             last_activity_at: now,
             submissions: 1,
+            nurture_enabled: true,
             fields: Default::default(),
         },
         contact: c,
