@@ -2,7 +2,7 @@
 //! error report), lead show, dead-letter replay, privacy export and erasure.
 
 use leadflow_cli::{
-    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
+    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, ImportOptions, Target,
 };
 use leadflow_tests::{s, TestEnv};
 use serde_json::{json, Value};
@@ -86,12 +86,14 @@ async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
         csv.push_str(&format!("{email},山田,{i},\"Acme, Inc.\",部長,300\n"));
     }
     std::fs::write(&file, csv).unwrap();
-    let first = import_contacts(&t, &file, "import", false, false, Some(50))
+    let first = import_contacts(&t, &file, &ImportOptions::default(), false, Some(50))
         .await
         .unwrap();
     assert!(!first.finished);
     assert_eq!(first.rows, 50);
-    let second = import_contacts(&t, &file, "import", false, false, None).await.unwrap();
+    let second = import_contacts(&t, &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
     assert!(second.finished);
     assert_eq!(
         second.resumed_from, 50,
@@ -102,7 +104,11 @@ async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
     assert_eq!(first.matched + second.matched, 1, "row7 existed");
     let report = std::fs::read_to_string(dir.join("contacts.csv.errors.csv")).unwrap();
     assert_eq!(report.lines().count(), 1 + 3, "{report}");
-    assert!(report.contains("14,email,\"is not a valid email address\""), "{report}");
+    // The file's own line, why, and the row as it was (so it can be fixed and imported again).
+    assert!(
+        report.contains("15,email: is not a valid email address,not-an-email-13,山田,13,\"Acme, Inc.\",部長,300"),
+        "{report}"
+    );
     let contacts = env.items_of("contact").await;
     assert_eq!(contacts.len(), 117, "one per valid email, no duplicates");
     let row7 = contacts.iter().find(|c| s(c, "email") == "row7@example.jp").unwrap();
@@ -117,7 +123,9 @@ async fn import_is_resumable_reports_bad_rows_and_matches_like_intake() {
         117
     );
     // Running it again after it finished imports nothing twice.
-    let again = import_contacts(&t, &file, "import", false, false, None).await.unwrap();
+    let again = import_contacts(&t, &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
     assert_eq!(again.rows, 0);
 }
 
@@ -296,7 +304,9 @@ async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_
         ));
     }
     std::fs::write(&hot, csv).unwrap();
-    let r = import_contacts(&t, &hot, "import", false, false, None).await.unwrap();
+    let r = import_contacts(&t, &hot, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
     assert_eq!((r.rows, r.created, r.errors), (100, 100, 0));
     env.run_scoring().await;
     let report = env.process.run().await.unwrap();
@@ -323,9 +333,147 @@ async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_
         "email,last_name,consent\noptin1@example.jp,一,yes\noptin2@example.jp,二,yes\nnoconsent@example.jp,三,no\n",
     )
     .unwrap();
-    import_contacts(&t, &opted, "import", true, false, None).await.unwrap();
+    import_contacts(
+        &t,
+        &opted,
+        &ImportOptions {
+            nurture: true,
+            ..Default::default()
+        },
+        false,
+        None,
+    )
+    .await
+    .unwrap();
     env.run_scoring().await;
     let report = env.process.run().await.unwrap();
     assert_eq!((report.emails, report.handoffs), (2, 0), "{report:?}");
     assert!(leadflow_tests::emails_to("noconsent@example.jp").await.is_empty());
+}
+
+/// The ops tool's binary against this test's stack (as an operator runs it).
+fn leadflow(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let t = target(env);
+    let bin = leadflow_local::workspace_root().join("target/debug/leadflow");
+    std::process::Command::new(&bin)
+        .args([
+            "--endpoint",
+            leadflow_tests::endpoint(),
+            "--table",
+            &t.table,
+            "--config-table",
+            &t.config_table,
+            "--scoring-queue-url",
+            &t.scoring_queue_url,
+        ])
+        .args(args)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("{} (scripts/test.sh builds it): {e}", bin.display()))
+}
+
+#[tokio::test]
+async fn an_excel_cp932_file_with_japanese_headers_imports_with_a_dry_run_an_errors_file_and_an_exit_code() {
+    let env = TestEnv::new().await;
+    let dir = tempdir("excel");
+    let file = dir.join("展示会リスト.csv");
+    let mut text = String::from("メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国\r\n");
+    for i in 0..17 {
+        text.push_str(&format!(
+            "tanaka{i}@example.co.jp,田中,一郎{i},株式会社サンプル{i},情報システム部,部長,IT,\"1,000名以上\",03-1234-56{i:02},日本\r\n"
+        ));
+    }
+    text.push_str("tanaka3@example.co.jp,田中,三郎,株式会社サンプル3,営業部,課長,IT,300,,日本\r\n"); // the same person again
+    text.push_str("メールなし,佐藤,花子,株式会社エラー,,,,,,日本\r\n");
+    text.push_str("suzuki@example,鈴木,次郎,株式会社エラー2,,,,,,日本\r\n");
+    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&text);
+    assert!(!unmappable);
+    std::fs::write(&file, &bytes).unwrap();
+    let path = file.to_str().unwrap();
+
+    let dry = leadflow(&env, &["import", "contacts", path, "--dry-run"]);
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        out.contains(
+            "dry run, nothing written: 20 rows (Shift_JIS): 17 would be new contacts, 1 would match, 2 refused"
+        ),
+        "{out}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(!dry.status.success(), "rows would fail: non-zero exit");
+    assert!(env.items_of("contact").await.is_empty(), "a dry run writes nothing");
+
+    let run = leadflow(&env, &["import", "contacts", path]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        out.contains("20 rows (Shift_JIS): 17 new contacts, 1 matched, 2 refused"),
+        "{out}{err}"
+    );
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 of 20 rows failed"), "{err}");
+    let report = std::fs::read_to_string(dir.join("展示会リスト.csv.errors.csv")).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert_eq!(
+        lines[0],
+        "line,error,メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国"
+    );
+    assert!(
+        lines[1].starts_with("20,email: ") && lines[1].contains("メールなし,佐藤,花子,株式会社エラー"),
+        "{report}"
+    );
+    assert!(lines[2].starts_with("21,email: "), "{report}");
+    let contacts = env.items_of("contact").await;
+    assert_eq!(contacts.len(), 17);
+    let c = contacts
+        .iter()
+        .find(|c| s(c, "email") == "tanaka0@example.co.jp")
+        .unwrap();
+    assert_eq!(
+        (s(c, "last_name"), s(c, "company")),
+        ("田中".into(), "株式会社サンプル0".into())
+    );
+    assert_eq!(s(c, "employees"), "1,000名以上");
+
+    // A file fixed and imported again: the errors file is written anew, and the exit is 0.
+    let fixed = dir.join("fixed.csv");
+    std::fs::write(
+        &fixed,
+        encoding_rs::SHIFT_JIS
+            .encode("メールアドレス,姓\r\nsato@example.jp,佐藤\r\n")
+            .0,
+    )
+    .unwrap();
+    let ok = leadflow(&env, &["import", "contacts", fixed.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let report = std::fs::read_to_string(dir.join("fixed.csv.errors.csv")).unwrap();
+    assert_eq!(report.lines().count(), 1, "only the header: {report}");
+}
+
+#[test]
+fn header_aliases_and_maps() {
+    use leadflow_cli::field_for;
+    let none: Vec<(String, String)> = vec![];
+    for (column, field) in [
+        ("メールアドレス", "email"),
+        ("Eメール", "email"),
+        ("E-mail", "email"),
+        ("姓", "last_name"),
+        ("名", "first_name"),
+        ("会社名", "company"),
+        ("役職", "job_title"),
+        ("従業員数", "employees"),
+        ("電話番号", "phone"),
+        ("Last Name", "last_name"),
+        ("\u{feff}email", "email"),
+        ("ｍｅｍｏ", "memo"),
+    ] {
+        assert_eq!(field_for(column, &none), field, "{column}");
+    }
+    let map = vec![("お名前(姓)".to_owned(), "last_name".to_owned())];
+    assert_eq!(field_for("お名前(姓)", &map), "last_name");
 }

@@ -1,6 +1,13 @@
-//! `import contacts`: CSV rows through intake's matching, resumable, with an error report.
+//! `import contacts`: CSV rows (UTF-8 with or without BOM, or Excel's Shift_JIS/CP932) through
+//! intake's matching, with Japanese and English header aliases, resumable, with a dry run and
+//! an error report that holds each failed row as it was.
+//!
+//! An import is not a form submission: rows record `imported` interactions (0 points in the
+//! default model) and start no nurture and no hand-off unless `--nurture` (then only people
+//! with recorded consent are ever emailed).
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -9,9 +16,10 @@ use futures::future::join_all;
 use leadflow_aws::catalog::DynamoForms;
 use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::sqs::SqsQueue;
-use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, SubmissionMeta};
+use leadflow_domain::form::FormDefinition;
+use leadflow_domain::intake::{lookup_request, IntakeError, IntakeOutcome, IntakeService, IntakeStore, SubmissionMeta};
 use leadflow_domain::ports::FormCatalog;
-use leadflow_domain::submission::{RawSubmission, RawValue};
+use leadflow_domain::submission::{validate, RawSubmission, RawValue, Validated};
 
 use crate::{Error, Target};
 
@@ -20,14 +28,165 @@ pub struct ImportReport {
     pub rows: usize,
     pub created: usize,
     pub matched: usize,
+    /// Rows refused (each in the errors file with its line, its values and why).
     pub errors: usize,
     /// Rows skipped because an earlier, interrupted run had done them.
     pub resumed_from: usize,
     pub finished: bool,
+    /// The encoding the file was read in (`UTF-8` or `Shift_JIS`).
+    pub encoding: &'static str,
+    /// A dry run: nothing was written.
+    pub dry_run: bool,
+}
+
+/// How to import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The form whose fields and matching strategies the rows follow.
+    pub form: String,
+    /// Put the people with recorded consent in their band's nurture program.
+    pub nurture: bool,
+    /// Say what would be created, matched and refused; write nothing.
+    pub dry_run: bool,
+    /// `Column=field` mappings, before the built-in aliases.
+    pub map: Vec<(String, String)>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            form: "import".into(),
+            nurture: false,
+            dry_run: false,
+            map: Vec::new(),
+        }
+    }
 }
 
 /// Rows submitted at once.
 pub const IMPORT_CHUNK: usize = 50;
+
+/// Column names as Japanese and English spreadsheets write them, and the field each is.
+const ALIASES: &[(&str, &str)] = &[
+    ("メールアドレス", "email"),
+    ("メール", "email"),
+    ("eメール", "email"),
+    ("e-mail", "email"),
+    ("emailaddress", "email"),
+    ("mail", "email"),
+    ("姓", "last_name"),
+    ("氏", "last_name"),
+    ("苗字", "last_name"),
+    ("lastname", "last_name"),
+    ("surname", "last_name"),
+    ("familyname", "last_name"),
+    ("名", "first_name"),
+    ("firstname", "first_name"),
+    ("givenname", "first_name"),
+    ("会社名", "company"),
+    ("会社", "company"),
+    ("企業名", "company"),
+    ("companyname", "company"),
+    ("organization", "company"),
+    ("部署", "department"),
+    ("部署名", "department"),
+    ("役職", "job_title"),
+    ("役職名", "job_title"),
+    ("title", "job_title"),
+    ("jobtitle", "job_title"),
+    ("業種", "industry"),
+    ("従業員数", "employees"),
+    ("社員数", "employees"),
+    ("companysize", "employees"),
+    ("電話番号", "phone"),
+    ("電話", "phone"),
+    ("tel", "phone"),
+    ("phonenumber", "phone"),
+    ("国", "country"),
+    ("国名", "country"),
+    ("メール配信同意", "consent"),
+    ("同意", "consent"),
+    ("optin", "consent"),
+];
+
+/// The field a column feeds: an explicit `--map` first, then the aliases, else the column's
+/// own name (lower-cased). Matching ignores case, spaces, `_` and `-`, and full-width forms.
+pub fn field_for(column: &str, map: &[(String, String)]) -> String {
+    let column = column.trim().trim_start_matches('\u{feff}');
+    if let Some((_, f)) = map.iter().find(|(c, _)| c.trim() == column) {
+        return f.trim().to_owned();
+    }
+    let squash = |s: &str| -> String {
+        leadflow_domain::normalize::clean_text(s)
+            .to_lowercase()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '_' | '-'))
+            .collect()
+    };
+    let key = squash(column);
+    ALIASES
+        .iter()
+        .find(|(alias, _)| squash(alias) == key)
+        .map(|(_, f)| (*f).to_owned())
+        .unwrap_or_else(|| leadflow_domain::normalize::clean_text(column).to_lowercase())
+}
+
+/// The file decoded: UTF-8 (a BOM is dropped), or Shift_JIS/CP932 when the start of the file
+/// is not UTF-8 (what Excel writes for "CSV" on Japanese Windows).
+fn open_decoded(path: &Path) -> Result<(Box<dyn Read>, &'static str), Error> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    std::fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
+    let utf8 = match std::str::from_utf8(&head) {
+        Ok(_) => true,
+        // Cut in the middle of a character at the end of the sample: still UTF-8.
+        Err(e) => e.error_len().is_none(),
+    };
+    let encoding = if head.starts_with(&[0xEF, 0xBB, 0xBF]) || utf8 {
+        encoding_rs::UTF_8
+    } else {
+        encoding_rs::SHIFT_JIS
+    };
+    let reader = encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .encoding(Some(encoding))
+        .bom_override(true)
+        .build(std::fs::File::open(path)?);
+    Ok((
+        Box::new(reader),
+        if encoding == encoding_rs::UTF_8 {
+            "UTF-8"
+        } else {
+            "Shift_JIS"
+        },
+    ))
+}
+
+/// Reads through, noting where each line ends, so a row's line number can be told from its byte
+/// offset (the csv crate's own line count is off by one after a CRLF header, as Excel writes).
+struct LineIndex<R> {
+    inner: R,
+    read: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut newlines = self.newlines.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                newlines.push(self.read + i as u64);
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The 1-based line of a record starting at `byte` (after a CRLF the csv crate puts a record's
+/// start on the line feed that ends the line before it, so that line feed counts).
+fn line_at(newlines: &[u64], byte: u64) -> u64 {
+    newlines.partition_point(|&nl| nl <= byte) as u64 + 1
+}
 
 fn fingerprint(path: &Path) -> Result<String, Error> {
     let meta = std::fs::metadata(path)?;
@@ -38,22 +197,66 @@ fn fingerprint(path: &Path) -> Result<String, Error> {
     Ok(hex::encode(&digest[..8]))
 }
 
+/// One row read from the file: its line, its values as given, and the submission made of them.
+struct Row {
+    line: u64,
+    values: Vec<String>,
+    raw: RawSubmission,
+}
+
+/// What a dry run says of one row, without writing.
+async fn classify(
+    service: &IntakeService<DynamoIntake, SqsQueue>,
+    form: &FormDefinition,
+    row: &Row,
+    seen: &mut HashSet<String>,
+) -> Result<Result<bool, String>, Error> {
+    let meta = SubmissionMeta {
+        received_at: Utc::now(),
+        ..Default::default()
+    };
+    let sub = match validate(form, &row.raw) {
+        Ok(Validated::Valid(sub)) => sub,
+        Ok(Validated::Spam) => return Ok(Err("the form's honeypot column is filled".into())),
+        Err(errors) => return Ok(Err(describe(&errors))),
+    };
+    let req = match lookup_request(form, &sub, &meta) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(describe(&[e]))),
+    };
+    let known = service.store.lookup(&req).await?.contact.is_some();
+    // A person twice in one file is created once, then matched.
+    let first_here = seen.insert(req.contact_key.as_str().to_owned());
+    Ok(Ok(known || !first_here))
+}
+
+fn describe(errors: &[leadflow_domain::submission::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `import contacts FILE.csv`: each row through the same matching as intake (the form's
 /// strategies), streamed (memory stays flat at any size), resumable from a state file beside
-/// the input, with a per-row error report (`FILE.errors.csv`). `stop_after` interrupts on purpose (tests).
-/// An import records `imported` interactions (0 points in the default model) and starts no
-/// nurture unless `nurture` (then only people with recorded consent are emailed).
+/// the input. `FILE.errors.csv` is written anew by each run from the first row (appended to
+/// when an interrupted run resumes): `line`, `error`, then the row's own columns as given.
+/// `stop_after` interrupts on purpose (tests).
 pub async fn import_contacts(
     t: &Target,
     file: &Path,
-    form_id: &str,
-    nurture: bool,
+    opts: &ImportOptions,
     progress: bool,
     stop_after: Option<usize>,
 ) -> Result<ImportReport, Error> {
     let forms = DynamoForms::new(t.config());
-    let mut form = (*forms.form(form_id).await?.ok_or_else(|| format!("no form {form_id}"))?).clone();
-    if nurture {
+    let mut form = (*forms
+        .form(&opts.form)
+        .await?
+        .ok_or_else(|| format!("no form {}", opts.form))?)
+    .clone();
+    if opts.nurture {
         form.nurture = Some(true);
     }
     let service = IntakeService::new(
@@ -62,19 +265,39 @@ pub async fn import_contacts(
     );
     let run_id = fingerprint(file)?;
     let state_path = PathBuf::from(format!("{}.import-state", file.display()));
-    let done: usize = match std::fs::read_to_string(&state_path) {
-        Ok(s) => match s.trim().split_once(' ') {
+    let done: usize = match (opts.dry_run, std::fs::read_to_string(&state_path)) {
+        (false, Ok(s)) => match s.trim().split_once(' ') {
             Some((id, n)) if id == run_id => n.parse().unwrap_or(0),
             _ => 0,
         },
-        Err(_) => 0,
+        _ => 0,
     };
-    let mut errors_out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(format!("{}.errors.csv", file.display()))?;
-    if errors_out.metadata()?.len() == 0 {
-        writeln!(errors_out, "row,field,message")?;
+    let (decoded, encoding) = open_decoded(file)?;
+    let newlines = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(LineIndex {
+            inner: decoded,
+            read: 0,
+            newlines: newlines.clone(),
+        });
+    let columns: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+    let fields: Vec<String> = columns.iter().map(|c| field_for(c, &opts.map)).collect();
+    let errors_path = format!("{}.errors.csv", file.display());
+    let resuming = done > 0;
+    let mut errors_out = csv::Writer::from_writer(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(resuming)
+            .truncate(!resuming)
+            .open(&errors_path)?,
+    );
+    if !resuming {
+        let mut header = vec!["line".to_owned(), "error".to_owned()];
+        header.extend(columns.iter().cloned());
+        errors_out.write_record(&header)?;
     }
     let total = std::fs::metadata(file)?.len();
     let bar = if progress {
@@ -83,25 +306,27 @@ pub async fn import_contacts(
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_path(file)?;
-    let headers: Vec<String> = reader
-        .headers()?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
-        .collect();
     let mut report = ImportReport {
         resumed_from: done,
+        encoding,
+        dry_run: opts.dry_run,
         ..Default::default()
     };
+    let refuse = |out: &mut csv::Writer<std::fs::File>, line: u64, why: &str, values: &[String]| {
+        let mut record = vec![line.to_string(), why.to_owned()];
+        record.extend(values.iter().cloned());
+        out.write_record(&record)
+    };
+    let mut seen = HashSet::new();
     let mut row_no = 0usize;
-    let mut chunk: Vec<(usize, RawSubmission)> = Vec::with_capacity(IMPORT_CHUNK);
+    let mut chunk: Vec<(usize, Row)> = Vec::with_capacity(IMPORT_CHUNK);
     let mut records = reader.records();
+    let started = std::time::Instant::now();
     loop {
         let next = records.next();
         if let Some(rec) = &next {
@@ -109,59 +334,98 @@ pub async fn import_contacts(
             if row_no > done {
                 match rec {
                     Ok(r) => {
-                        let fields = headers
-                            .iter()
-                            .zip(r.iter())
-                            .map(|(h, v)| (h.clone(), RawValue::Text(v.to_owned())))
-                            .collect();
-                        chunk.push((row_no, RawSubmission { fields }));
+                        let values: Vec<String> = r.iter().map(str::to_owned).collect();
+                        let raw = RawSubmission {
+                            fields: fields
+                                .iter()
+                                .zip(values.iter())
+                                .map(|(f, v)| (f.clone(), RawValue::Text(v.clone())))
+                                .collect(),
+                        };
+                        let line = r
+                            .position()
+                            .map_or(row_no as u64 + 1, |p| line_at(&newlines.borrow(), p.byte()));
+                        chunk.push((row_no, Row { line, values, raw }));
                     }
                     Err(e) => {
-                        writeln!(errors_out, "{row_no},_row,\"{}\"", e.to_string().replace('"', "'"))?;
+                        let line = e
+                            .position()
+                            .map_or(row_no as u64 + 1, |p| line_at(&newlines.borrow(), p.byte()));
+                        refuse(&mut errors_out, line, &format!("unreadable row: {e}"), &[])?;
+                        report.rows += 1;
                         report.errors += 1;
                     }
                 }
             }
         }
         if chunk.len() == IMPORT_CHUNK || (next.is_none() && !chunk.is_empty()) {
-            let now = Utc::now();
-            let results = join_all(chunk.iter().map(|(n, raw)| {
-                // A stable key per row: a resumed run replays rows it already did instead of doubling them.
-                let meta = SubmissionMeta {
-                    received_at: now,
-                    source_ip: None,
-                    user_agent: Some("leadflow import".into()),
-                    idempotency_key: Some(format!("import:{run_id}:{n}")),
-                };
-                let (service, form) = (&service, &form);
-                async move { service.submit(form, raw, &meta).await }
-            }))
-            .await;
-            for ((n, _), result) in chunk.iter().zip(results) {
-                report.rows += 1;
-                match result {
-                    Ok(IntakeOutcome::Accepted { receipt, .. }) => {
-                        if receipt.contact == leadflow_domain::intake::Resolution::Created {
-                            report.created += 1;
-                        } else {
-                            report.matched += 1;
+            if opts.dry_run {
+                for (_, row) in &chunk {
+                    report.rows += 1;
+                    match classify(&service, &form, row, &mut seen).await? {
+                        Ok(true) => report.matched += 1,
+                        Ok(false) => report.created += 1,
+                        Err(why) => {
+                            report.errors += 1;
+                            refuse(&mut errors_out, row.line, &why, &row.values)?;
                         }
                     }
-                    Ok(IntakeOutcome::Spam { .. }) => {}
-                    Err(IntakeError::Invalid(errs)) => {
-                        report.errors += 1;
-                        for e in errs {
-                            writeln!(errors_out, "{n},{},\"{}\"", e.field, e.message.replace('"', "'"))?;
-                        }
-                    }
-                    Err(e) => return Err(format!("row {n}: {e}; rerun to resume").into()),
                 }
+            } else {
+                let now = Utc::now();
+                let results = join_all(chunk.iter().map(|(n, row)| {
+                    // A stable key per row: a resumed run replays rows it already did instead of doubling them.
+                    let meta = SubmissionMeta {
+                        received_at: now,
+                        source_ip: None,
+                        user_agent: Some("leadflow import".into()),
+                        idempotency_key: Some(format!("import:{run_id}:{n}")),
+                    };
+                    let (service, form) = (&service, &form);
+                    async move { service.submit(form, &row.raw, &meta).await }
+                }))
+                .await;
+                for ((n, row), result) in chunk.iter().zip(results) {
+                    report.rows += 1;
+                    match result {
+                        Ok(IntakeOutcome::Accepted { receipt, .. }) => {
+                            if receipt.contact == leadflow_domain::intake::Resolution::Created {
+                                report.created += 1;
+                            } else {
+                                report.matched += 1;
+                            }
+                        }
+                        Ok(IntakeOutcome::Spam { .. }) => {
+                            report.errors += 1;
+                            refuse(
+                                &mut errors_out,
+                                row.line,
+                                "the form's honeypot column is filled",
+                                &row.values,
+                            )?;
+                        }
+                        Err(IntakeError::Invalid(errs)) => {
+                            report.errors += 1;
+                            refuse(&mut errors_out, row.line, &describe(&errs), &row.values)?;
+                        }
+                        Err(e) => {
+                            errors_out.flush()?;
+                            return Err(format!("row {n}: {e}; rerun to resume").into());
+                        }
+                    }
+                }
+                let last = chunk.last().map(|(n, _)| *n).unwrap_or(row_no);
+                std::fs::write(&state_path, format!("{run_id} {last}"))?;
             }
-            let last = chunk.last().map(|(n, _)| *n).unwrap_or(row_no);
-            std::fs::write(&state_path, format!("{run_id} {last}"))?;
+            errors_out.flush()?;
             chunk.clear();
             bar.set_position(records.reader().position().byte());
-            bar.set_message(format!("{} rows, {} errors", report.rows + done, report.errors));
+            let rate = report.rows as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} rows ({rate:.0}/s), {} refused",
+                report.rows + done,
+                report.errors
+            ));
             if stop_after.is_some_and(|s| report.rows >= s) {
                 return Ok(report);
             }
@@ -170,8 +434,11 @@ pub async fn import_contacts(
             break;
         }
     }
-    bar.finish_with_message(format!("{} rows imported, {} errors", report.rows, report.errors));
-    std::fs::write(&state_path, format!("{run_id} {row_no}"))?;
+    bar.finish_with_message(format!("{} rows, {} refused", report.rows, report.errors));
+    errors_out.flush()?;
+    if !opts.dry_run {
+        std::fs::write(&state_path, format!("{run_id} {row_no}"))?;
+    }
     report.finished = true;
     Ok(report)
 }

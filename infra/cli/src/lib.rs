@@ -8,7 +8,7 @@ mod person;
 mod target;
 
 pub use dlq::{dlq_list, dlq_replay};
-pub use import::{import_contacts, ImportReport, IMPORT_CHUNK};
+pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT_CHUNK};
 pub use lead::{lead_show, render_lead};
 pub use person::{person_erase, person_export, Erasure};
 pub use target::Target;

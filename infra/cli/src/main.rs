@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, Target,
+    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, ImportOptions, Target,
 };
 
 #[derive(Parser)]
@@ -97,7 +97,21 @@ enum ImportWhat {
         /// consent are ever emailed). Without it an import starts no email and no hand-off.
         #[arg(long)]
         nurture: bool,
+        /// Say what would be created, matched and refused; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// `Column=field`, for columns the built-in Japanese and English aliases do not know
+        /// (repeatable), e.g. --map 'お名前(姓)=last_name'.
+        #[arg(long = "map", value_parser = parse_map)]
+        map: Vec<(String, String)>,
     },
+}
+
+fn parse_map(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(c, f)| (c.trim().to_owned(), f.trim().to_owned()))
+        .filter(|(c, f)| !c.is_empty() && !f.is_empty())
+        .ok_or_else(|| format!("--map takes Column=field, not {s:?}"))
 }
 
 #[derive(Subcommand)]
@@ -216,24 +230,50 @@ async fn run(cli: Cli) -> Result<(), String> {
             action: ConfigAction::Validate { .. },
         } => unreachable!("handled above"),
         Command::Import {
-            what: ImportWhat::Contacts { file, form, nurture },
+            what:
+                ImportWhat::Contacts {
+                    file,
+                    form,
+                    nurture,
+                    dry_run,
+                    map,
+                },
         } => {
-            let r = import_contacts(&t, &file, &form, nurture, true, None)
-                .await
-                .map_err(s)?;
+            let opts = ImportOptions {
+                form,
+                nurture,
+                dry_run,
+                map,
+            };
+            let r = import_contacts(&t, &file, &opts, true, None).await.map_err(s)?;
             println!(
-                "{} rows: {} new contacts, {} matched, {} with errors (see {}.errors.csv){}",
+                "{}{} rows ({}): {} {}, {} {}, {} refused{}{}",
+                if r.dry_run { "dry run, nothing written: " } else { "" },
                 r.rows,
+                r.encoding,
                 r.created,
+                if r.dry_run {
+                    "would be new contacts"
+                } else {
+                    "new contacts"
+                },
                 r.matched,
+                if r.dry_run { "would match" } else { "matched" },
                 r.errors,
-                file.display(),
+                if r.errors > 0 {
+                    format!(" (each with its line and why in {}.errors.csv)", file.display())
+                } else {
+                    String::new()
+                },
                 if r.resumed_from > 0 {
                     format!("; resumed after row {}", r.resumed_from)
                 } else {
                     String::new()
                 }
             );
+            if r.errors > 0 {
+                return Err(format!("{} of {} rows failed", r.errors, r.rows));
+            }
         }
         Command::Lead {
             action: LeadAction::Show { who, json },
