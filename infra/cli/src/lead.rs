@@ -80,7 +80,22 @@ pub fn render_lead(v: &Value) -> String {
         c["first_name"].as_str().unwrap_or(""),
         c["email"].as_str().unwrap_or(""),
         c["company"].as_str().unwrap_or(""),
-        c["consent"]["opt_in"],
+        match (&c["consent"], &c["consent_pending"]) {
+            (Value::Null, Value::Null) => "none".to_owned(),
+            (Value::Null, p) => format!(
+                "pending confirmation (asked {} on form {})",
+                p["consent"]["at"].as_str().unwrap_or("?"),
+                p["consent"]["source_form"].as_str().unwrap_or("?")
+            ),
+            (k, _) => format!(
+                "{}{}",
+                k["opt_in"],
+                k["confirmed"]["at"]
+                    .as_str()
+                    .map(|at| format!(" (confirmed {at})"))
+                    .unwrap_or_default()
+            ),
+        },
         c.get("unsubscribed_at").and_then(Value::as_str).unwrap_or("no"),
         c["suppressed"]["reason"].as_str().unwrap_or("no"),
     );

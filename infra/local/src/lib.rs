@@ -140,6 +140,34 @@ impl Stack {
         Ok(())
     }
 
+    /// Lets every configured form and site accept the pages served at `origins` (a local run
+    /// on another port than the configuration's 3000).
+    pub async fn allow_origins(&self, origins: &[String]) -> Result<(), LocalError> {
+        let root = workspace_root();
+        let bundle = config_dir::load(&root.join("config")).map_err(|errors| {
+            LocalError::Other(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        })?;
+        let other = |e: leadflow_domain::ports::StoreError| LocalError::Other(e.to_string());
+        let add = |allowed: &mut Vec<String>| {
+            for origin in origins {
+                if !allowed.contains(origin) {
+                    allowed.push(origin.clone());
+                }
+            }
+        };
+        let forms = self.forms()?;
+        for mut form in bundle.forms {
+            add(&mut form.allowed_origins);
+            forms.put(&form).await.map_err(other)?;
+        }
+        let sites = self.sites()?;
+        for mut site in bundle.sites {
+            add(&mut site.allowed_origins);
+            sites.put(&site).await.map_err(other)?;
+        }
+        Ok(())
+    }
+
     /// A function's environment as the template declares it.
     fn env(&self, function: &str) -> Result<Env<impl Fn(&str) -> Option<String>>, LocalError> {
         let env = self.template.function_env(function, &self.provisioned)?;

@@ -31,6 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let public_url = format!("http://127.0.0.1:{port}");
     let stack = Stack::stand_up(&emulator.endpoint, "leadflow-", &public_url).await?;
     stack.open_send_window().await?;
+    // The demo forms and site accept the page wherever it is served (`--port`).
+    stack
+        .allow_origins(&[public_url.clone(), format!("http://localhost:{port}")])
+        .await?;
     let stack = Arc::new(stack);
     let functions = stack.start_functions(&emulator.endpoint).await?;
     let schedules = stack.template.schedules();
@@ -89,6 +93,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     names.sort();
     println!("  functions           {}", names.join(", "));
     println!("  AWS emulator (moto) {}", emulator.endpoint);
+    if emulator_port != 4566 {
+        println!(
+            "  ops tool            LEADFLOW_ENDPOINT={} scripts/leadflow --local …",
+            emulator.endpoint
+        );
+    } else {
+        println!("  ops tool            scripts/leadflow --local …");
+    }
     println!("Press Ctrl-C to stop.");
     server::serve(listener, front, async {
         let mut term =
