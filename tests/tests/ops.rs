@@ -420,7 +420,8 @@ async fn an_excel_cp932_file_with_japanese_headers_imports_with_a_dry_run_an_err
     assert_eq!(lines.len(), 3, "{report}");
     assert_eq!(
         lines[0],
-        "line,error,メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国"
+        "\u{feff}line,error,メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国",
+        "UTF-8 with a BOM, for Excel"
     );
     assert!(
         lines[1].starts_with("20,email: ") && lines[1].contains("メールなし,佐藤,花子,株式会社エラー"),
@@ -452,6 +453,7 @@ async fn an_excel_cp932_file_with_japanese_headers_imports_with_a_dry_run_an_err
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let report = std::fs::read_to_string(dir.join("fixed.csv.errors.csv")).unwrap();
     assert_eq!(report.lines().count(), 1, "only the header: {report}");
+    assert!(report.starts_with('\u{feff}'));
 }
 
 #[test]

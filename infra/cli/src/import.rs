@@ -286,14 +286,17 @@ pub async fn import_contacts(
     let fields: Vec<String> = columns.iter().map(|c| field_for(c, &opts.map)).collect();
     let errors_path = format!("{}.errors.csv", file.display());
     let resuming = done > 0;
-    let mut errors_out = csv::Writer::from_writer(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(resuming)
-            .truncate(!resuming)
-            .open(&errors_path)?,
-    );
+    let mut errors_file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resuming)
+        .truncate(!resuming)
+        .open(&errors_path)?;
+    if !resuming {
+        // UTF-8 with a BOM: Excel opens it with the Japanese intact.
+        std::io::Write::write_all(&mut errors_file, "\u{feff}".as_bytes())?;
+    }
+    let mut errors_out = csv::Writer::from_writer(errors_file);
     if !resuming {
         let mut header = vec!["line".to_owned(), "error".to_owned()];
         header.extend(columns.iter().cloned());
