@@ -15,6 +15,7 @@ fn target(env: &TestEnv) -> Target {
         scoring_queue_url: env.queue("ScoringQueue").url,
         scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
         engagement_dlq_url: env.queue("EngagementDeadLetterQueue").url,
+        schedule_dlq_url: env.queue("ScheduleDeadLetterQueue").url,
     }
 }
 
@@ -283,8 +284,19 @@ async fn dlq_list_and_replay() {
     )
     .await;
     let listed = dlq_list(&t, 10).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["body"]["note"], "replay me");
+    let names: Vec<&str> = listed.iter().map(|(q, _)| *q).collect();
+    assert_eq!(
+        names,
+        [
+            "ScoringDeadLetterQueue",
+            "EngagementDeadLetterQueue",
+            "ScheduleDeadLetterQueue"
+        ],
+        "every dead-letter queue"
+    );
+    assert_eq!(listed[0].1.len(), 1);
+    assert_eq!(listed[0].1[0]["body"]["note"], "replay me");
+    assert!(listed[1].1.is_empty() && listed[2].1.is_empty());
     assert_eq!(dlq_replay(&t).await.unwrap(), 1);
     assert_eq!(env.depth("ScoringDeadLetterQueue").await, 0);
     assert_eq!(env.depth("ScoringQueue").await, 1);
@@ -419,8 +431,7 @@ async fn an_excel_cp932_file_with_japanese_headers_imports_with_a_dry_run_an_err
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines.len(), 3, "{report}");
     assert_eq!(
-        lines[0],
-        "\u{feff}line,error,メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国",
+        lines[0], "\u{feff}line,error,メールアドレス,姓,名,会社名,部署,役職,業種,従業員数,電話番号,国",
         "UTF-8 with a BOM, for Excel"
     );
     assert!(

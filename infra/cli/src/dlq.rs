@@ -1,4 +1,5 @@
-//! `dlq list` and `dlq replay`: the scoring dead-letter queue.
+//! `dlq list` (every dead-letter queue of the stack) and `dlq replay` (the scoring one: its
+//! messages go back to the scoring queue).
 
 use serde_json::{json, Value};
 
@@ -19,13 +20,26 @@ async fn receive(t: &Target, queue: &str, max: i32, hide_secs: i32) -> Result<Ve
     Ok(out.messages.unwrap_or_default())
 }
 
-/// `dlq list`: the messages in the scoring dead-letter queue (left in place).
-pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<Value>, Error> {
-    Ok(receive(t, &t.scoring_dlq_url, max, 0)
-        .await?
-        .iter()
-        .map(|m| json!({"message_id": m.message_id(), "body": serde_json::from_str::<Value>(m.body().unwrap_or("")).unwrap_or_else(|_| Value::String(m.body().unwrap_or("").into()))}))
-        .collect())
+/// `dlq list`: each dead-letter queue the tool knows (scoring, engagement, schedule) with up
+/// to `max` of its messages, left in place; an empty list says the queue is empty.
+pub async fn dlq_list(t: &Target, max: i32) -> Result<Vec<(&'static str, Vec<Value>)>, Error> {
+    let mut out = Vec::new();
+    for (name, url) in [
+        ("ScoringDeadLetterQueue", &t.scoring_dlq_url),
+        ("EngagementDeadLetterQueue", &t.engagement_dlq_url),
+        ("ScheduleDeadLetterQueue", &t.schedule_dlq_url),
+    ] {
+        if url.is_empty() {
+            continue;
+        }
+        let messages = receive(t, url, max, 0)
+            .await?
+            .iter()
+            .map(|m| json!({"message_id": m.message_id(), "body": serde_json::from_str::<Value>(m.body().unwrap_or("")).unwrap_or_else(|_| Value::String(m.body().unwrap_or("").into()))}))
+            .collect();
+        out.push((name, messages));
+    }
+    Ok(out)
 }
 
 /// `dlq replay`: every dead-lettered message back to the scoring queue, then out of the DLQ.

@@ -39,6 +39,9 @@ struct Cli {
     /// The stack's EngagementDeadLetterQueueUrl output (SES events that could not be scored).
     #[arg(long, global = true, env = "LEADFLOW_ENGAGEMENT_DLQ_URL")]
     engagement_dlq_url: Option<String>,
+    /// The stack's ScheduleDeadLetterQueueUrl output (scheduled runs that could not be delivered).
+    #[arg(long, global = true, env = "LEADFLOW_SCHEDULE_DLQ_URL")]
+    schedule_dlq_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -189,6 +192,8 @@ async fn target(cli: &Cli) -> Result<Target, String> {
             "engagement-dlq-url",
         )
         .unwrap_or_default(),
+        schedule_dlq_url: queue(&cli.schedule_dlq_url, "ScheduleDeadLetterQueue", "schedule-dlq-url")
+            .unwrap_or_default(),
     })
 }
 
@@ -288,8 +293,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Dlq {
             action: DlqAction::List { max },
         } => {
-            for m in dlq_list(&t, max).await.map_err(s)? {
-                println!("{m}");
+            for (queue, messages) in dlq_list(&t, max).await.map_err(s)? {
+                if messages.is_empty() {
+                    println!("{queue}: empty");
+                } else {
+                    println!("{queue}: {} message(s) shown (up to {max})", messages.len());
+                    for m in messages {
+                        println!("  {m}");
+                    }
+                }
             }
         }
         Command::Dlq {

@@ -24,6 +24,8 @@ pub struct Target {
     pub scoring_dlq_url: String,
     /// Empty when not known: erasure then looks in the scoring DLQ only.
     pub engagement_dlq_url: String,
+    /// Failed scheduled invocations (process runs, re-scoring); empty when not known.
+    pub schedule_dlq_url: String,
 }
 
 /// An item as JSON (`null` if it cannot be read).
