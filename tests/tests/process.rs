@@ -653,6 +653,17 @@ async fn double_opt_in_sends_one_confirmation_and_nurture_starts_only_after_the_
             .all(|m| m.parsed().header("List-Unsubscribe").is_none()),
         "an unconfirmed opt-in never receives marketing email"
     );
+    // A confirmed person who submits again (consent ticked) is not asked to confirm again.
+    lead(&env, person("doi@example.jp", json!({"company": "Again"}))).await;
+    env.run_scoring().await;
+    env.process.clock = || t0() + Duration::minutes(30);
+    env.process.run().await.unwrap();
+    let confirmations = emails_to("doi@example.jp")
+        .await
+        .into_iter()
+        .filter(|m| m.subject().contains("Please confirm"))
+        .count();
+    assert_eq!(confirmations, 1);
     let _ = confirmed;
 }
 

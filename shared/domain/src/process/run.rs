@@ -128,7 +128,9 @@ async fn send_confirmation(
 ) -> Option<DateTime<Utc>> {
     let contact = &view.contact;
     let pending = contact.consent_pending.as_ref()?;
-    if pending.lead_id != view.lead.lead_id || contact.suppressed.is_some() || report.throttled {
+    // Someone whose consent is already in force (a repeat submission) is not asked again.
+    let subscribed = contact.consent.as_ref().is_some_and(|c| c.opt_in) && contact.unsubscribed_at.is_none();
+    if pending.lead_id != view.lead.lead_id || contact.suppressed.is_some() || subscribed || report.throttled {
         return None;
     }
     let to = contact.email.as_ref()?.as_str().to_owned();
