@@ -340,17 +340,31 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
 
     let owner_mail = about("sato@example.jp", &hot).await;
     assert_eq!(owner_mail.len(), 1);
-    assert!(owner_mail[0].subject().contains("first contact with hot lead"));
+    // In the owner's language (sato: Japanese), times in the owner's zone to the minute, no rule ids.
+    assert!(
+        owner_mail[0].subject().contains("ホットリードの担当になりました"),
+        "{}",
+        owner_mail[0].subject()
+    );
     let body = owner_mail[0].text();
+    let due_local = (t0() + Duration::days(2))
+        .with_timezone(&FixedOffset::east_opt(9 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M JST")
+        .to_string();
     for line in [
-        "industry_it",
-        "employees_100_500",
-        "title_director",
-        "form_submitted",
+        "佐藤 一郎 様",
+        "期限: ",
+        due_local.as_str(),
+        "industry = IT",
+        "employees 300",
+        "title = director",
         "= 50 (hot)",
-        &format!("https://console.example.jp/leads/{hot}"),
+        &format!("リードを開く: https://console.example.jp/leads/{hot}"),
     ] {
         assert!(body.contains(line), "{line} in owner email: {body}");
+    }
+    for rule_id in ["industry_it", "employees_100_500", "title_director"] {
+        assert!(!body.contains(rule_id), "no rule ids: {body}");
     }
     assert!(
         emails_to("hot@example.jp").await.is_empty(),
@@ -393,13 +407,17 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
         .map(|m| m.subject())
         .collect();
     assert_eq!(sato.len(), 2, "reminded once: {sato:?}");
-    assert!(sato[1].contains("Reminder"));
+    assert!(sato[1].contains("リマインド"), "{sato:?}");
     env.process.clock = t_escalate;
     let r = env.process.run().await.unwrap();
     assert_eq!(r.escalations, 1, "{r:?}");
     let manager = about("tanaka@example.jp", &hot).await;
     assert_eq!(manager.len(), 1);
-    assert!(manager[0].subject().contains("Escalation"));
+    assert!(
+        manager[0].subject().contains("エスカレーション"),
+        "{}",
+        manager[0].subject()
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,13 @@ pub struct Owner {
     pub time_zone: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    /// The language of the emails this person gets: `ja` (default) or `en`.
+    #[serde(default = "japanese")]
+    pub locale: String,
+}
+
+fn japanese() -> String {
+    "ja".into()
 }
 
 /// A routing rule: every condition given must hold (territory, size, industry, product/campaign).
@@ -49,7 +56,9 @@ pub struct RoutingConfig {
     pub reminder_hour: u32,
     /// Days after the due date without activity before the owner's manager is told.
     pub escalate_after_days: u32,
-    /// Where the owner's email links to, `{lead_id}` replaced.
+    /// Where the owner's email links to, `{lead_id}` replaced; no link when empty (no console
+    /// to link to).
+    #[serde(default)]
     pub lead_url: String,
 }
 
@@ -57,6 +66,9 @@ impl RoutingConfig {
     pub fn check(&self) -> Result<(), String> {
         let known = |id: &String| self.owners.iter().any(|o| &o.id == id);
         for o in &self.owners {
+            if !matches!(o.locale.as_str(), "ja" | "en") {
+                return Err(format!("owner {}: locale must be ja or en", o.id));
+            }
             if o.time_zone.parse::<Tz>().is_err() {
                 return Err(format!("owner {}: unknown time zone {}", o.id, o.time_zone));
             }

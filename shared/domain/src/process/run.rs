@@ -55,43 +55,88 @@ pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId) -> String {
     )
 }
 
+/// An email to an owner or manager, in their language, with times in their time zone.
 fn owner_email(
     cfg: &RunConfig<'_>,
     kind: &str,
+    to: &super::handoff::Owner,
     view_line: &str,
     task: &Task,
-    lead_url: &str,
+    lead_id: LeadId,
     explanation: &str,
 ) -> RenderedEmail {
-    let subject = match kind {
-        "handoff" => format!("[leadflow] {}: {view_line}", task.subject),
-        "reminder" => format!("[leadflow] Reminder — not yet followed: {view_line}"),
-        _ => format!("[leadflow] Escalation — hot lead not followed: {view_line}"),
+    let zone: chrono_tz::Tz = to.time_zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
+    let due = task.due_at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string();
+    let url =
+        (!cfg.routing.lead_url.is_empty()).then(|| cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string()));
+    let ja = to.locale == "ja";
+    let (subject, opening) = match (kind, ja) {
+        ("handoff", true) => (
+            format!("【leadflow】ホットリードの担当になりました: {view_line}"),
+            "ホットリードの担当に割り当てられました。期限までに最初の連絡をお願いします。",
+        ),
+        ("handoff", false) => (
+            format!("[leadflow] {}: {view_line}", task.subject),
+            "A hot lead has been assigned to you. Please make first contact by the due time.",
+        ),
+        ("reminder", true) => (
+            format!("【leadflow】リマインド: 未対応のホットリード {view_line}"),
+            "割り当て後、まだ活動が記録されていないホットリードです。",
+        ),
+        ("reminder", false) => (
+            format!("[leadflow] Reminder — not yet followed: {view_line}"),
+            "This hot lead has had no activity since it was assigned.",
+        ),
+        (_, true) => (
+            format!("【leadflow】エスカレーション: 期限を過ぎたホットリード {view_line}"),
+            "期限を過ぎても活動が記録されていないホットリードです。",
+        ),
+        (_, false) => (
+            format!("[leadflow] Escalation — hot lead not followed: {view_line}"),
+            "This hot lead is past its due date with no activity.",
+        ),
     };
-    let text = format!(
-        "{}\n\nLead: {view_line}\nTask: {} (due {})\nOwner: {}\n\nScore:\n{explanation}\n\nOpen the lead: {lead_url}\n",
-        match kind {
-            "handoff" => "A hot lead has been assigned to you.",
-            "reminder" => "This hot lead has had no activity since it was assigned.",
-            _ => "This hot lead is past its due date with no activity.",
-        },
+    let labels = if ja {
+        ["リード", "タスク", "期限", "担当", "スコア", "リードを開く"]
+    } else {
+        ["Lead", "Task", "Due", "Owner", "Score", "Open the lead"]
+    };
+    let mut text = format!(
+        "{}{}\n\n{opening}\n\n{}: {view_line}\n{}: {}\n{}: {due}\n{}: {}\n",
+        to.name,
+        if ja { " 様" } else { "" },
+        labels[0],
+        labels[1],
         task.subject,
-        task.due_at.to_rfc3339(),
-        task.owner
+        labels[2],
+        labels[3],
+        cfg.routing
+            .owner(&task.owner)
+            .map_or(task.owner.as_str(), |o| o.name.as_str()),
     );
+    if !explanation.is_empty() {
+        text.push_str(&format!("\n{}:\n{explanation}\n", labels[4]));
+    }
+    if let Some(u) = &url {
+        text.push_str(&format!("\n{}: {u}\n", labels[5]));
+    }
+    let link = url
+        .as_ref()
+        .map(|u| format!("<p><a href=\"{}\">{}</a></p>", crate::escape_html(u), labels[5]))
+        .unwrap_or_default();
     let html = format!(
-        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre><p><a href=\"{lead_url}\">Open the lead</a></p>",
+        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre>{link}",
         crate::escape_html(&text)
     );
-    let _ = cfg;
     RenderedEmail { subject, html, text }
 }
 
+/// The score's explanation for people: each line's points and what earned them (no rule ids).
 fn explain(view: &LeadView) -> String {
     let mut s: String = view
         .explanation
         .iter()
-        .map(|l| format!("  {:+} {} ({})\n", l.points, l.rule, l.detail))
+        .map(|l| format!("  {:+}  {}\n", l.points, l.detail))
         .collect();
     s.push_str(&format!(
         "  = {} ({})",
@@ -387,8 +432,7 @@ async fn process_lead(
         };
         if let Some(o) = chosen {
             let t = new_task(cfg.routing, &o, lead_id, cfg.now);
-            let url = cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string());
-            let email = owner_email(cfg, "handoff", &describe(&view), &t, &url, &explain(&view));
+            let email = owner_email(cfg, "handoff", &o, &describe(&view), &t, lead_id, &explain(&view));
             match send_once(
                 store,
                 mailer,
@@ -444,7 +488,6 @@ async fn process_task(
     let Some(owner) = cfg.routing.owner(&task.owner).cloned() else {
         return Ok(());
     };
-    let url = cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string());
     let line = format!("lead {lead_id}");
     match sla(cfg.routing, &task, last_activity, cfg.now) {
         Sla::Done => {
@@ -452,7 +495,7 @@ async fn process_task(
             store.save_task(&task, None).await?;
         }
         Sla::Remind => {
-            let email = owner_email(cfg, "reminder", &line, &task, &url, "");
+            let email = owner_email(cfg, "reminder", &owner, &line, &task, lead_id, "");
             match send_once(
                 store,
                 mailer,
@@ -488,7 +531,7 @@ async fn process_task(
                 .and_then(|m| cfg.routing.owner(m))
                 .cloned()
                 .unwrap_or(owner.clone());
-            let email = owner_email(cfg, "escalation", &line, &task, &url, "");
+            let email = owner_email(cfg, "escalation", &manager, &line, &task, lead_id, "");
             match send_once(
                 store,
                 mailer,
