@@ -186,6 +186,24 @@ async fn lead_show_export_and_verified_erasure() {
         "{}",
         render_lead(&v)
     );
+    // A sales call, shown with the rest in Japan's time, to the minute.
+    let call = env
+        .send(
+            "POST",
+            &format!("/leads/{lead}/activities"),
+            &[("content-type", "application/json")],
+            json!({"type": "phone", "content": "called, interested"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(call.status, 201);
+    let text = render_lead(&lead_show(&t, "privacy@example.jp").await.unwrap());
+    assert!(
+        text.contains("phone → continue  by arn:aws:iam::123456789012:user/local-developer: called, interested"),
+        "{text}"
+    );
+    assert!(text.contains(" JST  company: Acme → Evil Corp"), "{text}");
 
     for who in ["privacy@example.jp", lead.as_str()] {
         let v = lead_show(&t, who).await.unwrap();

@@ -70,6 +70,20 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
     }))
 }
 
+/// A stored time as people here read it: in `LEADFLOW_TIME_ZONE` (default Asia/Tokyo), to the
+/// minute; anything that is not a time is shown as it is.
+fn local(t: &Value) -> String {
+    let zone: chrono_tz::Tz = std::env::var("LEADFLOW_TIME_ZONE")
+        .ok()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(chrono_tz::Asia::Tokyo);
+    match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(at)) => at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string(),
+        Some(Err(_)) => t.as_str().unwrap_or_default().to_owned(),
+        None => "?".to_owned(),
+    }
+}
+
 /// The human form of `lead show`.
 pub fn render_lead(v: &Value) -> String {
     let c = &v["contact"];
@@ -84,16 +98,17 @@ pub fn render_lead(v: &Value) -> String {
             (Value::Null, Value::Null) => "none".to_owned(),
             (Value::Null, p) => format!(
                 "pending confirmation (asked {} on form {})",
-                p["consent"]["at"].as_str().unwrap_or("?"),
+                local(&p["consent"]["at"]),
                 p["consent"]["source_form"].as_str().unwrap_or("?")
             ),
             (k, _) => format!(
                 "{}{}",
                 k["opt_in"],
-                k["confirmed"]["at"]
-                    .as_str()
-                    .map(|at| format!(" (confirmed {at})"))
-                    .unwrap_or_default()
+                if k["confirmed"]["at"].is_string() {
+                    format!(" (confirmed {})", local(&k["confirmed"]["at"]))
+                } else {
+                    String::new()
+                }
             ),
         },
         c.get("unsubscribed_at").and_then(Value::as_str).unwrap_or("no"),
@@ -114,7 +129,7 @@ pub fn render_lead(v: &Value) -> String {
         };
         out.push_str(&format!(
             "    {}  {}: {} → {}  ({source})\n",
-            h["at"].as_str().unwrap_or(""),
+            local(&h["at"]),
             h["field"].as_str().unwrap_or(""),
             h["previous"].as_str().unwrap_or("—"),
             h["new"].as_str().unwrap_or(""),
@@ -161,7 +176,7 @@ pub fn render_lead(v: &Value) -> String {
                 "  stage {} → {}  {}  ({}) by {}\n",
                 h["from"].as_str().unwrap_or(""),
                 h["to"].as_str().unwrap_or(""),
-                h["at"].as_str().unwrap_or(""),
+                local(&h["at"]),
                 h["reason"].as_str().unwrap_or(""),
                 h["by"]["id"].as_str().unwrap_or("system")
             ));
@@ -171,7 +186,7 @@ pub fn render_lead(v: &Value) -> String {
                 "  email {}  {}  {}\n",
                 e[keys::SK].as_str().unwrap_or("").trim_start_matches(keys::SEND_PREFIX),
                 e["status"].as_str().unwrap_or(""),
-                e["claimed_at"].as_str().unwrap_or("")
+                local(&e["claimed_at"])
             ));
         }
         for t in l["tasks"].as_array().into_iter().flatten() {
@@ -179,8 +194,19 @@ pub fn render_lead(v: &Value) -> String {
                 "  task \"{}\" owner {} due {} {}\n",
                 t["subject"].as_str().unwrap_or(""),
                 t["owner"].as_str().unwrap_or(""),
-                t["due_at"].as_str().unwrap_or(""),
+                local(&t["due_at"]),
                 t["status"].as_str().unwrap_or("")
+            ));
+        }
+        for a in l["activities"].as_array().into_iter().flatten() {
+            let a = &a["activity"];
+            out.push_str(&format!(
+                "  activity {}  {} → {}  by {}{}\n",
+                local(&a["at"]),
+                a["type"].as_str().unwrap_or("?"),
+                a["result"].as_str().unwrap_or("continue"),
+                a["actor"].as_str().unwrap_or("?"),
+                a["content"].as_str().map(|c| format!(": {c}")).unwrap_or_default()
             ));
         }
         out.push_str(&format!(
