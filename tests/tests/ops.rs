@@ -508,3 +508,54 @@ fn header_aliases_and_maps() {
     let map = vec![("お名前(姓)".to_owned(), "last_name".to_owned())];
     assert_eq!(field_for("お名前(姓)", &map), "last_name");
 }
+
+#[tokio::test]
+async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
+    use leadflow_cli::{leads_export, CsvEncoding, LeadFilter};
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    for i in 0..3 {
+        env.post_json("demo", &json!({"email": format!("hot{i}@example.jp"), "last_name": "熱田", "company": format!("株式会社ホット{i}"), "industry": "IT", "employees": "300", "job_title": "代表取締役"}), &[]).await;
+    }
+    for i in 0..2 {
+        env.post_json(
+            "demo",
+            &json!({"email": format!("cold{i}@example.jp"), "last_name": "冷泉"}),
+            &[],
+        )
+        .await;
+    }
+    env.run_scoring().await;
+    env.requests.take();
+    let mut out = Vec::new();
+    let filter = LeadFilter {
+        band: Some("hot".into()),
+        ..Default::default()
+    };
+    let n = leads_export(&t, &filter, CsvEncoding::Cp932, &mut out).await.unwrap();
+    assert_eq!(n, 3);
+    let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&out);
+    assert!(!bad);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("lead_id,メールアドレス,姓,名,会社名"), "{text}");
+    assert!(
+        lines[1..].iter().all(|l| l.contains("熱田") && l.contains(",hot,")),
+        "{text}"
+    );
+    let ops = env.requests.take();
+    assert!(!ops.iter().any(|o| o == "Scan"), "{ops:?}");
+
+    let mut out = Vec::new();
+    let cold = LeadFilter {
+        band: Some("cold".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        leads_export(&t, &cold, CsvEncoding::Utf8Bom, &mut out).await.unwrap(),
+        2
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with('\u{feff}'));
+    assert_eq!(text.lines().filter(|l| l.contains("冷泉")).count(), 2);
+}

@@ -2,12 +2,14 @@
 //! One module per command group; `main.rs` only parses arguments and prints.
 
 mod dlq;
+mod export;
 mod import;
 mod lead;
 mod person;
 mod target;
 
 pub use dlq::{dlq_list, dlq_replay};
+pub use export::{leads_export, CsvEncoding, LeadFilter};
 pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT_CHUNK};
 pub use lead::{lead_show, render_lead};
 pub use person::{person_erase, person_export, Erasure};

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    dlq_list, dlq_replay, import_contacts, lead_show, person_erase, person_export, render_lead, ImportOptions, Target,
+    dlq_list, dlq_replay, import_contacts, lead_show, leads_export, person_erase, person_export, render_lead,
+    CsvEncoding, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -57,6 +58,11 @@ enum Command {
     Import {
         #[command(subcommand)]
         what: ImportWhat,
+    },
+    /// Export leads as a CSV Excel opens (UTF-8 with BOM or CP932), filtered.
+    Leads {
+        #[command(subcommand)]
+        action: LeadsAction,
     },
     /// Show a lead (by lead id, contact id or email).
     Lead {
@@ -115,6 +121,26 @@ fn parse_map(s: &str) -> Result<(String, String), String> {
         .map(|(c, f)| (c.trim().to_owned(), f.trim().to_owned()))
         .filter(|(c, f)| !c.is_empty() && !f.is_empty())
         .ok_or_else(|| format!("--map takes Column=field, not {s:?}"))
+}
+
+#[derive(Subcommand)]
+enum LeadsAction {
+    Export {
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long)]
+        band: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        campaign: Option<String>,
+        /// utf-8-bom or cp932.
+        #[arg(long, default_value = "utf-8-bom")]
+        encoding: CsvEncoding,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -279,6 +305,32 @@ async fn run(cli: Cli) -> Result<(), String> {
             if r.errors > 0 {
                 return Err(format!("{} of {} rows failed", r.errors, r.rows));
             }
+        }
+        Command::Leads {
+            action:
+                LeadsAction::Export {
+                    stage,
+                    band,
+                    owner,
+                    campaign,
+                    encoding,
+                    out,
+                },
+        } => {
+            let filter = LeadFilter {
+                stage,
+                band,
+                owner,
+                campaign,
+            };
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).map_err(|e| e.to_string())?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let n = leads_export(&t, &filter, encoding, &mut *sink).await.map_err(s)?;
+            eprintln!("{n} leads exported");
         }
         Command::Lead {
             action: LeadAction::Show { who, json },
