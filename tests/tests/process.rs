@@ -707,3 +707,28 @@ async fn an_existing_lead_that_opts_in_later_gets_its_confirmation_at_the_next_r
     assert_eq!(mails.len(), 1, "the confirmation goes out");
     assert!(mails[0].subject().contains("Please confirm"));
 }
+
+#[tokio::test]
+async fn two_activities_in_the_same_millisecond_are_both_kept() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0; // a fixed clock: both activities carry the same time
+    let id = lead(&env, person("busy@example.jp", json!({}))).await;
+    for content in ["first call", "second call"] {
+        let r = env
+            .send(
+                "POST",
+                &format!("/leads/{id}/activities"),
+                &[("content-type", "application/json")],
+                json!({"type": "phone", "content": content}).to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let kept = env
+        .items_of("activity")
+        .await
+        .into_iter()
+        .filter(|a| s(a, "pk") == format!("LEAD#{id}"))
+        .count();
+    assert_eq!(kept, 2);
+}

@@ -215,8 +215,13 @@ pub fn task_due(at: DateTime<Utc>, lead: LeadId, task_id: &str) -> (String, Stri
         format!("{}#{TASK_PREFIX}{lead}#{task_id}", sortable_time(at)),
     )
 }
+/// Time-ordered; the suffix keeps two activities recorded in the same millisecond apart.
 pub fn activity(lead: LeadId, at: DateTime<Utc>) -> (String, String) {
-    (lead_partition(lead), format!("{ACTIVITY_PREFIX}{}", sortable_time(at)))
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    (
+        lead_partition(lead),
+        format!("{ACTIVITY_PREFIX}{}#{unique}", sortable_time(at)),
+    )
 }
 pub fn round_robin(pool: &str) -> (String, String) {
     (format!("ROUNDROBIN#{pool}"), "ROUNDROBIN".into())

@@ -139,7 +139,7 @@ impl LeadApiStore for DynamoProcess {
         item.insert("type".into(), s("activity"));
         item.insert("activity".into(), to_av(activity)?);
         let items = vec![
-            self.table.put_tx(item, Condition::none())?,
+            self.table.put_tx(item, Condition::absent())?,
             self.table.update_tx(
                 keys::lead(lead),
                 Update::new()
@@ -147,8 +147,14 @@ impl LeadApiStore for DynamoProcess {
                     .if_exists(),
             )?,
         ];
-        self.table.transact(items, None).await?;
-        Ok(())
+        if self.table.transact(items, None).await?.committed() {
+            Ok(())
+        } else {
+            // The lead was erased while the request ran: nothing is recorded, and the caller hears so.
+            Err(StoreError::Unavailable(
+                "the lead is gone; the activity was not recorded".into(),
+            ))
+        }
     }
 }
 
