@@ -1,15 +1,15 @@
 //! `leads export`: leads as a CSV that Excel opens with the Japanese intact (UTF-8 with a BOM,
 //! or CP932), filtered by stage, band, owner and campaign. No Scan: every scored lead has an
-//! entry in the re-scoring schedule's partitions of the sparse `due` index (16 shards), which
-//! the export walks page by page, reading leads and contacts 50 at a time.
+//! entry in the re-scoring schedule (the sparse `due` index, 16 shards); the export walks it
+//! as the stale re-scoring pass does, 50 leads a page, reading their leads and contacts.
 
 use std::io::Write;
 
 use serde_json::Value;
 
-use leadflow_aws::keys::{self, Index};
-use leadflow_aws::table::{from_record, str_attr, Query};
-use leadflow_domain::records::{ContactId, LeadId};
+use leadflow_aws::keys;
+use leadflow_aws::table::from_record;
+use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
 
 use crate::{Error, Target};
 
@@ -84,61 +84,56 @@ pub async fn leads_export(
     }
     emit(out, &header, encoding)?;
     let table = t.records();
+    // The stale re-scoring pass's walk: every scored lead, a page at a time, from a cursor.
+    let schedule = leadflow_aws::scoring::DynamoScoring::new(table.clone());
     let mut written = 0;
-    for shard in 0..keys::RESCORE_SHARDS {
-        let entries = table
-            .query(Query::partition(Index::Due, keys::rescore_pk(shard)))
-            .await?;
-        for page in entries.chunks(50) {
-            let ids: Vec<(LeadId, ContactId)> = page
-                .iter()
-                .filter_map(|e| {
-                    Some((
-                        str_attr(e, "lead_id").and_then(LeadId::parse)?,
-                        str_attr(e, "contact_id").and_then(ContactId::parse)?,
-                    ))
-                })
-                .collect();
-            let wanted = ids
-                .iter()
-                .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
-                .collect();
-            let found = table.get_many(wanted).await?;
-            let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-            for (l, c) in &ids {
-                let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
-                    continue;
-                };
-                let lead: Value = from_record(lead.clone())?;
-                if !filter.admits(&lead) {
-                    continue;
-                }
-                let contact: Value = from_record(contact.clone())?;
-                let s = |v: &Value| match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                csv.write_record([
-                    s(&lead["lead_id"]),
-                    s(&contact["email"]),
-                    s(&contact["last_name"]),
-                    s(&contact["first_name"]),
-                    s(&contact["company"]),
-                    s(&contact["job_title"]),
-                    s(&contact["industry"]),
-                    s(&contact["employees"]),
-                    s(&contact["phone"]),
-                    s(&lead["stage"]),
-                    s(&lead["band"]),
-                    s(&lead["score_total"]),
-                    s(&lead["owner"]),
-                    s(&lead["campaign"]),
-                    s(&lead["created_at"]),
-                ])?;
-                written += 1;
+    let mut cursor = None;
+    loop {
+        let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
+        let wanted = page
+            .leads
+            .iter()
+            .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
+            .collect();
+        let found = table.get_many(wanted).await?;
+        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        for (l, c) in &page.leads {
+            let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
+                continue;
+            };
+            let lead: Value = from_record(lead.clone())?;
+            if !filter.admits(&lead) {
+                continue;
             }
-            emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
+            let contact: Value = from_record(contact.clone())?;
+            let s = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            csv.write_record([
+                s(&lead["lead_id"]),
+                s(&contact["email"]),
+                s(&contact["last_name"]),
+                s(&contact["first_name"]),
+                s(&contact["company"]),
+                s(&contact["job_title"]),
+                s(&contact["industry"]),
+                s(&contact["employees"]),
+                s(&contact["phone"]),
+                s(&lead["stage"]),
+                s(&lead["band"]),
+                s(&lead["score_total"]),
+                s(&lead["owner"]),
+                s(&lead["campaign"]),
+                s(&lead["created_at"]),
+            ])?;
+            written += 1;
+        }
+        emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
         }
     }
     out.flush()?;

@@ -142,15 +142,7 @@ impl SentEmails for DynamoScoring {
             .await?;
         Ok(found
             .values()
-            .filter_map(|item| {
-                Some((
-                    str_attr(item, "message_id")?.to_owned(),
-                    (
-                        str_attr(item, "lead_id").and_then(LeadId::parse)?,
-                        str_attr(item, "contact_id").and_then(ContactId::parse)?,
-                    ),
-                ))
-            })
+            .filter_map(|item| Some((str_attr(item, "message_id")?.to_owned(), lead_and_contact(item)?)))
             .collect())
     }
 }
