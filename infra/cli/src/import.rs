@@ -11,7 +11,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use futures::future::join_all;
 
 use leadflow_aws::catalog::DynamoForms;
 use leadflow_aws::intake::DynamoIntake;
@@ -64,7 +63,7 @@ impl Default for ImportOptions {
 }
 
 /// Rows submitted at once.
-pub const IMPORT_CHUNK: usize = 50;
+pub const IMPORT_CHUNK: usize = 100;
 
 /// Column names as Japanese and English spreadsheets write them, and the field each is.
 const ALIASES: &[(&str, &str)] = &[
@@ -376,18 +375,20 @@ pub async fn import_contacts(
                 }
             } else {
                 let now = Utc::now();
-                let results = join_all(chunk.iter().map(|(n, row)| {
-                    // A stable key per row: a resumed run replays rows it already did instead of doubling them.
-                    let meta = SubmissionMeta {
-                        received_at: now,
-                        source_ip: None,
-                        user_agent: Some("leadflow import".into()),
-                        idempotency_key: Some(format!("import:{run_id}:{n}")),
-                    };
-                    let (service, form) = (&service, &form);
-                    async move { service.submit(form, &row.raw, &meta).await }
-                }))
-                .await;
+                let rows: Vec<(RawSubmission, SubmissionMeta)> = chunk
+                    .iter()
+                    .map(|(n, row)| {
+                        // A stable key per row: a resumed run replays rows it already did instead of doubling them.
+                        let meta = SubmissionMeta {
+                            received_at: now,
+                            source_ip: None,
+                            user_agent: Some("leadflow import".into()),
+                            idempotency_key: Some(format!("import:{run_id}:{n}")),
+                        };
+                        (row.raw.clone(), meta)
+                    })
+                    .collect();
+                let results = service.submit_many(&form, &rows).await;
                 for ((n, row), result) in chunk.iter().zip(results) {
                     report.rows += 1;
                     match result {

@@ -196,7 +196,10 @@ impl DynamoIntake {
         let h = &plan.history;
         let history_key = keys::field_history(h.contact_id, h.at, ix.interaction_id);
         puts.push((record_item(h, history_key, "field_history")?, Condition::absent()));
-        let mut receipts = vec![(keys::dedup_receipt(&plan.dedup.key), &plan.dedup)];
+        let mut receipts = Vec::with_capacity(2);
+        if let Some(claim) = &plan.dedup {
+            receipts.push((keys::dedup_receipt(&claim.key), claim));
+        }
         if let Some(claim) = &plan.idempotency {
             receipts.push((keys::idempotency_receipt(&claim.key), claim));
         }
@@ -260,37 +263,108 @@ fn id_attr<T>(item: &Item, name: &str, parse: impl Fn(&str) -> Option<T>) -> Res
         .ok_or_else(|| corrupt(format!("key item without a valid {name}")))
 }
 
+/// The items a lookup reads.
+fn lookup_keys(req: &LookupRequest) -> Vec<Key> {
+    let mut wanted = vec![
+        keys::contact_key(&req.contact_key),
+        keys::lead_key(&req.lead_key),
+        keys::dedup_receipt(&req.dedup_key),
+    ];
+    wanted.extend(req.idempotency_key.as_deref().map(keys::idempotency_receipt));
+    wanted
+}
+
+/// A lookup's answer from the items read.
+fn lookup_result(
+    req: &LookupRequest,
+    found: &std::collections::HashMap<Key, Item>,
+) -> Result<LookupResult, StoreError> {
+    let ck = keys::contact_key(&req.contact_key);
+    let lk = keys::lead_key(&req.lead_key);
+    let dk = keys::dedup_receipt(&req.dedup_key);
+    let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
+    let contact = found
+        .get(&ck)
+        .map(|item| id_attr(item, "contact_id", ContactId::parse))
+        .transpose()?;
+    let lead = found
+        .get(&lk)
+        .map(|item| {
+            Ok::<_, StoreError>((
+                id_attr(item, "lead_id", LeadId::parse)?,
+                id_attr(item, "contact_id", ContactId::parse)?,
+            ))
+        })
+        .transpose()?;
+    let dedup = found.get(&dk).map(stored_receipt).transpose()?;
+    let idempotency = ik.and_then(|k| found.get(&k)).map(stored_receipt).transpose()?;
+    Ok(LookupResult {
+        contact,
+        lead,
+        dedup,
+        idempotency,
+    })
+}
+
+/// The most actions one DynamoDB transaction takes.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
 impl IntakeStore for DynamoIntake {
     async fn lookup(&self, req: &LookupRequest) -> Result<LookupResult, StoreError> {
-        let ck = keys::contact_key(&req.contact_key);
-        let lk = keys::lead_key(&req.lead_key);
-        let dk = keys::dedup_receipt(&req.dedup_key);
-        let ik = req.idempotency_key.as_deref().map(keys::idempotency_receipt);
-        let mut wanted = vec![ck.clone(), lk.clone(), dk.clone()];
-        wanted.extend(ik.clone());
         // Strongly consistent: a re-read after a conflict must see the winner's items.
-        let found = self.table.get_many(wanted).await?;
-        let contact = found
-            .get(&ck)
-            .map(|item| id_attr(item, "contact_id", ContactId::parse))
-            .transpose()?;
-        let lead = found
-            .get(&lk)
-            .map(|item| {
-                Ok::<_, StoreError>((
-                    id_attr(item, "lead_id", LeadId::parse)?,
-                    id_attr(item, "contact_id", ContactId::parse)?,
-                ))
-            })
-            .transpose()?;
-        let dedup = found.get(&dk).map(stored_receipt).transpose()?;
-        let idempotency = ik.and_then(|k| found.get(&k)).map(stored_receipt).transpose()?;
-        Ok(LookupResult {
-            contact,
-            lead,
-            dedup,
-            idempotency,
-        })
+        let found = self.table.get_many(lookup_keys(req)).await?;
+        lookup_result(req, &found)
+    }
+
+    async fn lookup_many(&self, requests: &[LookupRequest]) -> Result<Vec<LookupResult>, StoreError> {
+        // One BatchGetItem per 100 keys for the whole chunk.
+        let found = self
+            .table
+            .get_many(requests.iter().flat_map(lookup_keys).collect())
+            .await?;
+        requests.iter().map(|r| lookup_result(r, &found)).collect()
+    }
+
+    async fn commit_many(&self, plans: &[IntakePlan]) -> Vec<Result<Commit, StoreError>> {
+        let mut out: Vec<Result<Commit, StoreError>> = Vec::with_capacity(plans.len());
+        let mut packed: Vec<aws_sdk_dynamodb::types::TransactWriteItem> = Vec::new();
+        let mut members = 0usize;
+        let mut i = 0;
+        // Plans in order, as many per transaction as fit; a plan's items are never split.
+        while i <= plans.len() {
+            let next = match plans.get(i) {
+                Some(p) => Some(self.transaction_items(p)),
+                None => None,
+            };
+            let fits = matches!(&next, Some(Ok(items)) if packed.len() + items.len() <= MAX_TRANSACTION_ITEMS);
+            if !fits && members > 0 {
+                let token = plans[i - members].interaction.interaction_id.to_string();
+                let result = match self.table.transact(std::mem::take(&mut packed), Some(token)).await {
+                    Ok(o) if o.committed() => Ok(Commit::Committed),
+                    Ok(_) => Ok(Commit::Conflict),
+                    Err(e) => Err(e),
+                };
+                out.extend(std::iter::repeat_n(result, members));
+                members = 0;
+            }
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    out.push(Err(e));
+                    i += 1;
+                }
+                Some(Ok(items)) if items.len() > MAX_TRANSACTION_ITEMS => {
+                    out.push(Err(corrupt("a submission writes more than one transaction holds")));
+                    i += 1;
+                }
+                Some(Ok(items)) => {
+                    packed.extend(items);
+                    members += 1;
+                    i += 1;
+                }
+            }
+        }
+        out
     }
 
     async fn commit(&self, plan: &IntakePlan) -> Result<Commit, StoreError> {

@@ -169,13 +169,34 @@ pub struct IntakePlan {
     pub contact: ContactWrite,
     pub lead: LeadWrite,
     pub interaction: Interaction,
-    pub dedup: ReceiptClaim,
+    pub receipt: Receipt,
+    /// The double-click marker; none when the form has no dedup window (an import).
+    pub dedup: Option<ReceiptClaim>,
     pub idempotency: Option<ReceiptClaim>,
 }
 
 impl IntakePlan {
     pub fn receipt(&self) -> &Receipt {
-        &self.dedup.stored.receipt
+        &self.receipt
+    }
+
+    /// What a plan touches that another plan committed with it must not: the records it
+    /// updates or creates and the keys it claims. Two plans sharing one are not independent.
+    pub fn touches(&self) -> Vec<String> {
+        let mut t = vec![
+            format!("contact:{}", self.receipt.contact_id),
+            format!("lead:{}", self.receipt.lead_id),
+        ];
+        match &self.contact {
+            ContactWrite::Create { key, .. } => t.push(format!("ckey:{}", key.as_str())),
+            ContactWrite::Update { add_key, .. } => t.extend(add_key.iter().map(|k| format!("ckey:{}", k.as_str()))),
+        }
+        if let LeadWrite::Create { key, .. } = &self.lead {
+            t.push(format!("lkey:{}", key.as_str()));
+        }
+        t.extend(self.dedup.iter().map(|c| format!("dedup:{}", c.key)));
+        t.extend(self.idempotency.iter().map(|c| format!("idem:{}", c.key)));
+        t
     }
 }
 
@@ -419,14 +440,14 @@ pub fn decide(
         occurred_at: now,
         properties,
     };
-    let dedup = ReceiptClaim {
+    let dedup = (form.dedup_window_secs > 0).then(|| ReceiptClaim {
         key: req.dedup_key.clone(),
         stored: StoredReceipt {
             receipt: receipt.clone(),
             fingerprint: req.fingerprint.clone(),
             expires_at: now + Duration::seconds(i64::from(form.dedup_window_secs)),
         },
-    };
+    });
     let idempotency = req.idempotency_key.as_ref().map(|key| ReceiptClaim {
         key: key.clone(),
         stored: StoredReceipt {
@@ -456,6 +477,7 @@ pub fn decide(
         lead,
         interaction,
         history,
+        receipt,
         dedup,
         idempotency,
     }))
@@ -500,6 +522,31 @@ pub trait IntakeStore: Send + Sync {
     fn lookup(&self, request: &LookupRequest) -> impl Future<Output = Result<LookupResult, StoreError>> + Send;
     /// One atomic write of everything a submission changes; `Conflict` when a condition failed.
     fn commit(&self, plan: &IntakePlan) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Many lookups in as few round trips as the store allows (an import's chunk).
+    fn lookup_many(
+        &self,
+        requests: &[LookupRequest],
+    ) -> impl Future<Output = Result<Vec<LookupResult>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(requests.len());
+            for r in requests {
+                found.push(self.lookup(r).await?);
+            }
+            Ok(found)
+        }
+    }
+    /// Independent plans (no two [`IntakePlan::touches`] the same thing), packed into as few
+    /// atomic writes as the store allows; for each plan, whether it committed. A plan is
+    /// `Conflict` when the write it was packed in was refused: none of that write happened.
+    fn commit_many(&self, plans: &[IntakePlan]) -> impl Future<Output = Vec<Result<Commit, StoreError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(plans.len());
+            for p in plans {
+                out.push(self.commit(p).await);
+            }
+            out
+        }
+    }
     fn store_spam(&self, spam: &SpamRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -569,6 +616,120 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
             }
         }
         Err(IntakeError::Busy)
+    }
+
+    /// Many submissions to one form at once (an import's chunk): one lookup and a few packed
+    /// commits for all of them, then one publish. Rows that share a person or a key with an
+    /// earlier row of the chunk, and rows whose packed commit was refused, go through
+    /// [`IntakeService::submit`] one by one afterwards, so the outcome is what submitting them
+    /// in order would give. One result per row, in order.
+    pub async fn submit_many(
+        &self,
+        form: &FormDefinition,
+        rows: &[(RawSubmission, SubmissionMeta)],
+    ) -> Vec<Result<IntakeOutcome, IntakeError>> {
+        let mut results: Vec<Option<Result<IntakeOutcome, IntakeError>>> = Vec::with_capacity(rows.len());
+        let mut pending: Vec<(usize, ValidSubmission, LookupRequest)> = Vec::new();
+        let mut one_by_one: Vec<usize> = Vec::new();
+        for (i, (raw, meta)) in rows.iter().enumerate() {
+            let valid = meta
+                .idempotency_key
+                .as_ref()
+                .is_none_or(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN);
+            match (valid, validate(form, raw)) {
+                (true, Ok(Validated::Valid(sub))) => match lookup_request(form, &sub, meta) {
+                    Ok(req) => {
+                        pending.push((i, sub, req));
+                        results.push(None);
+                    }
+                    Err(e) => results.push(Some(Err(IntakeError::Invalid(vec![e])))),
+                },
+                (true, Err(errors)) => results.push(Some(Err(IntakeError::Invalid(errors)))),
+                // Spam and a bad idempotency key: the single path says what happens.
+                _ => {
+                    one_by_one.push(i);
+                    results.push(None);
+                }
+            }
+        }
+        let requests: Vec<LookupRequest> = pending.iter().map(|(_, _, r)| r.clone()).collect();
+        let found = match self.store.lookup_many(&requests).await {
+            Ok(f) => f,
+            Err(e) => {
+                return results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err(IntakeError::Store(e.clone()))))
+                    .collect()
+            }
+        };
+        let mut plans: Vec<(usize, IntakePlan)> = Vec::new();
+        let mut touched = std::collections::HashSet::new();
+        for ((i, sub, req), found) in pending.into_iter().zip(found) {
+            let (_, meta) = &rows[i];
+            // Two rows of one chunk that share a key: the later one sees the earlier one's records.
+            let keys = [
+                format!("ckey:{}", req.contact_key.as_str()),
+                format!("lkey:{}", req.lead_key.as_str()),
+            ];
+            if keys.iter().any(|k| touched.contains(k)) {
+                one_by_one.push(i);
+                continue;
+            }
+            match decide(form, &sub, meta, &req, &found) {
+                Decision::Replay { receipt, by_key } => {
+                    results[i] = Some(Ok(IntakeOutcome::Accepted {
+                        receipt,
+                        replayed: by_key,
+                        queued: false,
+                    }))
+                }
+                Decision::KeyReused => results[i] = Some(Err(IntakeError::IdempotencyKeyReused)),
+                Decision::Write(plan) => {
+                    let touches = plan.touches();
+                    if touches.iter().any(|t| touched.contains(t)) {
+                        one_by_one.push(i);
+                    } else {
+                        touched.extend(touches);
+                        plans.push((i, *plan));
+                    }
+                }
+            }
+            touched.extend(keys);
+        }
+        let (rows_of, plans): (Vec<usize>, Vec<IntakePlan>) = plans.into_iter().unzip();
+        let commits = self.store.commit_many(&plans).await;
+        let mut committed = Vec::new();
+        for ((i, plan), commit) in rows_of.into_iter().zip(plans).zip(commits) {
+            match commit {
+                Ok(Commit::Committed) => committed.push((i, plan)),
+                Ok(Commit::Conflict) => one_by_one.push(i),
+                Err(e) => results[i] = Some(Err(IntakeError::Store(e))),
+            }
+        }
+        let messages: Vec<InteractionMessage> = committed
+            .iter()
+            .map(|(_, p)| InteractionMessage::for_interaction(&p.interaction))
+            .collect();
+        let sent = self.queue.publish_all(&messages).await;
+        for ((i, plan), sent) in committed.into_iter().zip(sent) {
+            if let Err(e) = &sent {
+                tracing::warn!(interaction_id = %plan.interaction.interaction_id, error = %e, "scoring message not sent; left in the outbox");
+            }
+            results[i] = Some(Ok(IntakeOutcome::Accepted {
+                receipt: plan.receipt,
+                replayed: false,
+                queued: sent.is_ok(),
+            }));
+        }
+        one_by_one.sort_unstable();
+        for i in one_by_one {
+            let (raw, meta) = &rows[i];
+            results[i] = Some(self.submit(form, raw, meta).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(IntakeError::Busy)))
+            .collect()
     }
 
     async fn keep_spam(

@@ -177,7 +177,10 @@ fn decide_new_person_creates_both() {
     assert!(matches!(plan.contact, ContactWrite::Create { .. }));
     assert!(matches!(plan.lead, LeadWrite::Create { .. }));
     assert_eq!(plan.receipt().contact, Resolution::Created);
-    assert_eq!(plan.dedup.stored.expires_at, m.received_at + Duration::seconds(30));
+    assert_eq!(
+        plan.dedup.as_ref().unwrap().stored.expires_at,
+        m.received_at + Duration::seconds(30)
+    );
     assert!(plan.idempotency.is_none());
 }
 
@@ -314,7 +317,7 @@ impl IntakeStore for MemStore {
         }
         let mut m = self.inner.lock().unwrap();
         let free = |k: &str, m: &Mem| m.receipts.get(k).is_none_or(|r| r.expires_at < p.now);
-        if !free(&format!("D{}", p.dedup.key), &m)
+        if p.dedup.as_ref().is_some_and(|c| !free(&format!("D{}", c.key), &m))
             || p.idempotency
                 .as_ref()
                 .is_some_and(|c| !free(&format!("I{}", c.key), &m))
@@ -343,7 +346,9 @@ impl IntakeStore for MemStore {
             }
             m.lead_keys.insert(key.as_str().into(), (lead.lead_id, lead.contact_id));
         }
-        m.receipts.insert(format!("D{}", p.dedup.key), p.dedup.stored.clone());
+        if let Some(c) = &p.dedup {
+            m.receipts.insert(format!("D{}", c.key), c.stored.clone());
+        }
         if let Some(c) = &p.idempotency {
             m.receipts.insert(format!("I{}", c.key), c.stored.clone());
         }
@@ -489,4 +494,77 @@ async fn service_rejects_bad_idempotency_keys() {
         .await
         .unwrap_err();
     assert!(matches!(err, IntakeError::Invalid(ref e) if e[0].field == "Idempotency-Key"));
+}
+
+#[tokio::test]
+async fn a_chunk_submitted_at_once_ends_as_submitting_its_rows_in_order() {
+    let f = form(json!({"dedup_window_secs": 0}));
+    let svc = IntakeService::new(MemStore::default(), MemQueue::default());
+    // Already known before the chunk.
+    let known = svc
+        .submit(&f, &body(json!({"email": "known@b.co", "last_name": "k"})), &meta(0))
+        .await
+        .unwrap();
+    let rows: Vec<(RawSubmission, SubmissionMeta)> = [
+        json!({"email": "a@b.co", "last_name": "a"}),
+        json!({"email": "known@b.co", "last_name": "k2"}),
+        json!({"last_name": "no email"}),
+        json!({"email": "A@B.co", "last_name": "a again"}),
+        json!({"email": "c@b.co", "last_name": "c", "website": "bot"}),
+        json!({"email": "d@b.co", "last_name": "d"}),
+    ]
+    .into_iter()
+    .map(|v| (body(v), meta(10)))
+    .collect();
+    let out = svc.submit_many(&f, &rows).await;
+    assert_eq!(out.len(), 6);
+    let receipt = |i: usize| match &out[i] {
+        Ok(IntakeOutcome::Accepted { receipt, .. }) => receipt.clone(),
+        other => panic!("row {i}: {other:?}"),
+    };
+    assert_eq!(receipt(0).contact, Resolution::Created);
+    assert_eq!(
+        (receipt(1).contact_id, receipt(1).contact),
+        (known_receipt(&known).contact_id, Resolution::Matched)
+    );
+    assert!(matches!(out[2], Err(IntakeError::Invalid(_))));
+    // The same person twice in one chunk: created once, then matched (sent one by one after).
+    assert_eq!(
+        (receipt(3).contact_id, receipt(3).lead_id, receipt(3).contact),
+        (receipt(0).contact_id, receipt(0).lead_id, Resolution::Matched)
+    );
+    assert!(matches!(out[4], Ok(IntakeOutcome::Spam { .. })));
+    assert_eq!(receipt(5).contact, Resolution::Created);
+    let m = svc.store.inner.lock().unwrap();
+    assert_eq!(m.contact_keys.len(), 3, "known, a, d");
+    assert_eq!(m.interactions, 5, "the known one's first, then a, known, a again, d");
+    assert_eq!(m.spam, 1);
+    // No dedup window: no double-click receipts at all.
+    assert!(m.receipts.keys().all(|k| !k.starts_with('D')));
+    drop(m);
+    assert_eq!(svc.queue.sent.lock().unwrap().len(), 5);
+}
+
+fn known_receipt(o: &IntakeOutcome) -> Receipt {
+    match o {
+        IntakeOutcome::Accepted { receipt, .. } => receipt.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_packed_commit_sends_its_rows_one_by_one() {
+    let f = form(json!({}));
+    let store = MemStore::default();
+    *store.conflicts_to_inject.lock().unwrap() = 1;
+    let svc = IntakeService::new(store, MemQueue::default());
+    let rows: Vec<(RawSubmission, SubmissionMeta)> = (0..3)
+        .map(|i| (body(json!({"email": format!("p{i}@b.co"), "last_name": "x"})), meta(0)))
+        .collect();
+    let out = svc.submit_many(&f, &rows).await;
+    assert!(out
+        .iter()
+        .all(|o| matches!(o, Ok(IntakeOutcome::Accepted { receipt, .. }) if receipt.contact == Resolution::Created)));
+    let m = svc.store.inner.lock().unwrap();
+    assert_eq!((m.contact_keys.len(), m.interactions), (3, 3));
 }

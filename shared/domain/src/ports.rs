@@ -37,6 +37,16 @@ pub trait FormCatalog: Send + Sync {
 /// Publishes stored interactions for scoring.
 pub trait InteractionQueue: Send + Sync {
     fn publish(&self, message: &InteractionMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Many messages in as few requests as the queue allows; a result per message, in order.
+    fn publish_all(&self, messages: &[InteractionMessage]) -> impl Future<Output = Vec<Result<(), QueueError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(messages.len());
+            for m in messages {
+                out.push(self.publish(m).await);
+            }
+            out
+        }
+    }
 }
 
 /// Records an unsubscription at once; idempotent (the first time is kept). `false` when the
