@@ -24,6 +24,7 @@ import sys
 import threading
 
 import copy
+import inspect
 import json
 import logging
 import types
@@ -34,6 +35,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import camelcase_to_underscores
 from moto.server import DomainDispatcherApplication, create_backend_app
+from moto.core.utils import unix_time_millis
+from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue
 from werkzeug.serving import run_simple
 
@@ -74,6 +77,8 @@ def _transact_write_items(self, transact_items):
                 table.items[hash_key][range_key] = before
             else:
                 table.items[hash_key] = before
+            if "_leadflow_gsis" in table.__dict__:
+                table._leadflow_gsis.reindex(hash_key, range_key)
         raise
 
 
@@ -118,6 +123,195 @@ class _LazyQueueAttributes(Mapping):
 
 
 Queue.attributes = property(lambda queue: _LazyQueueAttributes(queue))
+
+
+# --- Queries cost the partition they read ---------------------------------------------------
+# moto answers every Query, on the table or on an index, by sorting every item of the table and
+# filtering: O(table) per query, seconds each past a few hundred thousand items. Here each table
+# keeps its global secondary indexes as maps (index partition -> items), updated after every
+# write, and a query hands moto's own query logic (conditions, order, limits, pages, filters,
+# projections) only the items of the partition it names.
+
+
+def _pk(hash_key, range_key):
+    return (hash_key.type, hash_key.value, None if range_key is None else (range_key.type, range_key.value))
+
+
+class _Gsis:
+    def __init__(self, table):
+        self.table = table
+        self.schemas = {}
+        for idx in table.global_indexes or []:
+            hashes = [k["AttributeName"] for k in idx.schema if k["KeyType"] == "HASH"]
+            ranges = [k["AttributeName"] for k in idx.schema if k["KeyType"] == "RANGE"]
+            self.schemas[idx.name] = (hashes, hashes + ranges)
+        self.parts = {name: {} for name in self.schemas}
+        self.where = {name: {} for name in self.schemas}
+        for item in _every_item(table):
+            self._add(item)
+
+    def _add(self, item):
+        pk = _pk(item.hash_key, item.range_key)
+        for name, (hashes, needed) in self.schemas.items():
+            if all(item.attrs.get(a) is not None for a in needed):
+                h = tuple((item.attrs[a].type, item.attrs[a].value) for a in hashes)
+                self.parts[name].setdefault(h, {})[pk] = item
+                self.where[name][pk] = h
+
+    def reindex(self, hash_key, range_key):
+        pk = _pk(hash_key, range_key)
+        for name in self.schemas:
+            h = self.where[name].pop(pk, None)
+            if h is not None:
+                part = self.parts[name].get(h)
+                if part is not None:
+                    part.pop(pk, None)
+                    if not part:
+                        del self.parts[name][h]
+        item = _stored(self.table, hash_key, range_key)
+        if item is not None:
+            self._add(item)
+
+    def partition(self, name, conditions):
+        hashes, _ = self.schemas[name]
+        if not all(a in conditions for a in hashes):
+            return None
+        h = tuple((conditions[a].type, conditions[a].value) for a in hashes)
+        return list(self.parts[name].get(h, {}).values())
+
+
+def _every_item(table):
+    for part in table.items.values():
+        if table.range_key_attr:
+            yield from part.values()
+        else:
+            yield part
+
+
+def _stored(table, hash_key, range_key):
+    part = table.items.get(hash_key)
+    if part is None:
+        return None
+    return part.get(range_key) if table.range_key_attr else part
+
+
+def _gsis(table):
+    gsis = table.__dict__.get("_leadflow_gsis")
+    if gsis is None:
+        gsis = table._leadflow_gsis = _Gsis(table)
+    return gsis
+
+
+_moto_query = Table.query
+_query_signature = inspect.signature(_moto_query)
+
+
+def _query(self, *args, **kwargs):
+    bound = _query_signature.bind(self, *args, **kwargs)
+    a = bound.arguments
+    index_name = a.get("index_name")
+    if index_name:
+        conditions = dict(a.get("hash_key_conditions") or [])
+        candidates = _gsis(self).partition(index_name, conditions) if index_name in _gsis(self).schemas else None
+    else:
+        hash_key = a.get("hash_key")
+        part = self.items.get(hash_key) if hash_key is not None else None
+        if part is None:
+            candidates = []
+        else:
+            candidates = list(part.values()) if self.range_key_attr else [part]
+    if candidates is None:
+        return _moto_query(*bound.args, **bound.kwargs)
+    self.all_items = lambda: candidates
+    try:
+        return _moto_query(*bound.args, **bound.kwargs)
+    finally:
+        del self.all_items
+
+
+Table.query = _query
+
+
+def _reindexing(method, key_of):
+    def wrapper(self, table_name, *args, **kwargs):
+        try:
+            return method(self, table_name, *args, **kwargs)
+        finally:
+            table = self.tables.get(table_name)
+            if table is not None and "_leadflow_gsis" in table.__dict__:
+                try:
+                    hash_key, range_key = self.get_keys_value(table, key_of(table, args, kwargs))
+                except Exception:
+                    pass  # moto refused the key: nothing was written
+                else:
+                    table._leadflow_gsis.reindex(hash_key, range_key)
+
+    return wrapper
+
+
+def _first(name):
+    return lambda table, args, kwargs: kwargs[name] if name in kwargs else args[0]
+
+
+def _key_of_put(table, args, kwargs):
+    attrs = kwargs["item_attrs"] if "item_attrs" in kwargs else args[0]
+    key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs.get(table.range_key_attr)
+    return key
+
+
+DynamoDBBackend.put_item = _reindexing(DynamoDBBackend.put_item, _key_of_put)
+DynamoDBBackend.update_item = _reindexing(DynamoDBBackend.update_item, _first("key"))
+DynamoDBBackend.delete_item = _reindexing(DynamoDBBackend.delete_item, _first("key"))
+
+
+# --- SQS: a receive reads the head of the queue, a delete finds its message -----------------
+# moto lists every visible message (two clock reads each) on each ReceiveMessage and scans the
+# queue twice, rebuilding it, on each DeleteMessage: O(backlog) per call, so a queue with a
+# backlog drained ever slower.
+
+
+class _VisibleMessages:
+    """The visible, undelayed messages, walked lazily (a receive stops after its batch)."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def __iter__(self):
+        now = unix_time_millis()
+        for m in self.queue._messages:
+            if now > m.visible_at and not now < m.delayed_until:
+                yield m
+
+    def __bool__(self):
+        return next(iter(self), None) is not None
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+Queue.messages = property(lambda queue: _VisibleMessages(queue))
+
+
+def _delete_message(self, receipt_handle):
+    if receipt_handle in self.deleted_messages:
+        return  # already deleted: moto accepts deleting it again
+    found = next((m for m in self.pending_messages if m.had_receipt_handle(receipt_handle)), None)
+    if found is None:
+        found = next((m for m in self._messages if m.had_receipt_handle(receipt_handle)), None)
+    if found is None:
+        raise ReceiptHandleIsInvalid()
+    self.pending_messages.discard(found)
+    self.deleted_messages.update(found.all_receipt_handles)
+    # Received messages sit near the head: found after a few steps, removed in place.
+    for i, m in enumerate(self._messages):
+        if m is found:
+            del self._messages[i]
+            break
+
+
+Queue.delete_message = _delete_message
 
 
 class Serialised:

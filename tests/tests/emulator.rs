@@ -56,3 +56,90 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     let kept = table.get(existing).await.unwrap().unwrap();
     assert_eq!(kept["v"].as_s().unwrap(), "before");
 }
+
+/// The emulator answers queries from the partition they name (its own index maps, kept up to
+/// date on every write), not by sorting the whole table: what an index holds must follow
+/// puts, updates that move or drop the index key, deletes and cancelled transactions.
+#[tokio::test]
+async fn index_queries_follow_every_kind_of_write() {
+    use leadflow_aws::keys::{Index, DUE_PK, DUE_SK};
+    use leadflow_aws::table::Query;
+    let env = TestEnv::new().await;
+    let table = env.stack.table().unwrap();
+    let due = |p: &str| Query::partition(Index::Due, p.to_owned());
+    let skeys = |items: Vec<leadflow_aws::table::Item>| -> Vec<String> {
+        items.iter().map(|i| i["sk"].as_s().unwrap().clone()).collect()
+    };
+    // The index is built on the first query, then maintained.
+    assert!(table.query(due("EMU#A")).await.unwrap().is_empty());
+    for (sk, at) in [("1", "2026-01-03"), ("2", "2026-01-01"), ("3", "2026-01-02")] {
+        table
+            .put(
+                plain_item(
+                    ("EMU#item".to_owned(), sk.to_owned()),
+                    "test",
+                    &[(DUE_PK, "EMU#A".into()), (DUE_SK, at.into())],
+                ),
+                Condition::none(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        skeys(table.query(due("EMU#A")).await.unwrap()),
+        ["2", "3", "1"],
+        "in index order"
+    );
+    assert_eq!(
+        skeys(table.query(due("EMU#A").at_most("2026-01-02")).await.unwrap()),
+        ["2", "3"]
+    );
+    // An update moves an item to another index partition; another drops its index key.
+    table
+        .update(
+            ("EMU#item".to_owned(), "1".to_owned()),
+            Update::new().set(DUE_PK, s("EMU#B")),
+        )
+        .await
+        .unwrap();
+    table
+        .update(
+            ("EMU#item".to_owned(), "2".to_owned()),
+            Update::new().remove(DUE_PK).remove(DUE_SK),
+        )
+        .await
+        .unwrap();
+    assert_eq!(skeys(table.query(due("EMU#A")).await.unwrap()), ["3"]);
+    assert_eq!(skeys(table.query(due("EMU#B")).await.unwrap()), ["1"]);
+    // A cancelled transaction that moved item 3 leaves it where it was.
+    let items = vec![
+        table
+            .update_tx(
+                ("EMU#item".to_owned(), "3".to_owned()),
+                Update::new().set(DUE_PK, s("EMU#B")),
+            )
+            .unwrap(),
+        table
+            .update_tx(
+                ("EMU#missing".to_owned(), "X".to_owned()),
+                Update::new().set("v", s("x")).if_exists(),
+            )
+            .unwrap(),
+    ];
+    assert!(matches!(
+        table.transact(items, None).await.unwrap(),
+        Transact::Cancelled(_)
+    ));
+    assert_eq!(skeys(table.query(due("EMU#A")).await.unwrap()), ["3"]);
+    assert_eq!(skeys(table.query(due("EMU#B")).await.unwrap()), ["1"]);
+    // A delete leaves the index; a query of the table reads its partition only.
+    table
+        .delete(("EMU#item".to_owned(), "1".to_owned()), Condition::none())
+        .await
+        .unwrap();
+    assert!(table.query(due("EMU#B")).await.unwrap().is_empty());
+    assert_eq!(
+        skeys(table.query(Query::partition(Index::Table, "EMU#item")).await.unwrap()),
+        ["2", "3"]
+    );
+}
