@@ -30,7 +30,11 @@ import logging
 import types
 from collections.abc import Mapping
 
+import moto.backends as moto_backends
 import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.exceptions import ItemSizeTooLarge
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import camelcase_to_underscores
@@ -312,6 +316,46 @@ def _delete_message(self, receipt_handle):
 
 
 Queue.delete_message = _delete_message
+
+
+# --- Per-request costs that did not depend on the request ------------------------------------
+# moto listed its own package directory on disk for every request (to tell a service by host),
+# re-wrapped every nested value to measure an item's size, and measured the whole item again for
+# each attribute it set: an item with a scoring map cost thousands of allocations per write.
+
+_moto_modules = tuple(moto_backends.list_of_moto_modules())
+moto_backends.list_of_moto_modules = lambda: _moto_modules
+
+
+def _size(self):
+    if self.is_number():
+        return len(str(self.value))
+    if self.is_set():
+        sub_type = self.type[0]
+        return sum(DynamoType({sub_type: v}).size() for v in self.value)
+    if self.is_list():
+        return sum(v.size() for v in self.value)
+    if self.is_map():
+        return sum(bytesize(k) + (v if type(v) is DynamoType else DynamoType(v)).size() for k, v in self.value.items())
+    if isinstance(self.value, bool):
+        return 1
+    return bytesize(self.value)
+
+
+DynamoType.size = _size
+
+
+def _item_init(self, hash_key, range_key, attrs):
+    self.hash_key = hash_key
+    self.range_key = range_key
+    # Built whole (dict.update does not check each key), then measured once.
+    built = LimitedSizeDict({key: DynamoType(value) for key, value in attrs.items()})
+    if sum(bytesize(k) + v.size() for k, v in built.items()) > 405000:
+        raise ItemSizeTooLarge
+    self.attrs = built
+
+
+Item.__init__ = _item_init
 
 
 class Serialised:
