@@ -35,6 +35,8 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.parsing import validators as dynamodb_validators
+from moto.dynamodb.parsing.ast_nodes import Node
 from moto.dynamodb.responses import DynamoResult
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -357,6 +359,40 @@ def _item_init(self, hash_key, range_key, attrs):
 
 
 Item.__init__ = _item_init
+
+
+# Each UpdateItem deep-copies its parsed expression (to validate it) with copy.deepcopy's
+# generic protocol; the same copy, node by node, costs a fraction.
+_ATOMIC = (str, int, float, bool, type(None), bytes)
+
+
+def _copy_tree(value, memo):
+    t = type(value)
+    if t in _ATOMIC:
+        return value
+    known = memo.get(id(value))
+    if known is not None:
+        return known
+    if t is list:
+        new = memo[id(value)] = []
+        new.extend(_copy_tree(v, memo) for v in value)
+        return new
+    if t is dict:
+        new = memo[id(value)] = {}
+        for k, v in value.items():
+            new[k] = _copy_tree(v, memo)
+        return new
+    if t is tuple:
+        return tuple(_copy_tree(v, memo) for v in value)
+    if isinstance(value, Node):
+        new = memo[id(value)] = t.__new__(t)
+        for k, v in value.__dict__.items():
+            new.__dict__[k] = _copy_tree(v, memo)
+        return new
+    return copy.deepcopy(value, memo)
+
+
+dynamodb_validators.deepcopy = lambda value, memo=None: _copy_tree(value, {} if memo is None else memo)
 
 
 # moto serialises each DynamoDB answer by walking botocore's model of the operation, member by
