@@ -268,6 +268,32 @@ async fn the_same_ses_open_twice_in_one_batch_counts_once_and_nothing_is_dead_le
     );
 }
 
+/// A batch's leads are written in one transaction; when another batch changed one of them
+/// meanwhile, the transaction is refused whole and each lead is scored again on its own: the
+/// other leads of the batch still count once, the contested one once.
+#[tokio::test]
+async fn a_refused_packed_write_scores_each_lead_on_its_own_exactly_once() {
+    let env = TestEnv::new().await;
+    let (contested, _) = submit(&env, json!({"email": "pack1@example.jp", "last_name": "一"})).await;
+    let (bystander, _) = submit(&env, json!({"email": "pack2@example.jp", "last_name": "二"})).await;
+    let bodies: Vec<String> = env.drain_queue().await.iter().map(Value::to_string).collect();
+    assert_eq!(bodies.len(), 2);
+    let contested_body = bodies.iter().find(|b| b.contains(&contested)).unwrap();
+    // Both batches load before either writes (moto answers one request at a time, in order).
+    let (a, b) = futures::join!(
+        env.scoring
+            .handle(sqs_event(&[("a0", bodies[0].as_str()), ("a1", bodies[1].as_str())])),
+        env.scoring.handle(sqs_event(&[("b0", contested_body.as_str())]))
+    );
+    assert_eq!(a.unwrap()["batchItemFailures"], json!([]));
+    assert_eq!(b.unwrap()["batchItemFailures"], json!([]));
+    for lead in [&contested, &bystander] {
+        let sc = env.scoring_of(lead).await;
+        assert_eq!(sc["total"].as_i64(), Some(5), "the form, scored once: {sc}");
+        assert_eq!(sc["ledgers"]["default"]["buckets"][0]["count"].as_u64(), Some(1));
+    }
+}
+
 #[tokio::test]
 async fn concurrent_batches_on_one_lead_never_lose_points() {
     let env = TestEnv::new().await;
@@ -782,7 +808,7 @@ async fn a_stale_pass_keeps_a_cursor_and_finishes_over_more_than_one_page() {
 }
 
 #[tokio::test]
-async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
+async fn a_batch_of_ten_over_three_leads_costs_one_read_and_one_write() {
     let env = TestEnv::new().await;
     let mut leads = Vec::new();
     for i in 0..3 {
@@ -818,15 +844,19 @@ async fn a_batch_of_ten_costs_one_read_and_one_write_per_distinct_lead() {
     ops.sort();
     assert_eq!(
         ops,
-        [
-            "BatchGetItem",
-            "GetItem",
-            "TransactWriteItems",
-            "TransactWriteItems",
-            "TransactWriteItems"
-        ],
-        "GetItem: the scoring configuration, once per container"
+        ["BatchGetItem", "GetItem", "TransactWriteItems"],
+        "one read, the three leads' writes packed in one transaction; GetItem: the scoring configuration, once per container"
     );
+    // Each lead got its own interactions: the form (behaviour), then its downloads.
+    let downloads = |i: usize| (0..7).filter(|j| j % 3 == i).count();
+    let history = env.items_of("interaction").await;
+    for (i, lead) in leads.iter().enumerate() {
+        let scored = history
+            .iter()
+            .filter(|it| s(it, "lead_id") == *lead && it.contains_key("scored_at"))
+            .count();
+        assert_eq!(scored, 1 + downloads(i), "lead {i}");
+    }
 }
 
 #[tokio::test]

@@ -81,6 +81,18 @@ pub trait ScoringStore: Send + Sync {
         interactions: &[(LeadId, InteractionId)],
     ) -> impl Future<Output = Result<Loaded, StoreError>> + Send;
     fn commit(&self, write: &ScoreWrite) -> impl Future<Output = Result<ScoreCommit, StoreError>> + Send;
+    /// Writes for different leads, packed into as few atomic writes as the store allows; for
+    /// each, whether it committed. `false`: the write it was packed in was refused or failed
+    /// (none of it happened), and the lead is scored again on its own.
+    fn commit_many(&self, writes: &[ScoreWrite]) -> impl Future<Output = Vec<bool>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                out.push(matches!(self.commit(w).await, Ok(ScoreCommit::Committed)));
+            }
+            out
+        }
+    }
     /// A visitor's anonymous interactions not yet linked to a lead, oldest first.
     fn anonymous(
         &self,
@@ -185,7 +197,9 @@ struct GroupReport {
     linked: usize,
 }
 
-/// Scores a batch: one load for all leads, then one atomic write per lead, leads in parallel.
+/// Scores a batch: one load for all leads, every lead's write packed into as few atomic writes
+/// as the store allows; a lead whose packed write was refused (another writer, a duplicate
+/// delivery) is scored again on its own, with its own retries, leads in parallel.
 pub async fn score_batch<S: ScoringStore>(
     store: &S,
     config: &ScoringConfig,
@@ -223,8 +237,53 @@ pub async fn score_batch<S: ScoringStore>(
             return report;
         }
     };
-    let results: Vec<(Vec<String>, Result<GroupReport, StoreError>)> = stream::iter(groups)
-        .map(|(lead_id, (_, works))| {
+    let mut results: Vec<(Vec<String>, Result<GroupReport, StoreError>)> = Vec::new();
+    // Each lead's first attempt, then one packed commit for all of them.
+    let mut planned: Vec<(LeadId, Vec<Work>, GroupReport, ScoreWrite)> = Vec::new();
+    for (lead_id, (_, works)) in groups {
+        let ids: Vec<String> = works.iter().map(|w| w.message_id().to_owned()).collect();
+        let Some(snapshot) = loaded.leads.get(&lead_id) else {
+            tracing::warn!(lead_id = %lead_id, "scoring: lead not found; dropped");
+            let dropped = GroupReport {
+                dropped: works.len(),
+                ..Default::default()
+            };
+            results.push((ids, Ok(dropped)));
+            continue;
+        };
+        let mut group = GroupReport::default();
+        let done = HashSet::new();
+        match plan_lead(
+            store,
+            config,
+            &works,
+            snapshot,
+            &loaded.interactions,
+            &done,
+            1,
+            &mut group,
+            now,
+        )
+        .await
+        {
+            Ok(Some(write)) => planned.push((lead_id, works, group, write)),
+            Ok(None) => results.push((ids, Ok(group))),
+            Err(e) => results.push((ids, Err(e))),
+        }
+    }
+    let writes: Vec<ScoreWrite> = planned.iter().map(|(_, _, _, w)| w.clone()).collect();
+    let committed = store.commit_many(&writes).await;
+    let mut again: Vec<(LeadId, Vec<Work>)> = Vec::new();
+    for ((lead_id, works, mut group, write), ok) in planned.into_iter().zip(committed) {
+        if ok {
+            count_committed(&write, &works, &mut group);
+            results.push((works.iter().map(|w| w.message_id().to_owned()).collect(), Ok(group)));
+        } else {
+            again.push((lead_id, works));
+        }
+    }
+    let retried: Vec<(Vec<String>, Result<GroupReport, StoreError>)> = stream::iter(again)
+        .map(|(lead_id, works)| {
             let loaded = &loaded;
             async move {
                 let ids = works.iter().map(|w| w.message_id().to_owned()).collect();
@@ -234,6 +293,7 @@ pub async fn score_batch<S: ScoringStore>(
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
+    results.extend(retried);
     for (ids, result) in results {
         match result {
             Ok(g) => {
@@ -250,6 +310,115 @@ pub async fn score_batch<S: ScoringStore>(
         }
     }
     report
+}
+
+/// What a committed write scored, into the lead's report.
+fn count_committed(write: &ScoreWrite, works: &[Work], report: &mut GroupReport) {
+    report.scored += write.confirm.len() + write.create.len();
+    report.linked += write.link.as_ref().map_or(0, |l| l.moved.len());
+    let stored = works.iter().filter(|w| matches!(w, Work::Stored { .. })).count();
+    report.duplicates += stored.saturating_sub(report.dropped + write.confirm.len());
+}
+
+/// One attempt at a lead: the write that scores what is new, or `None` when nothing is (the
+/// report then says why).
+#[allow(clippy::too_many_arguments)]
+async fn plan_lead<S: ScoringStore>(
+    store: &S,
+    config: &ScoringConfig,
+    works: &[Work],
+    snapshot: &LeadSnapshot,
+    interactions: &HashMap<InteractionId, StoredInteraction>,
+    done: &HashSet<InteractionId>,
+    attempt: u32,
+    report: &mut GroupReport,
+    now: DateTime<Utc>,
+) -> Result<Option<ScoreWrite>, StoreError> {
+    let lead_id = snapshot.lead_id;
+    let mut confirm = Vec::new();
+    let mut create = Vec::new();
+    let mut suppress = None;
+    let mut visitors = Vec::new();
+    // Two copies of one interaction in a batch (at-least-once delivery, SNS retries, the
+    // outbox relay) are one: a transaction may touch an item only once.
+    let mut seen: HashSet<InteractionId> = HashSet::new();
+    for w in works {
+        match w {
+            Work::Stored { interaction_id, .. } => match interactions.get(interaction_id) {
+                _ if !seen.insert(*interaction_id) => {}
+                Some(s) if s.scored || done.contains(interaction_id) => {}
+                Some(s) => {
+                    if let Some(v) = s.interaction.properties.get("visitor_id").and_then(|v| v.as_str()) {
+                        visitors.push(v.to_owned());
+                    }
+                    confirm.push(s.interaction.clone());
+                }
+                None if attempt == 1 => {
+                    tracing::warn!(interaction_id = %interaction_id, "scoring: interaction not found; dropped");
+                    report.dropped += 1;
+                }
+                None => {}
+            },
+            Work::Arriving {
+                interaction,
+                suppress: s,
+                ..
+            } => {
+                if seen.insert(interaction.interaction_id) && !done.contains(&interaction.interaction_id) {
+                    create.push(interaction.clone());
+                }
+                if s.is_some() && snapshot.contact.suppressed.is_none() {
+                    suppress = s.clone();
+                }
+            }
+        }
+    }
+    let mut link = None;
+    if let Some(visitor_id) = visitors.first() {
+        let mut anonymous = store.anonymous(visitor_id, MAX_LINK).await?;
+        anonymous.retain(|a| seen.insert(a.interaction_id));
+        let moved: Vec<InteractionId> = anonymous.iter().map(|i| i.interaction_id).collect();
+        for mut a in anonymous {
+            a.lead_id = lead_id;
+            a.contact_id = snapshot.contact.contact_id;
+            create.push(a);
+        }
+        link = Some(VisitorLink {
+            visitor_id: visitor_id.clone(),
+            moved,
+        });
+    }
+    if confirm.is_empty() && create.is_empty() && suppress.is_none() {
+        report.duplicates = works.len() - report.dropped;
+        return Ok(None);
+    }
+    let inputs: Vec<Input<'_>> = confirm
+        .iter()
+        .chain(create.iter())
+        .map(|i| Input {
+            interaction_id: i.interaction_id,
+            event: Event {
+                kind: i.kind.name(),
+                occurred_at: i.occurred_at,
+                properties: &i.properties,
+            },
+        })
+        .collect();
+    let mut kinds: Vec<&str> = inputs.iter().map(|i| i.event.kind).collect();
+    kinds.dedup();
+    let reason = kinds.join(", ");
+    let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
+    Ok(Some(ScoreWrite {
+        lead_id,
+        contact_id: snapshot.contact.contact_id,
+        expected_version: snapshot.scoring.version,
+        outcome,
+        confirm: confirm.iter().map(|i| i.interaction_id).collect(),
+        create,
+        link,
+        suppress,
+        now,
+    }))
 }
 
 #[tracing::instrument(name = "lead", skip_all, fields(lead_id = %lead_id))]
@@ -274,96 +443,24 @@ async fn score_lead<S: ScoringStore>(
     let mut interactions: HashMap<InteractionId, StoredInteraction> = loaded.interactions.clone();
     let mut done: HashSet<InteractionId> = HashSet::new();
     for attempt in 1..=MAX_ATTEMPTS {
-        let mut confirm = Vec::new();
-        let mut create = Vec::new();
-        let mut suppress = None;
-        let mut visitors = Vec::new();
-        // Two copies of one interaction in a batch (at-least-once delivery, SNS retries, the
-        // outbox relay) are one: a transaction may touch an item only once.
-        let mut seen: HashSet<InteractionId> = HashSet::new();
-        for w in &works {
-            match w {
-                Work::Stored { interaction_id, .. } => match interactions.get(interaction_id) {
-                    _ if !seen.insert(*interaction_id) => {}
-                    Some(s) if s.scored || done.contains(interaction_id) => {}
-                    Some(s) => {
-                        if let Some(v) = s.interaction.properties.get("visitor_id").and_then(|v| v.as_str()) {
-                            visitors.push(v.to_owned());
-                        }
-                        confirm.push(s.interaction.clone());
-                    }
-                    None if attempt == 1 => {
-                        tracing::warn!(interaction_id = %interaction_id, "scoring: interaction not found; dropped");
-                        report.dropped += 1;
-                    }
-                    None => {}
-                },
-                Work::Arriving {
-                    interaction,
-                    suppress: s,
-                    ..
-                } => {
-                    if seen.insert(interaction.interaction_id) && !done.contains(&interaction.interaction_id) {
-                        create.push(interaction.clone());
-                    }
-                    if s.is_some() && snapshot.contact.suppressed.is_none() {
-                        suppress = s.clone();
-                    }
-                }
-            }
-        }
-        let mut link = None;
-        if let Some(visitor_id) = visitors.first() {
-            let mut anonymous = store.anonymous(visitor_id, MAX_LINK).await?;
-            anonymous.retain(|a| seen.insert(a.interaction_id));
-            let moved: Vec<InteractionId> = anonymous.iter().map(|i| i.interaction_id).collect();
-            for mut a in anonymous {
-                a.lead_id = lead_id;
-                a.contact_id = snapshot.contact.contact_id;
-                create.push(a);
-            }
-            link = Some(VisitorLink {
-                visitor_id: visitor_id.clone(),
-                moved,
-            });
-        }
-        if confirm.is_empty() && create.is_empty() && suppress.is_none() {
-            report.duplicates = works.len() - report.dropped;
-            return Ok(report);
-        }
-        let inputs: Vec<Input<'_>> = confirm
-            .iter()
-            .chain(create.iter())
-            .map(|i| Input {
-                interaction_id: i.interaction_id,
-                event: Event {
-                    kind: i.kind.name(),
-                    occurred_at: i.occurred_at,
-                    properties: &i.properties,
-                },
-            })
-            .collect();
-        let mut kinds: Vec<&str> = inputs.iter().map(|i| i.event.kind).collect();
-        kinds.dedup();
-        let reason = kinds.join(", ");
-        let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
-        let write = ScoreWrite {
-            lead_id,
-            contact_id: snapshot.contact.contact_id,
-            expected_version: snapshot.scoring.version,
-            outcome,
-            confirm: confirm.iter().map(|i| i.interaction_id).collect(),
-            create: create.clone(),
-            link: link.clone(),
-            suppress,
+        let Some(write) = plan_lead(
+            store,
+            config,
+            &works,
+            &snapshot,
+            &interactions,
+            &done,
+            attempt,
+            &mut report,
             now,
+        )
+        .await?
+        else {
+            return Ok(report);
         };
         match store.commit(&write).await? {
             ScoreCommit::Committed => {
-                report.scored += write.confirm.len() + write.create.len();
-                report.linked += link.map_or(0, |l| l.moved.len());
-                let stored = works.iter().filter(|w| matches!(w, Work::Stored { .. })).count();
-                report.duplicates += stored.saturating_sub(report.dropped + write.confirm.len());
+                count_committed(&write, &works, &mut report);
                 return Ok(report);
             }
             ScoreCommit::AlreadyScored(ids) => {
