@@ -279,11 +279,12 @@ async fn a_refused_packed_write_scores_each_lead_on_its_own_exactly_once() {
     let bodies: Vec<String> = env.drain_queue().await.iter().map(Value::to_string).collect();
     assert_eq!(bodies.len(), 2);
     let contested_body = bodies.iter().find(|b| b.contains(&contested)).unwrap();
-    // Both batches load before either writes (moto answers one request at a time, in order).
-    let (a, b) = futures::join!(
+    // Both batches load before either writes (moto answers one request at a time, in order):
+    // the single one commits first and the pair's transaction is refused.
+    let (b, a) = futures::join!(
+        env.scoring.handle(sqs_event(&[("b0", contested_body.as_str())])),
         env.scoring
-            .handle(sqs_event(&[("a0", bodies[0].as_str()), ("a1", bodies[1].as_str())])),
-        env.scoring.handle(sqs_event(&[("b0", contested_body.as_str())]))
+            .handle(sqs_event(&[("a0", bodies[0].as_str()), ("a1", bodies[1].as_str())]))
     );
     assert_eq!(a.unwrap()["batchItemFailures"], json!([]));
     assert_eq!(b.unwrap()["batchItemFailures"], json!([]));
