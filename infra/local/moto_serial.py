@@ -24,6 +24,7 @@ import sys
 import threading
 
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -37,7 +38,9 @@ from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.parsing import validators as dynamodb_validators
 from moto.dynamodb.parsing.ast_nodes import Node
-from moto.dynamodb.responses import DynamoResult
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
+import moto.dynamodb.comparisons as dynamodb_comparisons
+import moto.dynamodb.models.table as dynamodb_table
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import camelcase_to_underscores
@@ -395,12 +398,33 @@ def _copy_tree(value, memo):
 dynamodb_validators.deepcopy = lambda value, memo=None: _copy_tree(value, {} if memo is None else memo)
 
 
-# moto serialises each DynamoDB answer by walking botocore's model of the operation, member by
-# member: a fifth of the emulator's time when answers carry items. The data operations' answers
-# are already plain JSON values (moto converts its items first), so they are written as JSON;
-# anything json cannot write as is (binary, dates) still goes moto's way.
+# Each condition (one per item of a transaction) was parsed anew: the same few expressions,
+# thousands of times. Parsed once per expression, names and values; the parsed condition is
+# only evaluated afterwards, never changed.
+_moto_filter_expression = dynamodb_comparisons.get_filter_expression
 
-_moto_execute = DynamoResult.execute_result
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_condition(expr, names, values):
+    return _moto_filter_expression(expr, json.loads(names), json.loads(values))
+
+
+def _filter_expression(expr, names, values):
+    try:
+        key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+    except (TypeError, ValueError):
+        return _moto_filter_expression(expr, names, values)
+    return _parsed_condition(*key)
+
+
+for _module in (dynamodb_comparisons, dynamodb_models, dynamodb_table):
+    if hasattr(_module, "get_filter_expression"):
+        _module.get_filter_expression = _filter_expression
+
+
+# moto parsed each DynamoDB request by walking botocore's model of the operation, member by
+# member (a third of the emulator's time on an import). The data operations' bodies are plain
+# JSON already; a body with binary values still goes moto's way.
 _PLAIN_JSON_OPERATIONS = {
     "GetItem",
     "BatchGetItem",
@@ -412,6 +436,27 @@ _PLAIN_JSON_OPERATIONS = {
     "TransactWriteItems",
     "TransactGetItems",
 }
+_moto_parse_parameters = DynamoHandler.parse_parameters
+
+
+def _parse_parameters(self, request):
+    if self._get_action() in _PLAIN_JSON_OPERATIONS:
+        body = request.data or b"{}"
+        if b'"B"' not in body and b'"BS"' not in body:
+            self.params = json.loads(body)
+            return
+    _moto_parse_parameters(self, request)
+
+
+DynamoHandler.parse_parameters = _parse_parameters
+
+
+# moto serialises each DynamoDB answer by walking botocore's model of the operation, member by
+# member: a fifth of the emulator's time when answers carry items. The data operations' answers
+# are already plain JSON values (moto converts its items first), so they are written as JSON;
+# anything json cannot write as is (binary, dates) still goes moto's way.
+
+_moto_execute = DynamoResult.execute_result
 
 
 def _without_nulls(value, depth=2):
