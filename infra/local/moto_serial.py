@@ -48,7 +48,7 @@ from moto.server import DomainDispatcherApplication, create_backend_app
 from moto.core.utils import unix_time_millis
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 
 def _deepcopy_but_tables(value, memo=None):
@@ -442,7 +442,8 @@ _moto_parse_parameters = DynamoHandler.parse_parameters
 def _parse_parameters(self, request):
     if self._get_action() in _PLAIN_JSON_OPERATIONS:
         body = request.data or b"{}"
-        if b'"B"' not in body and b'"BS"' not in body:
+        # A binary value is `{"B":"…"}` or `{"BS":[…]}` (an attribute named B would be `"B":{`).
+        if b'"B":"' not in body and b'"BS":[' not in body:
             self.params = json.loads(body)
             return
     _moto_parse_parameters(self, request)
@@ -496,6 +497,13 @@ class Serialised:
                     close()
 
 
+class _KeepAlive(WSGIRequestHandler):
+    # HTTP/1.1: the SDK's pooled connections are kept, not opened (with a thread) per request;
+    # an answer's head and body leave in one write.
+    protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024
+
+
 def exit_when_parent_goes():
     try:
         while sys.stdin.buffer.read(4096):
@@ -515,7 +523,15 @@ def main():
     if args.watch_stdin:
         threading.Thread(target=exit_when_parent_goes, daemon=True).start()
     app = Serialised(DomainDispatcherApplication(create_backend_app))
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    run_simple(
+        args.host,
+        args.port,
+        app,
+        threaded=True,
+        use_reloader=False,
+        use_debugger=False,
+        request_handler=_KeepAlive,
+    )
 
 
 if __name__ == "__main__":
