@@ -350,12 +350,32 @@ def _size(self):
 
 DynamoType.size = _size
 
+_intern = sys.intern
+
+
+def _dynamo_type_init(self, type_as_dict):
+    # moto's own, without building two lists per value; map keys are interned, so the
+    # thousands of items that share attribute names share their strings.
+    if type(type_as_dict) is DynamoType:
+        self.type = type_as_dict.type
+        self.value = type_as_dict.value
+    else:
+        for self.type, self.value in type_as_dict.items():
+            break
+    if self.type == "L":
+        self.value = [DynamoType(v) for v in self.value]
+    elif self.type == "M":
+        self.value = {_intern(k): DynamoType(v) for k, v in self.value.items()}
+
+
+DynamoType.__init__ = _dynamo_type_init
+
 
 def _item_init(self, hash_key, range_key, attrs):
     self.hash_key = hash_key
     self.range_key = range_key
     # Built whole (dict.update does not check each key), then measured once.
-    built = LimitedSizeDict({key: DynamoType(value) for key, value in attrs.items()})
+    built = LimitedSizeDict({_intern(key): DynamoType(value) for key, value in attrs.items()})
     if sum(bytesize(k) + v.size() for k, v in built.items()) > 405000:
         raise ItemSizeTooLarge
     self.attrs = built

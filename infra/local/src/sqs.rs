@@ -35,15 +35,25 @@ where
     F: FnOnce(Value) -> Fut,
     Fut: Future<Output = Result<Value, String>>,
 {
-    let got = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(batch_size)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .send()
-        .await
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-    let messages = got.messages.unwrap_or_default();
+    // As Lambda's poller: receives of up to ten until the batch is full or the queue has no more.
+    let mut messages = Vec::new();
+    while messages.len() < batch_size.max(1) as usize {
+        let want = (batch_size as usize - messages.len()).clamp(1, 10);
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(want as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        let got = got.messages.unwrap_or_default();
+        let short = got.len() < want;
+        messages.extend(got);
+        if short {
+            break;
+        }
+    }
     if messages.is_empty() {
         return Ok(Polled::default());
     }
