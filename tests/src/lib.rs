@@ -23,7 +23,7 @@ static EMULATOR: OnceLock<Emulator> = OnceLock::new();
 /// The emulator's endpoint, starting it on first use.
 pub fn endpoint() -> &'static str {
     &EMULATOR
-        .get_or_init(|| Emulator::start().expect("start moto (run scripts/setup.sh first)"))
+        .get_or_init(|| Emulator::start_with_tiny_cache().expect("start moto (run scripts/setup.sh first)"))
         .endpoint
 }
 

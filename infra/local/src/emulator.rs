@@ -37,7 +37,17 @@ impl Emulator {
         Self::start_on(free_port()?)
     }
 
+    /// For tests: items leave the emulator's cache of built items after every few requests, so
+    /// every test also proves that items written back to JSON and built again are the same.
+    pub fn start_with_tiny_cache() -> io::Result<Self> {
+        Self::spawn(free_port()?, Some(16))
+    }
+
     pub fn start_on(port: u16) -> io::Result<Self> {
+        Self::spawn(port, None)
+    }
+
+    fn spawn(port: u16, cache_items: Option<usize>) -> io::Result<Self> {
         let py = python();
         if !py.exists() {
             return Err(io::Error::new(
@@ -55,9 +65,12 @@ impl Emulator {
             ));
         }
         let script = workspace_root().join("infra/local/moto_serial.py");
-        let child = Command::new(py)
-            .arg(script)
-            .args(["--port", &port.to_string(), "--watch-stdin"])
+        let mut command = Command::new(py);
+        command.arg(script).args(["--port", &port.to_string(), "--watch-stdin"]);
+        if let Some(n) = cache_items {
+            command.args(["--cache-items", &n.to_string()]);
+        }
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
