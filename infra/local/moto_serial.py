@@ -48,7 +48,8 @@ from moto.core.utils import camelcase_to_underscores
 from moto.server import DomainDispatcherApplication, create_backend_app
 from moto.core.utils import unix_time_millis
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
-from moto.sqs.models import Queue
+from moto.core.common_models import BaseModel
+from moto.sqs.models import Message, Queue
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 
@@ -503,6 +504,25 @@ def _execute_result(self, context):
 
 
 DynamoResult.execute_result = _execute_result
+
+
+# --- Models moto tracks for its data dump --------------------------------------------------
+# Every moto model instance is appended to a class-level list (for /moto-api/data.json) and never
+# let go: every DynamoDB item ever built or copied and every SQS message ever sent stayed in
+# memory. Those two are not tracked (the dump's SES messages, which tests read, still are).
+_UNTRACKED = (Item, Message)
+
+
+def _base_model_new(cls, *args, **kwargs):
+    instance = object.__new__(cls)
+    if not issubclass(cls, _UNTRACKED):
+        cls.instances_tracked.append(instance)
+    return instance
+
+
+BaseModel.__new__ = _base_model_new
+for _model in _UNTRACKED:
+    _model.instances_tracked.clear()
 
 
 # --- Items at rest as JSON ----------------------------------------------------------------
