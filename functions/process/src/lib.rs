@@ -29,7 +29,8 @@ use leadflow_domain::scoring::service::ScoringConfigSource;
 #[cfg(test)]
 mod tests;
 
-/// Leads one run takes at most; the rest wait for the next run.
+/// Due items read per page; a run reads page after page until nothing new is due or its
+/// budget is spent.
 pub const RUN_LIMIT: usize = 1000;
 
 /// The process function over its ports.

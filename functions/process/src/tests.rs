@@ -30,7 +30,7 @@ use leadflow_domain::records::{
 use leadflow_domain::scoring::service::ScoringConfigSource;
 use leadflow_domain::scoring::ScoringConfig;
 
-use crate::{Process, ProcessError};
+use crate::{Process, ProcessError, RUN_LIMIT};
 
 /// Monday 2026-11-02 10:00 in Tokyo.
 fn now() -> DateTime<Utc> {
@@ -72,10 +72,9 @@ impl LeadApiStore for Mem {
 }
 
 impl LeaseStore for Mem {
+    /// As the due index: the first `limit` entries still due; a saved lead leaves it.
     async fn due(&self, _: DateTime<Utc>, limit: usize) -> Result<Vec<DueItem>, StoreError> {
-        let mut due = std::mem::take(&mut *self.due.lock().unwrap());
-        due.truncate(limit);
-        Ok(due)
+        Ok(self.due.lock().unwrap().iter().take(limit).cloned().collect())
     }
 
     async fn lease(
@@ -95,6 +94,7 @@ impl LeaseStore for Mem {
             v.owner = save.owner.clone().or(v.owner.take());
         }
         self.saves.lock().unwrap().push(save.clone());
+        self.due.lock().unwrap().retain(|d| d != &DueItem::Lead(save.lead_id));
         Ok(())
     }
 }
@@ -418,6 +418,27 @@ async fn a_run_relays_the_outbox_and_hands_a_sales_ready_lead_to_an_owner() {
         ledger.values().all(|v| v.ends_with("internal")),
         "the owner's email is never recorded as the lead's: {ledger:?}"
     );
+}
+
+#[tokio::test]
+async fn a_run_reads_page_after_page_until_nothing_new_is_due() {
+    let app = app(true);
+    let total = RUN_LIMIT * 2 + 500;
+    for _ in 0..total {
+        let id = lead(&app, Stage::Inquiry, "cold", false);
+        app.store.due.lock().unwrap().push(DueItem::Lead(id));
+    }
+    // One lead that stays due (nobody can lease it): taken once, not again and again.
+    let stuck = LeadId::generate();
+    app.store.due.lock().unwrap().insert(0, DueItem::Lead(stuck));
+    let report = app.run().await.unwrap();
+    assert_eq!(
+        (report.due, report.leads, report.busy),
+        (total + 1, total, 1),
+        "{report:?}"
+    );
+    assert!(!report.out_of_time);
+    assert_eq!(app.store.due.lock().unwrap().clone(), vec![DueItem::Lead(stuck)]);
 }
 
 #[tokio::test]

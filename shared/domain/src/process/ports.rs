@@ -11,7 +11,7 @@ use super::stage::StageChange;
 use crate::ports::StoreError;
 use crate::records::{ContactId, LeadId, LeadStatus, Stage};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DueItem {
     Lead(LeadId),
     Task(LeadId, String),

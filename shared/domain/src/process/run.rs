@@ -1,6 +1,7 @@
 //! One scheduled run of the process: the leads and tasks that are due, within a time budget,
 //! safe when two runs overlap (a lease per lead; a ledger claim per email).
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -283,20 +284,33 @@ pub async fn run(
     cfg: &RunConfig<'_>,
 ) -> Result<RunReport, StoreError> {
     let mut report = RunReport::default();
-    let due = store.due(cfg.now, cfg.limit).await?;
-    report.due = due.len();
-    for item in due {
-        if Instant::now() >= cfg.deadline {
-            report.out_of_time = true;
+    // Page after page of what is due, until nothing new is due or the budget is spent; an item
+    // that stays due (failed, leased elsewhere) is taken once per run.
+    let mut seen: HashSet<DueItem> = HashSet::new();
+    'pages: loop {
+        let page = store.due(cfg.now, cfg.limit).await?;
+        let full = page.len() >= cfg.limit;
+        let fresh: Vec<DueItem> = page.into_iter().filter(|d| seen.insert(d.clone())).collect();
+        if fresh.is_empty() {
             break;
         }
-        let result = match item {
-            DueItem::Lead(lead) => process_lead(store, mailer, cfg, lead, &mut report).await,
-            DueItem::Task(lead, task) => process_task(store, mailer, cfg, lead, &task, &mut report).await,
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "process: a due item failed; it stays due");
-            report.failed += 1;
+        report.due += fresh.len();
+        for item in fresh {
+            if Instant::now() >= cfg.deadline {
+                report.out_of_time = true;
+                break 'pages;
+            }
+            let result = match item {
+                DueItem::Lead(lead) => process_lead(store, mailer, cfg, lead, &mut report).await,
+                DueItem::Task(lead, task) => process_task(store, mailer, cfg, lead, &task, &mut report).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "process: a due item failed; it stays due");
+                report.failed += 1;
+            }
+        }
+        if !full {
+            break;
         }
     }
     Ok(report)
