@@ -150,7 +150,8 @@ def _pk(hash_key, range_key):
 
 
 class _Gsis:
-    """A table's global secondary indexes: index partition -> the primary keys of its items."""
+    """A table's global secondary indexes: index partition -> the primary keys of its items,
+    each with its index sort key, so a query builds only the items it can return."""
 
     def __init__(self, table):
         self.table = table
@@ -158,7 +159,7 @@ class _Gsis:
         for idx in table.global_indexes or []:
             hashes = [k["AttributeName"] for k in idx.schema if k["KeyType"] == "HASH"]
             ranges = [k["AttributeName"] for k in idx.schema if k["KeyType"] == "RANGE"]
-            self.schemas[idx.name] = (hashes, hashes + ranges)
+            self.schemas[idx.name] = (hashes, ranges, hashes + ranges)
         self.parts = {name: {} for name in self.schemas}
         self.where = {name: {} for name in self.schemas}
         for item in _every_item(table):
@@ -166,10 +167,11 @@ class _Gsis:
 
     def _add(self, item):
         pk = _pk(item.hash_key, item.range_key)
-        for name, (hashes, needed) in self.schemas.items():
+        for name, (hashes, ranges, needed) in self.schemas.items():
             if all(item.attrs.get(a) is not None for a in needed):
                 h = tuple((item.attrs[a].type, item.attrs[a].value) for a in hashes)
-                self.parts[name].setdefault(h, set()).add(pk)
+                sort = item.attrs[ranges[0]] if len(ranges) == 1 else None
+                self.parts[name].setdefault(h, {})[pk] = sort
                 self.where[name][pk] = h
 
     def reindex(self, hash_key, range_key):
@@ -179,19 +181,54 @@ class _Gsis:
             if h is not None:
                 part = self.parts[name].get(h)
                 if part is not None:
-                    part.discard(pk)
+                    part.pop(pk, None)
                     if not part:
                         del self.parts[name][h]
         item = _stored(self.table, hash_key, range_key)
         if item is not None:
             self._add(item)
 
-    def partition(self, name, conditions):
-        hashes, _ = self.schemas[name]
-        if not all(a in conditions for a in hashes):
+    def partition(self, name, a):
+        """The items a query of index `name` (bound arguments `a`) can return: the partition,
+        narrowed by the sort-key condition and, with a limit and no filter, to the first
+        `limit + 1` in the query's order after its start key. moto's own query then orders,
+        pages and projects them."""
+        hashes, ranges, _ = self.schemas[name]
+        conditions = dict(a.get("hash_key_conditions") or [])
+        if not all(k in conditions for k in hashes):
             return None
-        h = tuple((conditions[a].type, conditions[a].value) for a in hashes)
-        items = (_stored(self.table, hk, rk) for hk, rk in self.parts[name].get(h, ()))
+        h = tuple((conditions[k].type, conditions[k].value) for k in hashes)
+        entries = list(self.parts[name].get(h, {}).items())
+        comparison, objs = a.get("range_comparison"), a.get("range_objs")
+        single = len(ranges) == 1 and len(a.get("range_key_conditions") or []) <= 1
+        if single and comparison:
+            entries = [(pk, v) for pk, v in entries if v is not None and v.compare(comparison, objs)]
+        filtered = a.get("filter_expression") is not None or a.get("filter_kwargs")
+        limit = a.get("limit")
+        if single and limit and not filtered:
+            forward = a.get("scan_index_forward") is not False
+
+            def order(entry):
+                (hk, rk), v = entry
+                return (v.cast_value, hk.cast_value, rk.cast_value if rk is not None else "")
+
+            entries.sort(key=order, reverse=not forward)
+            start = a.get("exclusive_start_key")
+            if start:
+                table = self.table
+                sort_attr = ranges[0]
+                try:
+                    position = (
+                        DynamoType(start[sort_attr]).cast_value,
+                        DynamoType(start[table.hash_key_attr]).cast_value,
+                        DynamoType(start[table.range_key_attr]).cast_value if table.range_key_attr else "",
+                    )
+                except (KeyError, TypeError):
+                    position = None
+                if position is not None:
+                    entries = [e for e in entries if (order(e) > position if forward else order(e) < position)]
+            entries = entries[: int(limit) + 1]
+        items = (_stored(self.table, hk, rk) for (hk, rk), _ in entries)
         return [i for i in items if i is not None]
 
 
@@ -226,8 +263,8 @@ def _query(self, *args, **kwargs):
     a = bound.arguments
     index_name = a.get("index_name")
     if index_name:
-        conditions = dict(a.get("hash_key_conditions") or [])
-        candidates = _gsis(self).partition(index_name, conditions) if index_name in _gsis(self).schemas else None
+        gsis = _gsis(self)
+        candidates = gsis.partition(index_name, a) if index_name in gsis.schemas else None
     else:
         hash_key = a.get("hash_key")
         part = self.items.get(hash_key) if hash_key is not None else None

@@ -143,3 +143,71 @@ async fn index_queries_follow_every_kind_of_write() {
         ["2", "3"]
     );
 }
+
+/// An index query with a limit builds only the items it can return: its pages, forward and
+/// backward, with a sort-key condition, are exactly DynamoDB's.
+#[tokio::test]
+async fn index_pages_with_limits_and_start_keys_are_in_order() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use leadflow_aws::keys::{DUE_INDEX, DUE_PK, DUE_SK};
+    let env = TestEnv::new().await;
+    let table = env.stack.table().unwrap();
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        // Written out of order on purpose.
+        let at = format!("2026-02-{:02}", (i * 7) % 23 + 1);
+        let sk = format!("{i:02}");
+        table
+            .put(
+                plain_item(
+                    ("EMU#paged".to_owned(), sk.clone()),
+                    "test",
+                    &[(DUE_PK, "EMU#P".into()), (DUE_SK, at.clone())],
+                ),
+                Condition::none(),
+            )
+            .await
+            .unwrap();
+        expected.push((at, sk));
+    }
+    expected.sort();
+    let client = &env.stack.clients.dynamodb;
+    for forward in [true, false] {
+        for upper in ["2026-02-30", "2026-02-12"] {
+            let mut want: Vec<String> = expected
+                .iter()
+                .filter(|(at, _)| at.as_str() <= upper)
+                .map(|(_, sk)| sk.clone())
+                .collect();
+            if !forward {
+                want.reverse();
+            }
+            let mut got = Vec::new();
+            let mut start = None;
+            loop {
+                let page = client
+                    .query()
+                    .table_name(table.name())
+                    .index_name(DUE_INDEX)
+                    .key_condition_expression("#p = :p AND #s <= :s")
+                    .expression_attribute_names("#p", DUE_PK)
+                    .expression_attribute_names("#s", DUE_SK)
+                    .expression_attribute_values(":p", AttributeValue::S("EMU#P".into()))
+                    .expression_attribute_values(":s", AttributeValue::S(upper.into()))
+                    .scan_index_forward(forward)
+                    .limit(4)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(page.items().len() <= 4);
+                got.extend(page.items().iter().map(|i| i["sk"].as_s().unwrap().clone()));
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "forward {forward}, up to {upper}");
+        }
+    }
+}

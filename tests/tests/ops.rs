@@ -214,6 +214,31 @@ async fn lead_show_export_and_verified_erasure() {
         assert_eq!(v["leads"][0]["lead"]["lead_id"], lead.as_str());
         assert_eq!(v["leads"][0]["lead"]["scoring"]["total"], 21);
         assert_eq!(v["leads"][0]["interactions"].as_array().unwrap().len(), 4);
+        // The documented shape: records' own fields, never where or how they are stored.
+        let records = [
+            &v["contact"],
+            &v["leads"][0]["lead"],
+            &v["leads"][0]["interactions"][0],
+            &v["leads"][0]["score_history"][0],
+        ];
+        for (i, r) in records.into_iter().enumerate() {
+            assert!(r.is_object(), "record {i}: {r}");
+            for storage in [
+                "pk",
+                "sk",
+                "type",
+                "gsi1pk",
+                "gsi1sk",
+                "due_pk",
+                "due_sk",
+                "ttl",
+                "lease_run",
+            ] {
+                assert!(r.get(storage).is_none(), "record {i} shows {storage}: {r}");
+            }
+        }
+        assert_eq!(v["contact"]["email"], "privacy@example.jp");
+        assert!(v["leads"][0]["lead"]["lead_id"].is_string());
         let text = render_lead(&v);
         assert!(text.contains("score (default v1): 21 = fit 15 + behaviour 6"), "{text}");
         assert!(text.contains("industry_it"));
@@ -514,7 +539,7 @@ fn header_aliases_and_maps() {
 
 #[tokio::test]
 async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
-    use leadflow_cli::{leads_export, CsvEncoding, LeadFilter};
+    use leadflow_cli::{leads_export, CsvEncoding, ExportFrom, LeadFilter};
     let env = TestEnv::new().await;
     let t = target(&env);
     for i in 0..3 {
@@ -535,7 +560,9 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
         band: Some("hot".into()),
         ..Default::default()
     };
-    let n = leads_export(&t, &filter, CsvEncoding::Cp932, &mut out).await.unwrap();
+    let n = leads_export(&t, &ExportFrom::Scored, &filter, CsvEncoding::Cp932, &mut out)
+        .await
+        .unwrap();
     assert_eq!(n, 3);
     let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&out);
     assert!(!bad);
@@ -555,10 +582,90 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
         ..Default::default()
     };
     assert_eq!(
-        leads_export(&t, &cold, CsvEncoding::Utf8Bom, &mut out).await.unwrap(),
+        leads_export(&t, &ExportFrom::Scored, &cold, CsvEncoding::Utf8Bom, &mut out)
+            .await
+            .unwrap(),
         2
     );
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with('\u{feff}'));
     assert_eq!(text.lines().filter(|l| l.contains("冷泉")).count(), 2);
+}
+
+/// Static lists: an import tags its people (`--list`), a list is shown, exported for Excel,
+/// shrunk by hand; erasing a person takes them off every list.
+#[tokio::test]
+async fn an_import_fills_a_list_that_is_shown_exported_shrunk_and_forgets_an_erased_person() {
+    let env = TestEnv::new().await;
+    let dir = tempdir("list");
+    let file = dir.join("expo.csv");
+    let mut text = String::from("メールアドレス,姓,名,会社名,役職\n");
+    for i in 0..30 {
+        text.push_str(&format!("expo{i}@example.co.jp,高橋,{i},展示会商事{i},部長\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let path = file.to_str().unwrap();
+    let run = leadflow(&env, &["import", "contacts", path, "--list", "展示会2026"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Again: the same people, still 30 members.
+    std::fs::remove_file(dir.join("expo.csv.import-state")).unwrap();
+    let again = leadflow(&env, &["import", "contacts", path, "--list", "展示会2026"]);
+    assert!(again.status.success());
+
+    let ls = String::from_utf8_lossy(&leadflow(&env, &["list", "ls"]).stdout).into_owned();
+    assert!(ls.contains("展示会2026\t30 members"), "{ls}");
+    let show = leadflow(&env, &["list", "show", "展示会2026", "--json"]);
+    let v: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["count"], 30);
+    let m = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "expo7@example.co.jp")
+        .unwrap();
+    assert_eq!(
+        (m["company"].as_str(), m["source"].as_str()),
+        (Some("展示会商事7"), Some("import:expo.csv"))
+    );
+
+    let out = dir.join("list.csv");
+    let export = leadflow(
+        &env,
+        &[
+            "list",
+            "export",
+            "展示会2026",
+            "--encoding",
+            "cp932",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let (csv, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+    assert!(!bad);
+    assert_eq!(csv.lines().count(), 31, "header and 30 members");
+    assert!(csv.contains("expo7@example.co.jp,高橋,7,展示会商事7,部長"), "{csv}");
+
+    let removed = leadflow(
+        &env,
+        &[
+            "list",
+            "remove",
+            "展示会2026",
+            "expo0@example.co.jp",
+            "expo1@example.co.jp",
+        ],
+    );
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let t = target(&env);
+    person_erase(&t, "expo2@example.co.jp").await.unwrap();
+    let v: Value = serde_json::from_slice(&leadflow(&env, &["list", "show", "展示会2026", "--json"]).stdout).unwrap();
+    assert_eq!(v["count"], 27, "two removed, one erased");
+    assert!(!v.to_string().contains("expo2@"));
+
+    let bad = leadflow(&env, &["list", "show", "no#such"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no '#'"));
 }

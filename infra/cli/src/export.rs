@@ -8,7 +8,10 @@ use std::io::Write;
 use serde_json::Value;
 
 use leadflow_aws::keys;
+use leadflow_aws::lists::DynamoLists;
 use leadflow_aws::table::from_record;
+use leadflow_domain::lists::ListName;
+use leadflow_domain::records::{ContactId, LeadId};
 use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
 
 use crate::{Error, Target};
@@ -69,9 +72,19 @@ const COLUMNS: [&str; 15] = [
     "created_at",
 ];
 
+/// Which leads an export walks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportFrom {
+    /// Every scored lead (the re-scoring schedule).
+    Scored,
+    /// A static list's members, shard by shard.
+    List(ListName),
+}
+
 /// Writes the matching leads to `out`; returns how many.
 pub async fn leads_export(
     t: &Target,
+    from: &ExportFrom,
     filter: &LeadFilter,
     encoding: CsvEncoding,
     out: &mut dyn Write,
@@ -86,57 +99,89 @@ pub async fn leads_export(
     let table = t.records();
     // The stale re-scoring pass's walk: every scored lead, a page at a time, from a cursor.
     let schedule = leadflow_aws::scoring::DynamoScoring::new(table.clone());
+    let lists = DynamoLists::new(table.clone());
     let mut written = 0;
     let mut cursor = None;
+    let mut shard = 0;
     loop {
-        let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
-        let wanted = page
-            .leads
-            .iter()
-            .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
-            .collect();
-        let found = table.get_many(wanted).await?;
-        let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-        for (l, c) in &page.leads {
-            let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
-                continue;
-            };
-            let lead: Value = from_record(lead.clone())?;
-            if !filter.admits(&lead) {
-                continue;
+        let (leads, done) = match from {
+            ExportFrom::Scored => {
+                let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
+                cursor = page.next;
+                (page.leads, cursor.is_none())
             }
-            let contact: Value = from_record(contact.clone())?;
-            let s = |v: &Value| match v {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            csv.write_record([
-                s(&lead["lead_id"]),
-                s(&contact["email"]),
-                s(&contact["last_name"]),
-                s(&contact["first_name"]),
-                s(&contact["company"]),
-                s(&contact["job_title"]),
-                s(&contact["industry"]),
-                s(&contact["employees"]),
-                s(&contact["phone"]),
-                s(&lead["stage"]),
-                s(&lead["band"]),
-                s(&lead["score_total"]),
-                s(&lead["owner"]),
-                s(&lead["campaign"]),
-                s(&lead["created_at"]),
-            ])?;
-            written += 1;
+            ExportFrom::List(name) => {
+                let members = lists.members(name, shard).await?;
+                shard += 1;
+                (
+                    members
+                        .into_iter()
+                        .map(|m| (m.lead_id, m.contact_id))
+                        .collect::<Vec<_>>(),
+                    shard >= keys::LIST_SHARDS,
+                )
+            }
+        };
+        for page in leads.chunks(50) {
+            written += write_rows(&table, page, filter, encoding, out).await?;
         }
-        emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
+        if done {
+            break;
         }
     }
     out.flush()?;
+    Ok(written)
+}
+
+/// One page of leads as CSV rows (one `BatchGetItem` for their leads and contacts).
+async fn write_rows(
+    table: &leadflow_aws::table::Table,
+    leads: &[(LeadId, ContactId)],
+    filter: &LeadFilter,
+    encoding: CsvEncoding,
+    out: &mut dyn Write,
+) -> Result<usize, Error> {
+    let wanted = leads
+        .iter()
+        .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
+        .collect();
+    let found = table.get_many(wanted).await?;
+    let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let mut written = 0;
+    for (l, c) in leads {
+        let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
+            continue;
+        };
+        let lead: Value = from_record(lead.clone())?;
+        if !filter.admits(&lead) {
+            continue;
+        }
+        let contact: Value = from_record(contact.clone())?;
+        let s = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        csv.write_record([
+            s(&lead["lead_id"]),
+            s(&contact["email"]),
+            s(&contact["last_name"]),
+            s(&contact["first_name"]),
+            s(&contact["company"]),
+            s(&contact["job_title"]),
+            s(&contact["industry"]),
+            s(&contact["employees"]),
+            s(&contact["phone"]),
+            s(&lead["stage"]),
+            s(&lead["band"]),
+            s(&lead["score_total"]),
+            s(&lead["owner"]),
+            s(&lead["campaign"]),
+            s(&lead["created_at"]),
+        ])?;
+        written += 1;
+    }
+    emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
     Ok(written)
 }
 

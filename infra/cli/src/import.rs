@@ -49,6 +49,8 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// `Column=field` mappings, before the built-in aliases.
     pub map: Vec<(String, String)>,
+    /// Put every imported (created or matched) lead on this static list.
+    pub list: Option<leadflow_domain::lists::ListName>,
 }
 
 impl Default for ImportOptions {
@@ -58,6 +60,7 @@ impl Default for ImportOptions {
             nurture: false,
             dry_run: false,
             map: Vec::new(),
+            list: None,
         }
     }
 }
@@ -389,10 +392,12 @@ pub async fn import_contacts(
                     })
                     .collect();
                 let results = service.submit_many(&form, &rows).await;
+                let mut listed = Vec::new();
                 for ((n, row), result) in chunk.iter().zip(results) {
                     report.rows += 1;
                     match result {
                         Ok(IntakeOutcome::Accepted { receipt, .. }) => {
+                            listed.push((receipt.lead_id, receipt.contact_id));
                             if receipt.contact == leadflow_domain::intake::Resolution::Created {
                                 report.created += 1;
                             } else {
@@ -417,6 +422,16 @@ pub async fn import_contacts(
                             return Err(format!("row {n}: {e}; rerun to resume").into());
                         }
                     }
+                }
+                if let Some(list) = &opts.list {
+                    // Before the checkpoint: a resumed run lists the chunk again (harmless).
+                    let source = format!(
+                        "import:{}",
+                        file.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    );
+                    crate::list::list_add(t, list, &listed, &source).await?;
                 }
                 let last = chunk.last().map(|(n, _)| *n).unwrap_or(row_no);
                 std::fs::write(&state_path, format!("{run_id} {last}"))?;

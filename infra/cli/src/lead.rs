@@ -8,7 +8,7 @@ use leadflow_aws::keys::{self, Index, SK};
 use leadflow_aws::table::{from_record, str_attr, Query};
 use leadflow_domain::history::{changes, FieldRecord};
 
-use crate::target::{item_json, Target};
+use crate::target::{record_json, Target};
 use crate::Error;
 
 /// The `lead show` group of each kind of item in a lead's partition, by sort-key prefix.
@@ -43,11 +43,11 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
         for i in &items {
             let sk = str_attr(i, SK).unwrap_or("");
             if sk == lead_sk {
-                record = item_json(i);
+                record = record_json(i);
                 continue;
             }
             if let Some((_, group)) = GROUPS.iter().find(|(prefix, _)| sk.starts_with(prefix)) {
-                by.entry(group).or_default().push(item_json(i));
+                by.entry(group).or_default().push(record_json(i));
             }
         }
         let mut lead_json = json!({"lead": record});
@@ -64,7 +64,7 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
         .map(from_record)
         .collect::<Result<_, _>>()?;
     Ok(json!({
-        "contact": item_json(&contact_item),
+        "contact": record_json(&contact_item),
         "field_history": changes(&records),
         "leads": leads,
     }))

@@ -5,13 +5,15 @@ mod dlq;
 mod export;
 mod import;
 mod lead;
+mod list;
 mod person;
 mod target;
 
 pub use dlq::{dlq_list, dlq_replay};
-pub use export::{leads_export, CsvEncoding, LeadFilter};
+pub use export::{leads_export, CsvEncoding, ExportFrom, LeadFilter};
 pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT_CHUNK};
 pub use lead::{lead_show, render_lead};
+pub use list::{list_add, list_add_named, list_ls, list_name, list_remove, list_show};
 pub use person::{person_erase, person_export, Erasure};
 pub use target::Target;
 

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    dlq_list, dlq_replay, import_contacts, lead_show, leads_export, person_erase, person_export, render_lead,
-    CsvEncoding, ImportOptions, LeadFilter, Target,
+    dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_ls, list_name, list_remove,
+    list_show, person_erase, person_export, render_lead, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         action: LeadsAction,
     },
+    /// Static lists of leads: a HOT-lead snapshot, an exhibition list, the opportunity list.
+    List {
+        #[command(subcommand)]
+        action: ListAction,
+    },
     /// Show a lead (by lead id, contact id or email).
     Lead {
         #[command(subcommand)]
@@ -113,6 +118,9 @@ enum ImportWhat {
         /// (repeatable), e.g. --map 'お名前(姓)=last_name'.
         #[arg(long = "map", value_parser = parse_map)]
         map: Vec<(String, String)>,
+        /// Put every imported lead on this static list (created if new), e.g. --list 展示会2026.
+        #[arg(long)]
+        list: Option<String>,
     },
 }
 
@@ -138,6 +146,31 @@ enum LeadsAction {
         #[arg(long, default_value = "utf-8-bom")]
         encoding: CsvEncoding,
         /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListAction {
+    /// Every list with its member count.
+    Ls,
+    /// Add leads (lead ids, contact ids or emails: every lead of the person) to a list.
+    Add { name: String, who: Vec<String> },
+    /// Take leads off a list.
+    Remove { name: String, who: Vec<String> },
+    /// The members, with who they are and where they stand.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The members as a CSV Excel opens.
+    Export {
+        name: String,
+        /// utf-8-bom or cp932.
+        #[arg(long, default_value = "utf-8-bom")]
+        encoding: CsvEncoding,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -268,6 +301,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     nurture,
                     dry_run,
                     map,
+                    list,
                 },
         } => {
             let opts = ImportOptions {
@@ -275,6 +309,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 nurture,
                 dry_run,
                 map,
+                list: list.as_deref().map(list_name).transpose().map_err(s)?,
             };
             let r = import_contacts(&t, &file, &opts, true, None).await.map_err(s)?;
             println!(
@@ -329,9 +364,68 @@ async fn run(cli: Cli) -> Result<(), String> {
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
-            let n = leads_export(&t, &filter, encoding, &mut *sink).await.map_err(s)?;
+            let n = leads_export(&t, &ExportFrom::Scored, &filter, encoding, &mut *sink)
+                .await
+                .map_err(s)?;
             eprintln!("{n} leads exported");
         }
+        Command::List { action } => match action {
+            ListAction::Ls => {
+                let all = list_ls(&t).await.map_err(s)?;
+                if all.is_empty() {
+                    println!("no lists");
+                }
+                for (name, n) in all {
+                    println!("{name}\t{n} members");
+                }
+            }
+            ListAction::Add { name, who } => {
+                let n = list_add_named(&t, &list_name(&name).map_err(s)?, &who)
+                    .await
+                    .map_err(s)?;
+                println!("{n} leads on {name}");
+            }
+            ListAction::Remove { name, who } => {
+                let n = list_remove(&t, &list_name(&name).map_err(s)?, &who).await.map_err(s)?;
+                println!("{n} leads taken off {name}");
+            }
+            ListAction::Show { name, json } => {
+                let v = list_show(&t, &list_name(&name).map_err(s)?).await.map_err(s)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    println!("{}: {} members", v["name"].as_str().unwrap_or(""), v["count"]);
+                    for m in v["members"].as_array().into_iter().flatten() {
+                        let t = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+                        println!(
+                            "  {}  {} {}  {}  {}  {} {}  score {}  ({})",
+                            t("lead_id"),
+                            t("last_name"),
+                            t("first_name"),
+                            t("company"),
+                            t("job_title"),
+                            t("stage"),
+                            t("band"),
+                            m["score"],
+                            t("source")
+                        );
+                    }
+                }
+            }
+            ListAction::Export { name, encoding, out } => {
+                let from = ExportFrom::List(list_name(&name).map_err(s)?);
+                let mut sink: Box<dyn std::io::Write> = match &out {
+                    Some(p) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(p).map_err(|e| e.to_string())?,
+                    )),
+                    None => Box::new(std::io::stdout().lock()),
+                };
+                let n = leads_export(&t, &from, &LeadFilter::default(), encoding, &mut *sink)
+                    .await
+                    .map_err(s)?;
+                eprintln!("{n} leads exported");
+            }
+        },
         Command::Lead {
             action: LeadAction::Show { who, json },
         } => {

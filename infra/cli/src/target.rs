@@ -33,6 +33,31 @@ pub(crate) fn item_json(item: &Item) -> Value {
     from_record::<Value>(item.clone()).unwrap_or(Value::Null)
 }
 
+/// Attributes that say where an item is stored and how it is indexed, not what it records.
+const STORAGE_ATTRIBUTES: [&str; 10] = [
+    keys::PK,
+    keys::SK,
+    keys::GSI1_PK,
+    keys::GSI1_SK,
+    keys::DUE_PK,
+    keys::DUE_SK,
+    keys::TTL,
+    keys::TYPE,
+    "lease_run",
+    "lease_until",
+];
+
+/// A stored record as the ops tool shows it (`lead show --json`): its own fields only.
+pub(crate) fn record_json(item: &Item) -> Value {
+    let mut v = item_json(item);
+    if let Some(o) = v.as_object_mut() {
+        for a in STORAGE_ATTRIBUTES {
+            o.remove(a);
+        }
+    }
+    v
+}
+
 impl Target {
     /// The records table.
     pub fn records(&self) -> Table {

@@ -282,3 +282,27 @@ mod tests {
         assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
     }
 }
+
+/// Static lists: members sharded by lead (16 partitions a list, no hot partition however large
+/// the list), a reference in the lead's partition (which lists a lead is on; erasure follows its
+/// `key_pk`/`key_sk`), and the list itself, found through GSI1 (`LISTS`).
+pub const LIST_SHARDS: u32 = 16;
+pub const LISTED_PREFIX: &str = "LISTED#";
+pub const LISTS: &str = "LISTS";
+pub const MEMBER_PREFIX: &str = "MEMBER#";
+pub fn list_shard(name: &str, shard: u32) -> String {
+    format!("LIST#{name}#{shard}")
+}
+pub fn list_member(name: &str, lead: LeadId) -> (String, String) {
+    let id = lead.to_string();
+    (
+        list_shard(name, shard_of(&id, LIST_SHARDS)),
+        format!("{MEMBER_PREFIX}{id}"),
+    )
+}
+pub fn list_meta(name: &str) -> (String, String) {
+    (format!("LIST#{name}"), "LIST".into())
+}
+pub fn listed(lead: LeadId, name: &str) -> (String, String) {
+    (lead_partition(lead), format!("{LISTED_PREFIX}{name}"))
+}

@@ -8,6 +8,7 @@ pub mod events;
 pub mod expr;
 pub mod intake;
 pub mod keys;
+pub mod lists;
 pub mod process;
 pub mod scoring;
 pub mod ses;

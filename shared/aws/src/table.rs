@@ -427,6 +427,58 @@ impl Table {
         }
     }
 
+    /// Unconditional puts and deletes, 25 a `BatchWriteItem`, retrying what DynamoDB left
+    /// unprocessed. For items whose writes need no condition and no atomicity with each other
+    /// (list memberships).
+    pub async fn write_many(&self, puts: Vec<Item>, deletes: Vec<Key>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+        let mut requests = Vec::with_capacity(puts.len() + deletes.len());
+        for item in puts {
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(corrupt)?)
+                    .build(),
+            );
+        }
+        for k in deletes {
+            requests.push(
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key_item(k)))
+                            .build()
+                            .map_err(corrupt)?,
+                    )
+                    .build(),
+            );
+        }
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut rounds = 0;
+            while !pending.is_empty() {
+                rounds += 1;
+                if rounds > 5 {
+                    return Err(StoreError::Throttled("BatchWriteItem left writes unprocessed".into()));
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&*self.name, pending)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&*self.name))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << rounds)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Entries of the sparse `due` index due by `until` (inclusive: a sortable time),
     /// partition by partition, at most `limit` in all.
     pub async fn due_entries(

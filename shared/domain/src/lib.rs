@@ -7,6 +7,7 @@ pub mod engagement;
 pub mod form;
 pub mod history;
 pub mod intake;
+pub mod lists;
 pub mod matching;
 pub mod message;
 pub mod normalize;

@@ -1,0 +1,141 @@
+//! `list`: static lists of leads (`ls`, `add`, `remove`, `show`, `export`). A list keeps its
+//! members until they are removed; the same lead twice is one member.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use leadflow_aws::keys;
+use leadflow_aws::lists::DynamoLists;
+use leadflow_aws::table::from_record;
+use leadflow_domain::lists::{ListMember, ListName};
+use leadflow_domain::records::{ContactId, LeadId};
+
+use crate::{Error, Target};
+
+fn lists(t: &Target) -> DynamoLists {
+    DynamoLists::new(t.records())
+}
+
+pub fn list_name(name: &str) -> Result<ListName, Error> {
+    Ok(ListName::parse(name)?)
+}
+
+/// The leads each `who` names: a lead id names that lead; a contact id or an email, every lead
+/// of the person.
+async fn leads_named(t: &Target, who: &[String]) -> Result<Vec<(LeadId, ContactId)>, Error> {
+    let mut out = Vec::new();
+    for w in who {
+        if let Some(pair) = t.lead_named(w).await? {
+            out.push(pair);
+            continue;
+        }
+        let contact = t
+            .contact_of(w)
+            .await?
+            .ok_or_else(|| format!("no lead or contact matches {w}"))?;
+        out.extend(t.leads_of(contact).await?.into_iter().map(|l| (l, contact)));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Adds members to a list (created if new); returns how many leads.
+pub async fn list_add(
+    t: &Target,
+    name: &ListName,
+    leads: &[(LeadId, ContactId)],
+    source: &str,
+) -> Result<usize, Error> {
+    let now = Utc::now();
+    let members: Vec<ListMember> = leads
+        .iter()
+        .map(|(l, c)| ListMember {
+            lead_id: *l,
+            contact_id: *c,
+            added_at: now,
+            source: source.to_owned(),
+        })
+        .collect();
+    lists(t).add(name, &members, now).await?;
+    Ok(members.len())
+}
+
+/// `list add NAME WHO…`.
+pub async fn list_add_named(t: &Target, name: &ListName, who: &[String]) -> Result<usize, Error> {
+    let leads = leads_named(t, who).await?;
+    list_add(t, name, &leads, "manual").await
+}
+
+/// `list remove NAME WHO…`.
+pub async fn list_remove(t: &Target, name: &ListName, who: &[String]) -> Result<usize, Error> {
+    let leads: Vec<LeadId> = leads_named(t, who).await?.into_iter().map(|(l, _)| l).collect();
+    lists(t).remove(name, &leads, Utc::now()).await?;
+    Ok(leads.len())
+}
+
+/// `list ls`: every list with its member count.
+pub async fn list_ls(t: &Target) -> Result<Vec<(String, usize)>, Error> {
+    let l = lists(t);
+    let mut out = Vec::new();
+    for info in l.all().await? {
+        let name = list_name(&info.name)?;
+        let mut n = 0;
+        for shard in 0..keys::LIST_SHARDS {
+            n += l.members(&name, shard).await?.len();
+        }
+        out.push((info.name, n));
+    }
+    Ok(out)
+}
+
+/// `list show NAME`: the members with who they are and where they stand.
+pub async fn list_show(t: &Target, name: &ListName) -> Result<Value, Error> {
+    let l = lists(t);
+    if !l.exists(name).await? {
+        return Err(format!("no list {name}").into());
+    }
+    let table = t.records();
+    let mut members = Vec::new();
+    for shard in 0..keys::LIST_SHARDS {
+        let page = l.members(name, shard).await?;
+        for chunk in page.chunks(50) {
+            let found = table
+                .get_many(
+                    chunk
+                        .iter()
+                        .flat_map(|m| [keys::lead(m.lead_id), keys::contact(m.contact_id)])
+                        .collect(),
+                )
+                .await?;
+            for m in chunk {
+                let lead: Value = found
+                    .get(&keys::lead(m.lead_id))
+                    .map(|i| from_record(i.clone()))
+                    .transpose()?
+                    .unwrap_or(Value::Null);
+                let contact: Value = found
+                    .get(&keys::contact(m.contact_id))
+                    .map(|i| from_record(i.clone()))
+                    .transpose()?
+                    .unwrap_or(Value::Null);
+                members.push(json!({
+                    "lead_id": m.lead_id,
+                    "email": contact["email"],
+                    "last_name": contact["last_name"],
+                    "first_name": contact["first_name"],
+                    "company": contact["company"],
+                    "job_title": contact["job_title"],
+                    "stage": lead["stage"],
+                    "band": lead["band"],
+                    "score": lead["score_total"],
+                    "owner": lead["owner"],
+                    "added_at": m.added_at,
+                    "source": m.source,
+                }));
+            }
+        }
+    }
+    members.sort_by(|a, b| a["added_at"].as_str().cmp(&b["added_at"].as_str()));
+    Ok(json!({"name": name.as_str(), "count": members.len(), "members": members}))
+}
