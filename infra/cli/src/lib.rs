@@ -7,6 +7,7 @@ mod import;
 mod lead;
 mod list;
 mod person;
+mod segment;
 mod target;
 
 pub use dlq::{dlq_list, dlq_replay};
@@ -15,6 +16,7 @@ pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT
 pub use lead::{lead_show, render_lead};
 pub use list::{list_add, list_add_named, list_ls, list_name, list_remove, list_show};
 pub use person::{person_erase, person_export, Erasure};
+pub use segment::{render_explanation, segment_explain, segment_ls};
 pub use target::Target;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

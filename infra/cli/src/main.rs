@@ -9,7 +9,8 @@ use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
     dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_ls, list_name, list_remove,
-    list_show, person_erase, person_export, render_lead, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
+    list_show, person_erase, person_export, render_explanation, render_lead, segment_explain, segment_ls, CsvEncoding,
+    ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -68,6 +69,11 @@ enum Command {
     List {
         #[command(subcommand)]
         action: ListAction,
+    },
+    /// Segments (config/segments/): which there are, and why a lead is or is not in one.
+    Segment {
+        #[command(subcommand)]
+        action: SegmentAction,
     },
     /// Show a lead (by lead id, contact id or email).
     Lead {
@@ -177,6 +183,20 @@ enum ListAction {
 }
 
 #[derive(Subcommand)]
+enum SegmentAction {
+    /// The configured segments.
+    Ls,
+    /// Each block and condition of a segment for a lead (lead id, contact id or email), with
+    /// the value the lead has.
+    Explain {
+        name: String,
+        who: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum LeadAction {
     Show {
         who: String,
@@ -264,13 +284,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         return match config_dir::load(dir) {
             Ok(b) => {
                 println!(
-                    "{}: valid ({} forms, {} sites, {} scoring models, {} nurture programs, {} owners)",
+                    "{}: valid ({} forms, {} sites, {} scoring models, {} nurture programs, {} owners, {} segments)",
                     dir.display(),
                     b.forms.len(),
                     b.sites.len(),
                     b.scoring.models.len(),
                     b.nurture.programs.len(),
-                    b.routing.owners.len()
+                    b.routing.owners.len(),
+                    b.segments.len()
                 );
                 Ok(())
             }
@@ -424,6 +445,21 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(s)?;
                 eprintln!("{n} leads exported");
+            }
+        },
+        Command::Segment { action } => match action {
+            SegmentAction::Ls => {
+                for seg in segment_ls(&t).await.map_err(s)? {
+                    println!("{}\t{}\t{}", seg.def.id, seg.def.name, seg.def.expression);
+                }
+            }
+            SegmentAction::Explain { name, who, json } => {
+                let v = segment_explain(&t, &name, &who, chrono::Utc::now()).await.map_err(s)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    print!("{}", render_explanation(&v));
+                }
             }
         },
         Command::Lead {

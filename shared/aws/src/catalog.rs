@@ -18,6 +18,7 @@ use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::process::ports::ProcessConfigSource;
 use leadflow_domain::scoring::service::ScoringConfigSource;
 use leadflow_domain::scoring::ScoringConfig;
+use leadflow_domain::segment::{Segment, SegmentDef};
 
 use crate::keys::{self, Key, PK, SK, TYPE};
 use crate::table::{corrupt, from_record, plain_item, record_item, str_attr, Condition, Table};
@@ -48,6 +49,41 @@ impl Document for FormDefinition {
     fn check(&self) -> Result<(), String> {
         FormDefinition::check(self).map_err(|e| e.to_string())
     }
+}
+
+impl Document for SegmentDef {
+    const TYPE: &'static str = "segment";
+    fn key(id: &str) -> (String, String) {
+        keys::segment(id)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn check(&self) -> Result<(), String> {
+        Segment::new(self.clone())
+            .map(|_| ())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// Every configured segment (one partition of the configuration table: a Query, not a Scan).
+pub async fn segments(config_table: &Table) -> Result<Vec<Segment>, StoreError> {
+    let items = config_table
+        .query(crate::table::Query::partition(
+            crate::keys::Index::Table,
+            keys::SEGMENTS,
+        ))
+        .await?;
+    items
+        .into_iter()
+        .map(|mut item| {
+            for k in [PK, SK, TYPE] {
+                item.remove(k);
+            }
+            let def: SegmentDef = from_record(item)?;
+            Segment::new(def).map_err(|e| StoreError::Corrupt(format!("segment: {}", e[0])))
+        })
+        .collect()
 }
 
 impl Document for Site {

@@ -11,6 +11,7 @@ use leadflow_domain::form::FormDefinition;
 use leadflow_domain::process::handoff::RoutingConfig;
 use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::scoring::ScoringConfig;
+use leadflow_domain::segment::SegmentDef;
 
 use crate::catalog::{Catalog, ConfigDocument, Docs, Document, CONFIG_CACHE_TTL};
 use crate::table::Table;
@@ -60,6 +61,8 @@ pub struct ConfigBundle {
     pub scoring: ScoringConfig,
     pub nurture: NurtureConfig,
     pub routing: RoutingConfig,
+    /// `segments/*.json` (optional directory).
+    pub segments: Vec<SegmentDef>,
 }
 
 fn documents<T: Document>(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<T> {
@@ -96,6 +99,11 @@ pub fn load(dir: &Path) -> Result<ConfigBundle, Vec<ConfigError>> {
     let scoring = document::<ScoringConfig>(&dir.join("scoring/default.json"), &mut errors);
     let nurture = document::<NurtureConfig>(&dir.join("nurture.json"), &mut errors);
     let routing = document::<RoutingConfig>(&dir.join("routing.json"), &mut errors);
+    let segments = if dir.join("segments").is_dir() {
+        documents::<SegmentDef>(&dir.join("segments"), &mut errors)
+    } else {
+        Vec::new()
+    };
     match (scoring, nurture, routing) {
         (Some(scoring), Some(nurture), Some(routing)) if errors.is_empty() => Ok(ConfigBundle {
             forms,
@@ -103,6 +111,7 @@ pub fn load(dir: &Path) -> Result<ConfigBundle, Vec<ConfigError>> {
             scoring,
             nurture,
             routing,
+            segments,
         }),
         _ => Err(errors),
     }
@@ -127,5 +136,9 @@ pub async fn apply(bundle: &ConfigBundle, config_table: &Table) -> Result<usize,
     Docs::<RoutingConfig>::new(config_table.clone(), CONFIG_CACHE_TTL)
         .put(&bundle.routing)
         .await?;
-    Ok(bundle.forms.len() + bundle.sites.len() + 3)
+    let segments = Catalog::<SegmentDef>::new(config_table.clone());
+    for s in &bundle.segments {
+        segments.put(s).await?;
+    }
+    Ok(bundle.forms.len() + bundle.sites.len() + bundle.segments.len() + 3)
 }

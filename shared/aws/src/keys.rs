@@ -306,3 +306,9 @@ pub fn list_meta(name: &str) -> (String, String) {
 pub fn listed(lead: LeadId, name: &str) -> (String, String) {
     (lead_partition(lead), format!("{LISTED_PREFIX}{name}"))
 }
+
+/// Segment definitions, all in one partition of the configuration table.
+pub const SEGMENTS: &str = "SEGMENTS";
+pub fn segment(id: &str) -> (String, String) {
+    (SEGMENTS.into(), format!("SEGMENT#{id}"))
+}

@@ -16,6 +16,7 @@ pub mod ports;
 pub mod process;
 pub mod records;
 pub mod scoring;
+pub mod segment;
 pub mod submission;
 
 /// The one HTML escape for text and attribute values built outside templates (templates use

@@ -32,6 +32,9 @@ pub struct LeadScoring {
     /// When ageing alone next changes a score; the re-scoring pass picks the lead up then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rescore_at: Option<DateTime<Utc>>,
+    /// Interactions by kind and day, for segment windows.
+    #[serde(default)]
+    pub interactions: crate::segment::InteractionDays,
 }
 
 /// A change of a model's score, kept as history.
@@ -75,6 +78,10 @@ pub fn rescore(
         version: current.version + 1,
         ..current.clone()
     };
+    for input in inputs {
+        next.interactions.record(input.event.kind, input.event.occurred_at);
+    }
+    next.interactions.prune(now);
     let mut changes = Vec::new();
     let mut rescore_at: Option<DateTime<Utc>> = None;
     for model in &config.models {

@@ -1,0 +1,115 @@
+//! `segment`: the configured segments, and why a lead is or is not in one.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use leadflow_aws::catalog::segments;
+use leadflow_aws::keys::{self, Index};
+use leadflow_aws::table::{attr, from_record, str_attr, Query};
+use leadflow_domain::process::activity::Activity;
+use leadflow_domain::records::{Contact, Lead};
+use leadflow_domain::scoring::lead::LeadScoring;
+use leadflow_domain::segment::{Facts, Segment};
+
+use crate::{Error, Target};
+
+/// `segment ls`: id, name and expression of every configured segment.
+pub async fn segment_ls(t: &Target) -> Result<Vec<Segment>, Error> {
+    Ok(segments(&t.config()).await?)
+}
+
+/// `segment explain NAME WHO`: for each lead WHO names, every block and condition with the
+/// value the lead has at `now`, and whether it is a member.
+pub async fn segment_explain(t: &Target, name: &str, who: &str, now: chrono::DateTime<Utc>) -> Result<Value, Error> {
+    let all = segments(&t.config()).await?;
+    let segment = all
+        .iter()
+        .find(|s| s.def.id == name)
+        .ok_or_else(|| format!("no segment {name} (leadflow config apply adds config/segments/)"))?;
+    let contact_id = t
+        .contact_of(who)
+        .await?
+        .ok_or_else(|| format!("no contact or lead matches {who}"))?;
+    let only = t.lead_named(who).await?.map(|(l, _)| l);
+    let table = t.records();
+    let contact: Contact = from_record(
+        table
+            .get(keys::contact(contact_id))
+            .await?
+            .ok_or("the contact is gone")?,
+    )?;
+    let mut out = Vec::new();
+    for lead_id in t.leads_of(contact_id).await? {
+        if only.is_some_and(|o| o != lead_id) {
+            continue;
+        }
+        let items = table
+            .query(Query::partition(Index::Table, keys::lead_partition(lead_id)))
+            .await?;
+        let Some(lead_item) = items.iter().find(|i| str_attr(i, keys::SK) == Some("LEAD")) else {
+            continue;
+        };
+        let lead: Lead = from_record(lead_item.clone())?;
+        let scoring: LeadScoring = attr(lead_item, "scoring")?.unwrap_or_default();
+        let activities: Vec<Activity> = items
+            .iter()
+            .filter(|i| str_attr(i, keys::SK).is_some_and(|sk| sk.starts_with(keys::ACTIVITY_PREFIX)))
+            .filter_map(|i| attr::<Activity>(i, "activity").ok().flatten())
+            .collect();
+        let grade = scoring
+            .scores
+            .get("default")
+            .or_else(|| scoring.scores.values().next())
+            .map(|s| s.grade.clone());
+        let facts = Facts {
+            contact: &contact,
+            lead: &lead,
+            scoring: &scoring,
+            grade: grade.as_deref(),
+            owner: str_attr(lead_item, "owner"),
+            activities: &activities,
+            now,
+        };
+        out.push(json!({"lead_id": lead_id, "explanation": segment.explain(&facts)}));
+    }
+    Ok(json!({"segment": segment.def.id, "name": segment.def.name, "leads": out}))
+}
+
+/// The explanation as people read it: ✓ or ✗ per block and per condition, with the value seen.
+pub fn render_explanation(v: &Value) -> String {
+    let mut s = format!(
+        "segment {} ({})\n",
+        v["segment"].as_str().unwrap_or(""),
+        v["name"].as_str().unwrap_or("")
+    );
+    for l in v["leads"].as_array().into_iter().flatten() {
+        let e = &l["explanation"];
+        let mark = |b: &Value| if b.as_bool() == Some(true) { "✓" } else { "✗" };
+        s.push_str(&format!(
+            "lead {}: {} ({})\n",
+            l["lead_id"].as_str().unwrap_or(""),
+            if e["member"].as_bool() == Some(true) {
+                "member"
+            } else {
+                "not a member"
+            },
+            e["expression"].as_str().unwrap_or("")
+        ));
+        for b in e["blocks"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  {} block {}\n",
+                mark(&b["holds"]),
+                b["id"].as_str().unwrap_or("")
+            ));
+            for c in b["conditions"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "      {} {}  (has: {})\n",
+                    mark(&c["holds"]),
+                    c["condition"].as_str().unwrap_or(""),
+                    c["actual"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    s
+}

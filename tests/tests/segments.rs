@@ -1,0 +1,109 @@
+//! Seed 002's HOT-lead segment through the real functions: form submissions and page views go
+//! through intake, the events API and scoring; the segment is evaluated from what scoring kept.
+
+use chrono::{Duration, Utc};
+use leadflow_cli::{render_explanation, segment_explain, segment_ls, Target};
+use leadflow_tests::TestEnv;
+use serde_json::{json, Value};
+
+const SITE_KEY: &str = "pk_demo_site_2026";
+
+fn target(env: &TestEnv) -> Target {
+    Target {
+        clients: env.stack.clients.clone(),
+        table: env.table(),
+        config_table: env.stack.settings().unwrap().config_table,
+        scoring_queue_url: env.queue("ScoringQueue").url,
+        scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
+        engagement_dlq_url: env.queue("EngagementDeadLetterQueue").url,
+        schedule_dlq_url: env.queue("ScheduleDeadLetterQueue").url,
+    }
+}
+
+async fn page_views(env: &TestEnv, lead: &str, n: usize) {
+    for i in 0..n {
+        let r = env
+            .send(
+                "POST",
+                "/internal/events",
+                &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
+                json!({"type": "page_view", "lead_id": lead, "event_id": format!("pv-{lead}-{i}"), "url": "https://example.jp/pricing"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+}
+
+fn member(v: &Value) -> bool {
+    v["leads"][0]["explanation"]["member"].as_bool().unwrap()
+}
+
+fn block<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["leads"][0]["explanation"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn seed_002_hot_leads_are_in_hot_until_the_window_passes_or_sales_calls() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    assert!(segment_ls(&t)
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.def.id == "hot" && s.def.expression == "1 AND 2 AND NOT 3 AND 4"));
+    let a = env
+        .post_json("demo", &json!({"email": "hot-a@example.jp", "last_name": "熱田"}), &[])
+        .await;
+    let b = env
+        .post_json("demo", &json!({"email": "hot-b@example.jp", "last_name": "冷泉"}), &[])
+        .await;
+    let lead_a = a.body["lead_id"].as_str().unwrap().to_owned();
+    let lead_b = b.body["lead_id"].as_str().unwrap().to_owned();
+    page_views(&env, &lead_a, 16).await;
+    page_views(&env, &lead_b, 14).await;
+    env.run_scoring().await;
+    let now = Utc::now();
+
+    let v = segment_explain(&t, "hot", &lead_a, now).await.unwrap();
+    assert!(member(&v), "16 page views this month and a form: {v}");
+    assert_eq!(block(&v, "1")["conditions"][0]["actual"], "16");
+    assert_eq!(block(&v, "2")["conditions"][0]["actual"], "1");
+    let text = render_explanation(&v);
+    assert!(
+        text.contains("✓ interactions page_viewed within 30 days >= 15  (has: 16)"),
+        "{text}"
+    );
+
+    let v = segment_explain(&t, "hot", "hot-b@example.jp", now).await.unwrap();
+    assert!(!member(&v), "14 page views are not enough");
+    // 31 days on, the 16 views of lead A have left the 30-day window.
+    let later = now + Duration::days(31);
+    let v = segment_explain(&t, "hot", &lead_a, later).await.unwrap();
+    assert!(!member(&v));
+    assert_eq!(block(&v, "1")["conditions"][0]["actual"], "0");
+    assert_eq!(block(&v, "2")["holds"], true, "the application still counts");
+
+    // Inside sales calls lead A: it leaves the HOT list (NOT 3).
+    let r = env
+        .send(
+            "POST",
+            &format!("/leads/{lead_a}/activities"),
+            &[("content-type", "application/json")],
+            json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = segment_explain(&t, "hot", &lead_a, Utc::now()).await.unwrap();
+    assert!(!member(&v));
+    assert_eq!(block(&v, "3")["conditions"][0]["actual"], "1");
+    assert!(segment_explain(&t, "no-such", &lead_a, now).await.is_err());
+}
