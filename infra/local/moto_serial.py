@@ -703,6 +703,8 @@ def _table_init(self, *args, **kwargs):
     _moto_table_init(self, *args, **kwargs)
     if self.range_key_attr is not None:
         self.items = _Partitions()
+    # Indexed from the first item on: building the index later means reading every item.
+    self._leadflow_gsis = _Gsis(self)
 
 
 Table.__init__ = _table_init

@@ -669,3 +669,40 @@ async fn an_import_fills_a_list_that_is_shown_exported_shrunk_and_forgets_an_era
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no '#'"));
 }
+
+/// What importing costs: a chunk of 100 new people is one lookup per 100 keys, a transaction
+/// per ten people, a SendMessageBatch per ten scoring messages (docs/BENCHMARKS.md).
+#[tokio::test]
+async fn an_import_chunk_of_100_new_people_costs_24_requests() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    let dir = tempdir("cost");
+    let file = dir.join("people.csv");
+    let mut text = String::from("email,last_name\n");
+    for i in 0..IMPORT_CHUNK {
+        text.push_str(&format!("cost{i}@example.jp,原価\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    env.requests.take();
+    let r = import_contacts(&t, &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
+    assert_eq!((r.created, r.errors), (IMPORT_CHUNK, 0));
+    let mut ops = env.requests.take();
+    ops.sort();
+    let count = |op: &str| ops.iter().filter(|o| o.as_str() == op).count();
+    assert_eq!(count("GetItem"), 1, "the import form: {ops:?}");
+    assert_eq!(count("BatchGetItem"), 4, "4 keys a row, 100 a request: {ops:?}");
+    assert_eq!(
+        count("TransactWriteItems"),
+        10,
+        "10 items a person, 100 a transaction: {ops:?}"
+    );
+    assert_eq!(count("SendMessageBatch"), 10, "{ops:?}");
+    assert_eq!(ops.len(), 25, "{ops:?}");
+    assert_eq!(
+        env.drain_queue().await.len(),
+        IMPORT_CHUNK,
+        "every scoring message sent"
+    );
+}
