@@ -144,6 +144,19 @@ impl TestEnv {
         }
     }
 
+    /// The ops tool's view of this stack.
+    pub fn cli_target(&self) -> leadflow_cli::Target {
+        leadflow_cli::Target {
+            clients: self.stack.clients.clone(),
+            table: self.table(),
+            config_table: self.stack.settings().unwrap().config_table,
+            scoring_queue_url: self.queue("ScoringQueue").url,
+            scoring_dlq_url: self.queue("ScoringDeadLetterQueue").url,
+            engagement_dlq_url: self.queue("EngagementDeadLetterQueue").url,
+            schedule_dlq_url: self.queue("ScheduleDeadLetterQueue").url,
+        }
+    }
+
     pub async fn put_form(&self, form: serde_json::Value) {
         let form: FormDefinition = serde_json::from_value(form).unwrap();
         self.stack.forms().unwrap().put(&form).await.unwrap();

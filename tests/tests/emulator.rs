@@ -73,17 +73,7 @@ async fn index_queries_follow_every_kind_of_write() {
     // The index is built on the first query, then maintained.
     assert!(table.query(due("EMU#A")).await.unwrap().is_empty());
     for (sk, at) in [("1", "2026-01-03"), ("2", "2026-01-01"), ("3", "2026-01-02")] {
-        table
-            .put(
-                plain_item(
-                    ("EMU#item".to_owned(), sk.to_owned()),
-                    "test",
-                    &[(DUE_PK, "EMU#A".into()), (DUE_SK, at.into())],
-                ),
-                Condition::none(),
-            )
-            .await
-            .unwrap();
+        put_due(&table, "EMU#item", sk, "EMU#A", at).await;
     }
     assert_eq!(
         skeys(table.query(due("EMU#A")).await.unwrap()),
@@ -157,17 +147,7 @@ async fn index_pages_with_limits_and_start_keys_are_in_order() {
         // Written out of order on purpose.
         let at = format!("2026-02-{:02}", (i * 7) % 23 + 1);
         let sk = format!("{i:02}");
-        table
-            .put(
-                plain_item(
-                    ("EMU#paged".to_owned(), sk.clone()),
-                    "test",
-                    &[(DUE_PK, "EMU#P".into()), (DUE_SK, at.clone())],
-                ),
-                Condition::none(),
-            )
-            .await
-            .unwrap();
+        put_due(&table, "EMU#paged", &sk, "EMU#P", &at).await;
         expected.push((at, sk));
     }
     expected.sort();
@@ -210,4 +190,20 @@ async fn index_pages_with_limits_and_start_keys_are_in_order() {
             assert_eq!(got, want, "forward {forward}, up to {upper}");
         }
     }
+}
+
+/// An item with an entry in the `due` index.
+async fn put_due(table: &leadflow_aws::table::Table, pk: &str, sk: &str, due_pk: &str, due_sk: &str) {
+    use leadflow_aws::keys::{DUE_PK, DUE_SK};
+    table
+        .put(
+            plain_item(
+                (pk.to_owned(), sk.to_owned()),
+                "test",
+                &[(DUE_PK, due_pk.into()), (DUE_SK, due_sk.into())],
+            ),
+            Condition::none(),
+        )
+        .await
+        .unwrap();
 }

@@ -9,15 +9,7 @@ use leadflow_tests::{s, TestEnv};
 use serde_json::{json, Value};
 
 fn target(env: &TestEnv) -> Target {
-    Target {
-        clients: env.stack.clients.clone(),
-        table: env.table(),
-        config_table: env.stack.settings().unwrap().config_table,
-        scoring_queue_url: env.queue("ScoringQueue").url,
-        scoring_dlq_url: env.queue("ScoringDeadLetterQueue").url,
-        engagement_dlq_url: env.queue("EngagementDeadLetterQueue").url,
-        schedule_dlq_url: env.queue("ScheduleDeadLetterQueue").url,
-    }
+    env.cli_target()
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {

@@ -7,7 +7,7 @@ use chrono::{Duration, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use leadflow_domain::email::Email;
 use leadflow_domain::process::activity::{Activity, ActivityRequest, ActivityResult, ActivityType};
-use leadflow_domain::records::{Contact, ContactFields, ContactId, Lead, LeadId, LeadSource, LeadStatus, Stage};
+use leadflow_domain::records::{Contact, ContactFields, Lead, Stage};
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::segment::{Facts, Segment, SegmentDef};
 
@@ -32,36 +32,18 @@ fn bench(c: &mut Criterion) {
         }
         segments.push(Segment::new(d).unwrap());
     }
-    let contact = Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("bench@example.jp").unwrap()),
-        fields: ContactFields {
-            last_name: Some("山田".into()),
-            company: Some("Acme".into()),
-            industry: Some("IT".into()),
-            ..Default::default()
-        },
-        consent: None,
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now,
-        updated_at: now,
+    let fields = ContactFields {
+        last_name: Some("山田".into()),
+        company: Some("Acme".into()),
+        industry: Some("IT".into()),
+        ..Default::default()
     };
+    let contact = Contact::new(Some(Email::parse("bench@example.jp").unwrap()), fields, now);
     let lead = Lead {
-        lead_id: LeadId::generate(),
-        contact_id: contact.contact_id,
-        form_id: "demo".into(),
         campaign: Some("Expo".into()),
-        source: LeadSource::WebForm,
         stage: Stage::AutomatedMarketingQualification,
-        status: LeadStatus::Open,
-        created_at: now,
-        last_activity_at: now,
         submissions: 3,
-        fields: Default::default(),
-        nurture_enabled: true,
+        ..Lead::new(contact.contact_id, "demo", now)
     };
     // 90 days of history: page views most days, opens, clicks, a few forms.
     let mut scoring = LeadScoring {

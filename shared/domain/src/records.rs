@@ -255,6 +255,44 @@ pub struct Lead {
     pub fields: BTreeMap<String, String>,
 }
 
+impl Contact {
+    /// A contact first seen at `now`, with nothing but an address and the values given.
+    pub fn new(email: Option<Email>, fields: ContactFields, now: DateTime<Utc>) -> Contact {
+        Contact {
+            contact_id: ContactId::generate(),
+            email,
+            fields,
+            consent: None,
+            consent_pending: None,
+            unsubscribed_at: None,
+            suppressed: None,
+            owner: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl Lead {
+    /// A lead of `contact` from a web form, open at inquiry, in nurture.
+    pub fn new(contact_id: ContactId, form_id: &str, now: DateTime<Utc>) -> Lead {
+        Lead {
+            lead_id: LeadId::generate(),
+            contact_id,
+            form_id: form_id.to_owned(),
+            campaign: None,
+            source: LeadSource::WebForm,
+            stage: Stage::Inquiry,
+            status: LeadStatus::Open,
+            created_at: now,
+            last_activity_at: now,
+            submissions: 1,
+            nurture_enabled: true,
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

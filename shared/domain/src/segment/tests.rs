@@ -4,7 +4,7 @@ use serde_json::json;
 use super::*;
 use crate::email::Email;
 use crate::process::activity::{ActivityRequest, ActivityResult, ActivityType};
-use crate::records::{ContactFields, ContactId, LeadId, LeadSource, LeadStatus, Stage};
+use crate::records::{ContactFields, Stage};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
@@ -15,38 +15,18 @@ fn hot() -> Segment {
 }
 
 fn contact() -> Contact {
-    Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("hot@example.jp").unwrap()),
-        fields: ContactFields {
-            last_name: Some("山田".into()),
-            company: Some("サンプル株式会社".into()),
-            ..Default::default()
-        },
-        consent: None,
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now(),
-        updated_at: now(),
-    }
+    let fields = ContactFields {
+        last_name: Some("山田".into()),
+        company: Some("サンプル株式会社".into()),
+        ..Default::default()
+    };
+    Contact::new(Some(Email::parse("hot@example.jp").unwrap()), fields, now())
 }
 
 fn lead(contact: &Contact) -> Lead {
     Lead {
-        lead_id: LeadId::generate(),
-        contact_id: contact.contact_id,
-        form_id: "demo".into(),
-        campaign: None,
-        source: LeadSource::WebForm,
         stage: Stage::AutomatedMarketingQualification,
-        status: LeadStatus::Open,
-        created_at: now(),
-        last_activity_at: now(),
-        submissions: 1,
-        fields: Default::default(),
-        nurture_enabled: true,
+        ..Lead::new(contact.contact_id, "demo", now())
     }
 }
 
