@@ -6,7 +6,7 @@ use std::hint::black_box;
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use leadflow_domain::email::Email;
-use leadflow_domain::records::{Contact, ContactFields, ContactId, InteractionId};
+use leadflow_domain::records::{Contact, ContactFields, InteractionId};
 use leadflow_domain::scoring::engine::Event;
 use leadflow_domain::scoring::lead::{rescore, Input, LeadScoring};
 use leadflow_domain::scoring::ScoringConfig;
@@ -24,23 +24,16 @@ const KINDS: [&str; 7] = [
 fn bench(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
     let config = ScoringConfig::defaults();
-    let contact = Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("bench@example.jp").unwrap()),
-        fields: ContactFields {
+    let contact = Contact::new(
+        Some(Email::parse("bench@example.jp").unwrap()),
+        ContactFields {
             industry: Some("情報通信業".into()),
             employees: Some("100〜500名".into()),
             job_title: Some("情報システム部 部長".into()),
             ..Default::default()
         },
-        consent: None,
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now,
-        updated_at: now,
-    };
+        now,
+    );
     let props = serde_json::Map::new();
     // A lead with two months of history: 60 interactions spread over 60 days.
     let history: Vec<Input<'_>> = (0..60)

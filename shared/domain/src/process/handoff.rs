@@ -199,7 +199,7 @@ pub fn sla(config: &RoutingConfig, task: &Task, last_sales_activity: Option<Date
 mod tests {
     use super::*;
     use crate::email::Email;
-    use crate::records::{ContactFields, ContactId, LeadSource, LeadStatus, Stage};
+    use crate::records::{ContactFields, LeadSource, LeadStatus, Stage};
 
     fn config() -> RoutingConfig {
         serde_json::from_value(serde_json::json!({
@@ -222,23 +222,16 @@ mod tests {
 
     fn people(country: Option<&str>, industry: Option<&str>, employees: Option<&str>) -> (Contact, Lead) {
         let now = Utc::now();
-        let contact = Contact {
-            contact_id: ContactId::generate(),
-            email: Some(Email::parse("a@example.jp").unwrap()),
-            fields: ContactFields {
+        let contact = Contact::new(
+            Some(Email::parse("a@example.jp").unwrap()),
+            ContactFields {
                 country: country.map(Into::into),
                 industry: industry.map(Into::into),
                 employees: employees.map(Into::into),
                 ..Default::default()
             },
-            consent: None,
-            consent_pending: None,
-            unsubscribed_at: None,
-            suppressed: None,
-            owner: None,
-            created_at: now,
-            updated_at: now,
-        };
+            now,
+        );
         let lead = Lead {
             lead_id: LeadId::generate(),
             contact_id: contact.contact_id,

@@ -7,30 +7,23 @@ use super::lead::{rescore, Input, LeadScoring};
 use super::model::{Ageing, Attribute, FitCondition, FitRule, ScoringConfig, ScoringModel};
 use super::AttributeMaps;
 use crate::email::Email;
-use crate::records::{Contact, ContactFields, ContactId, InteractionId};
+use crate::records::{Contact, ContactFields, InteractionId};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
 }
 
 fn contact(industry: Option<&str>, employees: Option<&str>, title: Option<&str>) -> Contact {
-    Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("a@example.jp").unwrap()),
-        fields: ContactFields {
+    Contact::new(
+        Some(Email::parse("a@example.jp").unwrap()),
+        ContactFields {
             industry: industry.map(Into::into),
             employees: employees.map(Into::into),
             job_title: title.map(Into::into),
             ..Default::default()
         },
-        consent: None,
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now(),
-        updated_at: now(),
-    }
+        now(),
+    )
 }
 
 fn events(
