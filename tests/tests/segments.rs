@@ -99,3 +99,63 @@ async fn seed_002_hot_leads_are_in_hot_until_the_window_passes_or_sales_calls() 
     assert_eq!(block(&v, "3")["conditions"][0]["actual"], "1");
     assert!(segment_explain(&t, "no-such", &lead_a, now).await.is_err());
 }
+
+/// Seed 002's follow-up: a lead worked from the HOT list and archived leaves that list; a lead
+/// whose visit became an opportunity goes on the opportunity list, in the activity's own write.
+#[tokio::test]
+async fn activity_results_move_leads_between_lists() {
+    use leadflow_cli::{list_add, list_name, list_show};
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    let a = env
+        .post_json("demo", &json!({"email": "list-a@example.jp", "last_name": "一"}), &[])
+        .await;
+    let b = env
+        .post_json("demo", &json!({"email": "list-b@example.jp", "last_name": "二"}), &[])
+        .await;
+    let pair = |v: &leadflow_tests::Reply| {
+        (
+            leadflow_domain::records::LeadId::parse(v.body["lead_id"].as_str().unwrap()).unwrap(),
+            leadflow_domain::records::ContactId::parse(v.body["contact_id"].as_str().unwrap()).unwrap(),
+        )
+    };
+    let hot = list_name("HOT 2026-11-23").unwrap();
+    list_add(&t, &hot, &[pair(&a), pair(&b)], "segment:hot").await.unwrap();
+    let activity = |lead: String, body: Value| {
+        let env = &env;
+        async move {
+            env.send(
+                "POST",
+                &format!("/leads/{lead}/activities"),
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    let lead_a = pair(&a).0.to_string();
+    let lead_b = pair(&b).0.to_string();
+    let r = activity(
+        lead_a.clone(),
+        json!({"type": "phone", "result": "archive", "recycle": true, "list": "HOT 2026-11-23", "content": "not now"}),
+    )
+    .await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let r = activity(
+        lead_b.clone(),
+        json!({"type": "visit", "result": "opportunity", "content": "demo booked"}),
+    )
+    .await;
+    assert!(r.status < 500, "{} {}", r.status, r.body);
+    let v = list_show(&t, &hot).await.unwrap();
+    assert_eq!(v["count"], 1, "A was archived off the list: {v}");
+    assert_eq!(v["members"][0]["lead_id"], lead_b);
+    let opp = list_show(&t, &list_name("opportunity").unwrap()).await.unwrap();
+    assert_eq!(opp["count"], 1, "{opp}");
+    assert_eq!(opp["members"][0]["lead_id"], lead_b);
+    assert_eq!(opp["members"][0]["source"], "activity:opportunity");
+    // A list name that cannot exist is refused with the field named, and nothing is recorded.
+    let r = activity(lead_b, json!({"type": "phone", "result": "archive", "list": "a#b"})).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.to_string().contains("list"), "{}", r.body);
+}

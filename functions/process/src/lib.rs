@@ -282,7 +282,7 @@ where
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "validation_failed",
-                        format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive)"),
+                        format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive; list: the list it was worked from)"),
                     )
                 }
             };
@@ -291,13 +291,30 @@ where
                 actor: caller.clone(),
                 at: now,
             };
-            if let Err(e) = self.store.record_activity(lead, &activity).await {
+            if let Err(e) = self.store.record_activity(lead, view.lead.contact_id, &activity).await {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string());
             }
-            match activity.stage_move() {
-                Some(m) => (m, activity.request.reason.clone().unwrap_or_default()),
-                None => return json_response(StatusCode::CREATED, &json!({"recorded": true})),
+            let Some(m) = activity.stage_move() else {
+                return json_response(StatusCode::CREATED, &json!({"recorded": true}));
+            };
+            // The activity is a fact and is kept; the move its result asks for happens when the
+            // stage machine allows it from where the lead is, else the lead stays (never a 409
+            // for what sales did).
+            let reason = activity.request.reason.clone().unwrap_or_default();
+            if let Err(e) = apply(
+                view.lead.stage,
+                view.lead.status,
+                &m,
+                &reason,
+                Actor::User(caller.clone()),
+                now,
+            ) {
+                return json_response(
+                    StatusCode::CREATED,
+                    &json!({"recorded": true, "moved": false, "stage": view.lead.stage, "why": e.to_string()}),
+                );
             }
+            (m, reason)
         };
         let change = match apply(
             view.lead.stage,

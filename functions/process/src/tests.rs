@@ -65,7 +65,7 @@ impl LeadApiStore for Mem {
         Ok(true)
     }
 
-    async fn record_activity(&self, lead: LeadId, activity: &Activity) -> Result<(), StoreError> {
+    async fn record_activity(&self, lead: LeadId, _: ContactId, activity: &Activity) -> Result<(), StoreError> {
         self.activities.lock().unwrap().push((lead, activity.clone()));
         Ok(())
     }

@@ -28,16 +28,32 @@ impl DynamoLists {
         Self { table }
     }
 
-    /// Makes sure the list exists (created once, touched after).
-    pub async fn ensure(&self, list: &ListName, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let update = Update::new()
+    /// The list's own item: created once, touched after.
+    fn meta(list: &ListName, now: DateTime<Utc>) -> Result<Update, StoreError> {
+        Ok(Update::new()
             .set("name", s(list.as_str()))
             .set_if_absent("created_at", to_av(&now)?)
             .set("updated_at", to_av(&now)?)
             .set(GSI1_PK, s(keys::LISTS))
-            .set(GSI1_SK, s(list.as_str()));
-        self.table.update(keys::list_meta(list.as_str()), update).await?;
+            .set(GSI1_SK, s(list.as_str())))
+    }
+
+    /// Makes sure the list exists.
+    pub async fn ensure(&self, list: &ListName, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.table
+            .update(keys::list_meta(list.as_str()), Self::meta(list, now)?)
+            .await?;
         Ok(())
+    }
+
+    /// A member item and its reference in the lead's partition.
+    fn member_items(list: &ListName, m: &ListMember) -> Result<[Item; 2], StoreError> {
+        let member_key = keys::list_member(list.as_str(), m.lead_id);
+        let mut reference = record_item(m, keys::listed(m.lead_id, list.as_str()), "listed")?;
+        reference.insert("list".into(), s(list.as_str()));
+        reference.insert("key_pk".into(), s(member_key.0.clone()));
+        reference.insert("key_sk".into(), s(member_key.1.clone()));
+        Ok([record_item(m, member_key, "list_member")?, reference])
     }
 
     /// Adds members (again is harmless: a member is one item). Two writes a member, 25 a request.
@@ -45,15 +61,25 @@ impl DynamoLists {
         self.ensure(list, now).await?;
         let mut puts: Vec<Item> = Vec::with_capacity(members.len() * 2);
         for m in members {
-            let member_key = keys::list_member(list.as_str(), m.lead_id);
-            let mut reference = record_item(m, keys::listed(m.lead_id, list.as_str()), "listed")?;
-            reference.insert("list".into(), s(list.as_str()));
-            reference.insert("key_pk".into(), s(member_key.0.clone()));
-            reference.insert("key_sk".into(), s(member_key.1.clone()));
-            puts.push(record_item(m, member_key, "list_member")?);
-            puts.push(reference);
+            puts.extend(Self::member_items(list, m)?);
         }
         self.table.write_many(puts, vec![]).await
+    }
+
+    /// Adding one member as part of another write (an activity's result).
+    pub fn add_tx(
+        &self,
+        list: &ListName,
+        member: &ListMember,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, StoreError> {
+        let mut items = vec![self
+            .table
+            .update_tx(keys::list_meta(list.as_str()), Self::meta(list, now)?)?];
+        for item in Self::member_items(list, member)? {
+            items.push(self.table.put_tx(item, crate::table::Condition::none())?);
+        }
+        Ok(items)
     }
 
     pub async fn remove(&self, list: &ListName, leads: &[LeadId], now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -134,11 +134,11 @@ impl LeadApiStore for DynamoProcess {
         Ok(self.table.transact(items, None).await?.committed())
     }
 
-    async fn record_activity(&self, lead: LeadId, activity: &Activity) -> Result<(), StoreError> {
+    async fn record_activity(&self, lead: LeadId, contact: ContactId, activity: &Activity) -> Result<(), StoreError> {
         let mut item = crate::table::key_item(keys::activity(lead, activity.at));
         item.insert("type".into(), s("activity"));
         item.insert("activity".into(), to_av(activity)?);
-        let items = vec![
+        let mut items = vec![
             self.table.put_tx(item, Condition::absent())?,
             self.table.update_tx(
                 keys::lead(lead),
@@ -147,6 +147,20 @@ impl LeadApiStore for DynamoProcess {
                     .if_exists(),
             )?,
         ];
+        let (off, on) = activity.list_changes();
+        if let Some(list) = off {
+            items.push(self.table.delete_tx(keys::list_member(list.as_str(), lead))?);
+            items.push(self.table.delete_tx(keys::listed(lead, list.as_str()))?);
+        }
+        if let Some(list) = on {
+            let member = leadflow_domain::lists::ListMember {
+                lead_id: lead,
+                contact_id: contact,
+                added_at: activity.at,
+                source: format!("activity:{}", list.as_str()),
+            };
+            items.extend(crate::lists::DynamoLists::new(self.table.clone()).add_tx(&list, &member, activity.at)?);
+        }
         if self.table.transact(items, None).await?.committed() {
             Ok(())
         } else {

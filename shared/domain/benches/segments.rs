@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
             notes: None,
             recycle: false,
             reason: None,
+            list: None,
         },
         actor: "sato".into(),
         at: now - Duration::days(40),

@@ -45,6 +45,23 @@ pub struct ActivityRequest {
     pub recycle: bool,
     #[serde(default)]
     pub reason: Option<String>,
+    /// The static list the lead was worked from (a HOT list snapshot): `archive` takes it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<crate::lists::ListName>,
+}
+
+/// Where a lead whose activity ended in `opportunity` is listed for sales.
+pub const OPPORTUNITY_LIST: &str = "opportunity";
+
+impl Activity {
+    /// The list this activity takes the lead off, and the list it puts it on.
+    pub fn list_changes(&self) -> (Option<&crate::lists::ListName>, Option<crate::lists::ListName>) {
+        match self.request.result {
+            ActivityResult::Archive => (self.request.list.as_ref(), None),
+            ActivityResult::Opportunity => (None, crate::lists::ListName::parse(OPPORTUNITY_LIST).ok()),
+            ActivityResult::Continue => (None, None),
+        }
+    }
 }
 
 /// An activity as recorded: the request, who did it and when.

@@ -171,10 +171,11 @@ pub trait LeadApiStore: Send + Sync {
     fn view(&self, lead: LeadId) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
     /// Applies a move only if the lead is still where the caller saw it; `false` if it moved meanwhile.
     fn move_lead(&self, lead: LeadId, change: &StageChange) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Keeps an activity with the lead; it stops the SLA timer.
+    /// Keeps an activity with the lead; it stops the SLA timer. In the same write: the list changes its result asks for ([`Activity::list_changes`]).
     fn record_activity(
         &self,
         lead: LeadId,
+        contact: ContactId,
         activity: &super::activity::Activity,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -50,6 +50,7 @@ fn call() -> Activity {
             notes: None,
             recycle: false,
             reason: None,
+            list: None,
         },
         actor: "sato".into(),
         at: now() - Duration::hours(2),
