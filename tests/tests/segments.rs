@@ -154,6 +154,16 @@ async fn activity_results_move_leads_between_lists() {
     assert_eq!(opp["count"], 1, "{opp}");
     assert_eq!(opp["members"][0]["lead_id"], lead_b);
     assert_eq!(opp["members"][0]["source"], "activity:opportunity");
+    let shown = leadflow_cli::lead_show(&t, &lead_b).await.unwrap();
+    let mut on: Vec<&str> = shown["leads"][0]["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    on.sort();
+    assert_eq!(on, ["HOT 2026-11-23", "opportunity"]);
+    assert!(leadflow_cli::render_lead(&shown).contains("lists: "));
     // A list name that cannot exist is refused with the field named, and nothing is recorded.
     let r = activity(lead_b, json!({"type": "phone", "result": "archive", "list": "a#b"})).await;
     assert_eq!(r.status, 422, "{}", r.body);

@@ -50,7 +50,12 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
                 by.entry(group).or_default().push(record_json(i));
             }
         }
-        let mut lead_json = json!({"lead": record});
+        let lists: Vec<Value> = items
+            .iter()
+            .filter(|i| str_attr(i, SK).is_some_and(|sk| sk.starts_with(keys::LISTED_PREFIX)))
+            .filter_map(|i| str_attr(i, "list").map(|l| Value::String(l.to_owned())))
+            .collect();
+        let mut lead_json = json!({"lead": record, "lists": lists});
         for (k, v) in by {
             lead_json[k] = Value::Array(v);
         }
@@ -213,6 +218,15 @@ pub fn render_lead(v: &Value) -> String {
             "  interactions: {}\n",
             l["interactions"].as_array().map_or(0, Vec::len)
         ));
+        let lists: Vec<&str> = l["lists"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !lists.is_empty() {
+            out.push_str(&format!("  lists: {}\n", lists.join(", ")));
+        }
     }
     out
 }
