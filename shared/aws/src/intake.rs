@@ -332,10 +332,7 @@ impl IntakeStore for DynamoIntake {
         let mut i = 0;
         // Plans in order, as many per transaction as fit; a plan's items are never split.
         while i <= plans.len() {
-            let next = match plans.get(i) {
-                Some(p) => Some(self.transaction_items(p)),
-                None => None,
-            };
+            let next = plans.get(i).map(|p| self.transaction_items(p));
             let fits = matches!(&next, Some(Ok(items)) if packed.len() + items.len() <= MAX_TRANSACTION_ITEMS);
             if !fits && members > 0 {
                 let token = plans[i - members].interaction.interaction_id.to_string();

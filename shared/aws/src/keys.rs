@@ -259,30 +259,6 @@ pub fn sortable_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sortable_time_orders_as_strings() {
-        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let b = a + chrono::Duration::milliseconds(1);
-        assert!(sortable_time(a) < sortable_time(b));
-        assert_eq!(sortable_time(a), "2026-01-02T03:04:05.000Z");
-    }
-
-    #[test]
-    fn shards_spread() {
-        let mut counts = [0u32; OUTBOX_SHARDS as usize];
-        for _ in 0..8000 {
-            counts[shard_of(&InteractionId::generate().to_string(), OUTBOX_SHARDS) as usize] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
-    }
-}
-
 /// Static lists: members sharded by lead (16 partitions a list, no hot partition however large
 /// the list), a reference in the lead's partition (which lists a lead is on; erasure follows its
 /// `key_pk`/`key_sk`), and the list itself, found through GSI1 (`LISTS`).
@@ -311,4 +287,28 @@ pub fn listed(lead: LeadId, name: &str) -> (String, String) {
 pub const SEGMENTS: &str = "SEGMENTS";
 pub fn segment(id: &str) -> (String, String) {
     (SEGMENTS.into(), format!("SEGMENT#{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_time_orders_as_strings() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + chrono::Duration::milliseconds(1);
+        assert!(sortable_time(a) < sortable_time(b));
+        assert_eq!(sortable_time(a), "2026-01-02T03:04:05.000Z");
+    }
+
+    #[test]
+    fn shards_spread() {
+        let mut counts = [0u32; OUTBOX_SHARDS as usize];
+        for _ in 0..8000 {
+            counts[shard_of(&InteractionId::generate().to_string(), OUTBOX_SHARDS) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
 }
