@@ -698,3 +698,72 @@ async fn an_import_chunk_of_100_new_people_costs_24_requests() {
         "every scoring message sent"
     );
 }
+
+/// `leadflow activity add`: the seed's fields (date, type, actor from the owners, result,
+/// source, notes), recorded as the lead API records them.
+#[tokio::test]
+async fn activity_add_records_a_call_by_a_configured_owner_on_the_given_day() {
+    let env = TestEnv::new().await;
+    env.post_json("demo", &json!({"email": "call@example.jp", "last_name": "電話"}), &[])
+        .await;
+    let ok = leadflow(
+        &env,
+        &[
+            "activity",
+            "add",
+            "call@example.jp",
+            "--type",
+            "phone",
+            "--actor",
+            "sato",
+            "--date",
+            "2026-11-20",
+            "--source",
+            "HOT lead list",
+            "--content",
+            "資料送付の確認",
+            "--notes",
+            "来週再架電",
+        ],
+    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("\"recorded\":true"));
+    let v = lead_show(&target(&env), "call@example.jp").await.unwrap();
+    let a = &v["leads"][0]["activities"][0]["activity"];
+    assert_eq!(
+        (
+            a["type"].as_str(),
+            a["actor"].as_str(),
+            a["at"].as_str(),
+            a["source"].as_str()
+        ),
+        (
+            Some("phone"),
+            Some("sato"),
+            Some("2026-11-19T15:00:00Z"),
+            Some("HOT lead list")
+        ),
+        "{a}"
+    );
+    assert_eq!(a["notes"], "来週再架電");
+    let stranger = leadflow(
+        &env,
+        &[
+            "activity",
+            "add",
+            "call@example.jp",
+            "--type",
+            "phone",
+            "--actor",
+            "mallory",
+        ],
+    );
+    assert!(!stranger.status.success());
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("not a configured owner"));
+    let bad = leadflow(
+        &env,
+        &["activity", "add", "call@example.jp", "--type", "fax", "--actor", "sato"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("type: email, phone, visit or web_meeting"));
+}

@@ -19,7 +19,7 @@ use leadflow_aws::ses::SesMailer;
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::outbox::{self, Outbox};
 use leadflow_domain::ports::{InteractionQueue, StoreError};
-use leadflow_domain::process::activity::{Activity, ActivityRequest};
+use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded};
 use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
 use leadflow_domain::process::stage::{apply, Actor, Move};
@@ -291,30 +291,22 @@ where
                 actor: caller.clone(),
                 at: now,
             };
-            if let Err(e) = self.store.record_activity(lead, view.lead.contact_id, &activity).await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string());
-            }
-            let Some(m) = activity.stage_move() else {
-                return json_response(StatusCode::CREATED, &json!({"recorded": true}));
-            };
-            // The activity is a fact and is kept; the move its result asks for happens when the
-            // stage machine allows it from where the lead is, else the lead stays (never a 409
-            // for what sales did).
-            let reason = activity.request.reason.clone().unwrap_or_default();
-            if let Err(e) = apply(
-                view.lead.stage,
-                view.lead.status,
-                &m,
-                &reason,
-                Actor::User(caller.clone()),
-                now,
-            ) {
-                return json_response(
+            return match leadflow_domain::process::activity::record(&self.store, &view, &activity).await {
+                Ok(Recorded::Kept) => json_response(StatusCode::CREATED, &json!({"recorded": true})),
+                Ok(Recorded::Moved(change)) => json_response(
+                    StatusCode::OK,
+                    &json!({"recorded": true, "lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),
+                ),
+                Ok(Recorded::Stayed(why)) => json_response(
                     StatusCode::CREATED,
-                    &json!({"recorded": true, "moved": false, "stage": view.lead.stage, "why": e.to_string()}),
-                );
-            }
-            (m, reason)
+                    &json!({"recorded": true, "moved": false, "stage": view.lead.stage, "why": why}),
+                ),
+                Ok(Recorded::MovedMeanwhile) => json_response(
+                    StatusCode::CREATED,
+                    &json!({"recorded": true, "moved": false, "why": "the lead changed while this request ran"}),
+                ),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            };
         };
         let change = match apply(
             view.lead.stage,

@@ -1,6 +1,7 @@
 //! The ops tool's commands, as functions over a [`Target`] so tests drive them directly.
 //! One module per command group; `main.rs` only parses arguments and prints.
 
+mod activity;
 mod dlq;
 mod export;
 mod import;
@@ -10,6 +11,7 @@ mod person;
 mod segment;
 mod target;
 
+pub use activity::activity_add;
 pub use dlq::{dlq_list, dlq_replay};
 pub use export::{leads_export, CsvEncoding, ExportFrom, LeadFilter};
 pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT_CHUNK};

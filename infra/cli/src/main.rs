@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_ls, list_name, list_remove,
-    list_show, person_erase, person_export, render_explanation, render_lead, segment_explain, segment_ls, CsvEncoding,
-    ExportFrom, ImportOptions, LeadFilter, Target,
+    activity_add, dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_ls, list_name,
+    list_remove, list_show, person_erase, person_export, render_explanation, render_lead, segment_explain, segment_ls,
+    CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -69,6 +69,11 @@ enum Command {
     List {
         #[command(subcommand)]
         action: ListAction,
+    },
+    /// Sales activities (seed 002): a call, a visit, an email, a web meeting, and its result.
+    Activity {
+        #[command(subcommand)]
+        action: ActivityAction,
     },
     /// Segments (config/segments/): which there are, and why a lead is or is not in one.
     Segment {
@@ -180,6 +185,52 @@ enum ListAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ActivityAction {
+    /// Record what a salesperson did with a lead (a lead id, or an email or contact id with one lead).
+    Add {
+        who: String,
+        /// email, phone, visit or web_meeting.
+        #[arg(long = "type")]
+        kind: String,
+        /// continue (follow up), opportunity or archive.
+        #[arg(long, default_value = "continue")]
+        result: String,
+        /// Who did it: a configured owner's id (config/routing.json).
+        #[arg(long)]
+        actor: String,
+        /// When it happened (RFC 3339, or YYYY-MM-DD in JST); now by default.
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        content: Option<String>,
+        /// Where the lead came from: whitepaper, document request, seminar, HOT lead list, dig-up list.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        notes: Option<String>,
+        /// The list the lead was worked from (archive takes it off).
+        #[arg(long)]
+        list: Option<String>,
+        /// With archive: back to nurture instead of disqualified.
+        #[arg(long)]
+        recycle: bool,
+    },
+}
+
+/// A date as people type it: RFC 3339, or a day (midnight in Japan).
+fn parse_date(d: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(d) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_local_timezone(chrono_tz::Asia::Tokyo).single())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| format!("--date takes RFC 3339 or YYYY-MM-DD, not {d:?}"))
 }
 
 #[derive(Subcommand)]
@@ -447,6 +498,35 @@ async fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("{n} leads exported");
             }
         },
+        Command::Activity {
+            action:
+                ActivityAction::Add {
+                    who,
+                    kind,
+                    result,
+                    actor,
+                    date,
+                    content,
+                    source,
+                    notes,
+                    list,
+                    recycle,
+                },
+        } => {
+            let request: leadflow_domain::process::activity::ActivityRequest = serde_json::from_value(
+                serde_json::json!({
+                    "type": kind, "result": result, "content": content, "source": source,
+                    "notes": notes, "list": list, "recycle": recycle,
+                }),
+            )
+            .map_err(|e| format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive)"))?;
+            let at = match date {
+                Some(d) => parse_date(&d)?,
+                None => chrono::Utc::now(),
+            };
+            let v = activity_add(&t, &who, request, &actor, at).await.map_err(s)?;
+            println!("{v}");
+        }
         Command::Segment { action } => match action {
             SegmentAction::Ls => {
                 for seg in segment_ls(&t).await.map_err(s)? {

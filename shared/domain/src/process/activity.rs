@@ -125,3 +125,48 @@ mod tests {
         assert!(activity(r#"{"type":"phone","actor":"someone-else"}"#).is_err());
     }
 }
+
+/// What recording an activity did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Kept; no stage move asked for.
+    Kept,
+    /// Kept, and the lead moved as its result asks.
+    Moved(super::stage::StageChange),
+    /// Kept; the move its result asks for is not allowed from where the lead is (why), so the
+    /// lead stays. Never an error: what sales did is a fact.
+    Stayed(String),
+    /// Kept; the lead changed while the request ran, so the move was not made.
+    MovedMeanwhile,
+}
+
+/// Records an activity on a lead (the lead API and the ops tool): kept with its list changes
+/// in one write, then the stage move its result asks for when the stage machine allows it.
+pub async fn record<S: super::ports::LeadApiStore>(
+    store: &S,
+    view: &super::plan::LeadView,
+    activity: &Activity,
+) -> Result<Recorded, crate::ports::StoreError> {
+    let lead = view.lead.lead_id;
+    store.record_activity(lead, view.lead.contact_id, activity).await?;
+    let Some(m) = activity.stage_move() else {
+        return Ok(Recorded::Kept);
+    };
+    let reason = activity.request.reason.clone().unwrap_or_default();
+    let change = match super::stage::apply(
+        view.lead.stage,
+        view.lead.status,
+        &m,
+        &reason,
+        super::stage::Actor::User(activity.actor.clone()),
+        activity.at,
+    ) {
+        Ok(c) => c,
+        Err(e) => return Ok(Recorded::Stayed(e.to_string())),
+    };
+    Ok(if store.move_lead(lead, &change).await? {
+        Recorded::Moved(change)
+    } else {
+        Recorded::MovedMeanwhile
+    })
+}
