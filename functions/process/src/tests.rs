@@ -235,13 +235,6 @@ fn app(nurture: bool) -> App {
 
 fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
     let c = Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("taro@example.jp").unwrap()),
-        fields: ContactFields {
-            last_name: Some("山田".into()),
-            industry: Some("IT".into()),
-            ..Default::default()
-        },
         consent: Some(Consent {
             opt_in: true,
             wording_version: None,
@@ -251,12 +244,15 @@ fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
             user_agent: None,
             confirmed: None,
         }),
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now(),
-        updated_at: now(),
+        ..Contact::new(
+            Some(Email::parse("taro@example.jp").unwrap()),
+            ContactFields {
+                last_name: Some("山田".into()),
+                industry: Some("IT".into()),
+                ..Default::default()
+            },
+            now(),
+        )
     };
     let id = LeadId::generate();
     let view = LeadView {

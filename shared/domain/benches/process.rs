@@ -8,22 +8,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use leadflow_domain::email::Email;
 use leadflow_domain::process::nurture::{mime, render, NurtureConfig};
 use leadflow_domain::process::plan::{plan, LeadView, NurtureState};
-use leadflow_domain::records::{
-    Consent, Contact, ContactFields, ContactId, Lead, LeadId, LeadSource, LeadStatus, Stage,
-};
+use leadflow_domain::records::{Consent, Contact, ContactFields, Lead, LeadId, LeadSource, LeadStatus, Stage};
 
 fn bench(c: &mut Criterion) {
     let cfg: NurtureConfig = serde_json::from_str(include_str!("../../../config/nurture.json")).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 1, 0, 0).unwrap(); // Monday 10:00 in Tokyo
     let contact = Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("bench@example.jp").unwrap()),
-        fields: ContactFields {
-            last_name: Some("山田".into()),
-            first_name: Some("太郎".into()),
-            company: Some("Acme".into()),
-            ..Default::default()
-        },
         consent: Some(Consent {
             opt_in: true,
             wording_version: None,
@@ -33,12 +23,16 @@ fn bench(c: &mut Criterion) {
             user_agent: None,
             confirmed: None,
         }),
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now,
-        updated_at: now,
+        ..Contact::new(
+            Some(Email::parse("bench@example.jp").unwrap()),
+            ContactFields {
+                last_name: Some("山田".into()),
+                first_name: Some("太郎".into()),
+                company: Some("Acme".into()),
+                ..Default::default()
+            },
+            now,
+        )
     };
     let view = LeadView {
         lead: Lead {

@@ -4,7 +4,7 @@ use super::nurture::{cap_allows_at, mime, render, salutation, FrequencyCap, Nurt
 use super::plan::{after_send, plan, EmailKind, LeadView, NurtureState};
 use super::stage::Move;
 use crate::email::Email;
-use crate::records::{Consent, Contact, ContactFields, ContactId, Lead, LeadId, LeadSource, LeadStatus, Stage};
+use crate::records::{Consent, Contact, ContactFields, Lead, LeadId, LeadSource, LeadStatus, Stage};
 
 fn config() -> NurtureConfig {
     let c: NurtureConfig = serde_json::from_str(include_str!("../../../../config/nurture.json")).unwrap();
@@ -20,13 +20,6 @@ fn monday_10am() -> DateTime<Utc> {
 fn contact(opt_in: bool) -> Contact {
     let now = monday_10am();
     Contact {
-        contact_id: ContactId::generate(),
-        email: Some(Email::parse("taro@example.jp").unwrap()),
-        fields: ContactFields {
-            last_name: Some("山田".into()),
-            first_name: Some("太郎".into()),
-            ..Default::default()
-        },
         consent: Some(Consent {
             opt_in,
             wording_version: Some("2026-04".into()),
@@ -36,12 +29,15 @@ fn contact(opt_in: bool) -> Contact {
             user_agent: None,
             confirmed: None,
         }),
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now,
-        updated_at: now,
+        ..Contact::new(
+            Some(Email::parse("taro@example.jp").unwrap()),
+            ContactFields {
+                last_name: Some("山田".into()),
+                first_name: Some("太郎".into()),
+                ..Default::default()
+            },
+            now,
+        )
     }
 }
 
