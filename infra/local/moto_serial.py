@@ -146,10 +146,6 @@ Queue.attributes = property(lambda queue: _LazyQueueAttributes(queue))
 # projections) only the items of the partition it names.
 
 
-def _pk(hash_key, range_key):
-    return (hash_key, range_key)
-
-
 class _Gsis:
     """A table's global secondary indexes: index partition -> the primary keys of its items,
     each with its index sort key, so a query builds only the items it can return."""
@@ -167,7 +163,7 @@ class _Gsis:
             self._add(item)
 
     def _add(self, item):
-        pk = _pk(item.hash_key, item.range_key)
+        pk = (item.hash_key, item.range_key)
         for name, (hashes, ranges, needed) in self.schemas.items():
             if all(item.attrs.get(a) is not None for a in needed):
                 h = tuple((item.attrs[a].type, item.attrs[a].value) for a in hashes)
@@ -176,7 +172,7 @@ class _Gsis:
                 self.where[name][pk] = h
 
     def reindex(self, hash_key, range_key):
-        pk = _pk(hash_key, range_key)
+        pk = (hash_key, range_key)
         for name in self.schemas:
             h = self.where[name].pop(pk, None)
             if h is not None:

@@ -19,7 +19,7 @@ use leadflow_aws::ses::SesMailer;
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::outbox::{self, Outbox};
 use leadflow_domain::ports::{InteractionQueue, StoreError};
-use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded};
+use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded, ACTIVITY_FIELDS};
 use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
 use leadflow_domain::process::stage::{apply, Actor, Move};
@@ -256,33 +256,14 @@ where
             Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_lead", format!("no lead {lead}")),
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         };
-        let (mv, reason) = if action == "stage" {
-            #[derive(serde::Deserialize)]
-            struct Reason {
-                #[serde(default)]
-                reason: String,
-            }
-            let reason = serde_json::from_slice::<Reason>(body)
-                .map(|r| r.reason)
-                .unwrap_or_default();
-            match serde_json::from_slice::<Move>(body) {
-                Ok(m) => (m, reason),
-                Err(e) => {
-                    return error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        format!("move: {e}"),
-                    )
-                }
-            }
-        } else {
+        if action == "activities" {
             let request = match serde_json::from_slice::<ActivityRequest>(body) {
                 Ok(r) => r,
                 Err(e) => {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "validation_failed",
-                        format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive; list: the list it was worked from)"),
+                        format!("activity: {e} ({ACTIVITY_FIELDS})"),
                     )
                 }
             };
@@ -307,6 +288,24 @@ where
                 ),
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
             };
+        }
+        #[derive(serde::Deserialize)]
+        struct Reason {
+            #[serde(default)]
+            reason: String,
+        }
+        let reason = serde_json::from_slice::<Reason>(body)
+            .map(|r| r.reason)
+            .unwrap_or_default();
+        let mv = match serde_json::from_slice::<Move>(body) {
+            Ok(m) => m,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("move: {e}"),
+                )
+            }
         };
         let change = match apply(
             view.lead.stage,

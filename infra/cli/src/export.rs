@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use leadflow_aws::keys;
 use leadflow_aws::lists::DynamoLists;
-use leadflow_aws::table::from_record;
 use leadflow_domain::lists::ListName;
 use leadflow_domain::records::{ContactId, LeadId};
 use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
@@ -123,7 +122,7 @@ pub async fn leads_export(
             }
         };
         for page in leads.chunks(50) {
-            written += write_rows(&table, page, filter, encoding, out).await?;
+            written += write_rows(t, page, filter, encoding, out).await?;
         }
         if done {
             break;
@@ -135,28 +134,18 @@ pub async fn leads_export(
 
 /// One page of leads as CSV rows (one `BatchGetItem` for their leads and contacts).
 async fn write_rows(
-    table: &leadflow_aws::table::Table,
+    t: &Target,
     leads: &[(LeadId, ContactId)],
     filter: &LeadFilter,
     encoding: CsvEncoding,
     out: &mut dyn Write,
 ) -> Result<usize, Error> {
-    let wanted = leads
-        .iter()
-        .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
-        .collect();
-    let found = table.get_many(wanted).await?;
     let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
     let mut written = 0;
-    for (l, c) in leads {
-        let (Some(lead), Some(contact)) = (found.get(&keys::lead(*l)), found.get(&keys::contact(*c))) else {
-            continue;
-        };
-        let lead: Value = from_record(lead.clone())?;
-        if !filter.admits(&lead) {
+    for (lead, contact) in t.leads_with_contacts(leads).await? {
+        if lead.is_null() || contact.is_null() || !filter.admits(&lead) {
             continue;
         }
-        let contact: Value = from_record(contact.clone())?;
         let s = |v: &Value| match v {
             Value::String(s) => s.clone(),
             Value::Null => String::new(),

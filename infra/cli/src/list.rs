@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use leadflow_aws::keys;
 use leadflow_aws::lists::DynamoLists;
-use leadflow_aws::table::from_record;
 use leadflow_domain::lists::{ListMember, ListName};
 use leadflow_domain::records::{ContactId, LeadId};
 
@@ -95,30 +94,12 @@ pub async fn list_show(t: &Target, name: &ListName) -> Result<Value, Error> {
     if !l.exists(name).await? {
         return Err(format!("no list {name}").into());
     }
-    let table = t.records();
     let mut members = Vec::new();
     for shard in 0..keys::LIST_SHARDS {
         let page = l.members(name, shard).await?;
         for chunk in page.chunks(50) {
-            let found = table
-                .get_many(
-                    chunk
-                        .iter()
-                        .flat_map(|m| [keys::lead(m.lead_id), keys::contact(m.contact_id)])
-                        .collect(),
-                )
-                .await?;
-            for m in chunk {
-                let lead: Value = found
-                    .get(&keys::lead(m.lead_id))
-                    .map(|i| from_record(i.clone()))
-                    .transpose()?
-                    .unwrap_or(Value::Null);
-                let contact: Value = found
-                    .get(&keys::contact(m.contact_id))
-                    .map(|i| from_record(i.clone()))
-                    .transpose()?
-                    .unwrap_or(Value::Null);
+            let pairs: Vec<(LeadId, ContactId)> = chunk.iter().map(|m| (m.lead_id, m.contact_id)).collect();
+            for (m, (lead, contact)) in chunk.iter().zip(t.leads_with_contacts(&pairs).await?) {
                 members.push(json!({
                     "lead_id": m.lead_id,
                     "email": contact["email"],

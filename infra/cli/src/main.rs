@@ -513,13 +513,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                     recycle,
                 },
         } => {
-            let request: leadflow_domain::process::activity::ActivityRequest = serde_json::from_value(
-                serde_json::json!({
+            let request: leadflow_domain::process::activity::ActivityRequest =
+                serde_json::from_value(serde_json::json!({
                     "type": kind, "result": result, "content": content, "source": source,
                     "notes": notes, "list": list, "recycle": recycle,
-                }),
-            )
-            .map_err(|e| format!("activity: {e} (type: email, phone, visit or web_meeting; result: continue, opportunity or archive)"))?;
+                }))
+                .map_err(|e| {
+                    format!(
+                        "activity: {e} ({})",
+                        leadflow_domain::process::activity::ACTIVITY_FIELDS
+                    )
+                })?;
             let at = match date {
                 Some(d) => parse_date(&d)?,
                 None => chrono::Utc::now(),

@@ -69,6 +69,34 @@ impl Target {
         self.clients.table(&self.config_table)
     }
 
+    /// The lead and contact records of (lead, contact) pairs, in order (`Null` for one that is
+    /// gone): one BatchGetItem per 50 pairs.
+    pub(crate) async fn leads_with_contacts(
+        &self,
+        pairs: &[(LeadId, ContactId)],
+    ) -> Result<Vec<(Value, Value)>, Error> {
+        let found = self
+            .records()
+            .get_many(
+                pairs
+                    .iter()
+                    .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
+                    .collect(),
+            )
+            .await?;
+        let record = |k| -> Result<Value, Error> {
+            Ok(found
+                .get(&k)
+                .map(|i| from_record::<Value>(i.clone()))
+                .transpose()?
+                .unwrap_or(Value::Null))
+        };
+        pairs
+            .iter()
+            .map(|(l, c)| Ok((record(keys::lead(*l))?, record(keys::contact(*c))?)))
+            .collect()
+    }
+
     /// The lead an id names, if it is a lead's id (lead and contact ids are both UUIDs).
     pub(crate) async fn lead_named(&self, who: &str) -> Result<Option<(LeadId, ContactId)>, Error> {
         let Some(lead) = LeadId::parse(who) else {

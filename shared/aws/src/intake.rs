@@ -306,9 +306,6 @@ fn lookup_result(
     })
 }
 
-/// The most actions one DynamoDB transaction takes.
-const MAX_TRANSACTION_ITEMS: usize = 100;
-
 impl IntakeStore for DynamoIntake {
     async fn lookup(&self, req: &LookupRequest) -> Result<LookupResult, StoreError> {
         // Strongly consistent: a re-read after a conflict must see the winner's items.
@@ -326,42 +323,19 @@ impl IntakeStore for DynamoIntake {
     }
 
     async fn commit_many(&self, plans: &[IntakePlan]) -> Vec<Result<Commit, StoreError>> {
-        let mut out: Vec<Result<Commit, StoreError>> = Vec::with_capacity(plans.len());
-        let mut packed: Vec<aws_sdk_dynamodb::types::TransactWriteItem> = Vec::new();
-        let mut members = 0usize;
-        let mut i = 0;
-        // Plans in order, as many per transaction as fit; a plan's items are never split.
-        while i <= plans.len() {
-            let next = plans.get(i).map(|p| self.transaction_items(p));
-            let fits = matches!(&next, Some(Ok(items)) if packed.len() + items.len() <= MAX_TRANSACTION_ITEMS);
-            if !fits && members > 0 {
-                let token = plans[i - members].interaction.interaction_id.to_string();
-                let result = match self.table.transact(std::mem::take(&mut packed), Some(token)).await {
-                    Ok(o) if o.committed() => Ok(Commit::Committed),
-                    Ok(_) => Ok(Commit::Conflict),
-                    Err(e) => Err(e),
-                };
-                out.extend(std::iter::repeat_n(result, members));
-                members = 0;
-            }
-            match next {
-                None => break,
-                Some(Err(e)) => {
-                    out.push(Err(e));
-                    i += 1;
-                }
-                Some(Ok(items)) if items.len() > MAX_TRANSACTION_ITEMS => {
-                    out.push(Err(corrupt("a submission writes more than one transaction holds")));
-                    i += 1;
-                }
-                Some(Ok(items)) => {
-                    packed.extend(items);
-                    members += 1;
-                    i += 1;
-                }
-            }
-        }
-        out
+        let writes: Vec<_> = plans
+            .iter()
+            .map(|p| {
+                let token = p.interaction.interaction_id.to_string();
+                self.transaction_items(p).map(|items| (items, Some(token)))
+            })
+            .collect();
+        self.table
+            .transact_packed(writes)
+            .await
+            .into_iter()
+            .map(|r| r.map(|committed| if committed { Commit::Committed } else { Commit::Conflict }))
+            .collect()
     }
 
     async fn commit(&self, plan: &IntakePlan) -> Result<Commit, StoreError> {

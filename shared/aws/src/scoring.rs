@@ -134,23 +134,6 @@ impl DynamoScoring {
     }
 }
 
-/// The most actions one DynamoDB transaction takes.
-const MAX_TRANSACTION_ITEMS: usize = 100;
-
-impl DynamoScoring {
-    /// One transaction for several leads' writes: all of them committed, or none.
-    async fn commit_pack(&self, items: Vec<TransactWriteItem>, members: Vec<usize>, out: &mut [bool]) {
-        match self.table.transact(items, None).await {
-            Ok(o) if o.committed() => members.into_iter().for_each(|i| out[i] = true),
-            Ok(_) => tracing::debug!(
-                leads = members.len(),
-                "packed scoring write refused; each lead again on its own"
-            ),
-            Err(e) => tracing::warn!(error = %e, "packed scoring write failed; each lead again on its own"),
-        }
-    }
-}
-
 impl SentEmails for DynamoScoring {
     async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, (LeadId, ContactId)>, StoreError> {
         let found = self
@@ -295,28 +278,22 @@ impl ScoringStore for DynamoScoring {
     }
 
     async fn commit_many(&self, writes: &[ScoreWrite]) -> Vec<bool> {
-        let mut out = vec![false; writes.len()];
-        let mut packed: Vec<TransactWriteItem> = Vec::new();
-        let mut members: Vec<usize> = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
-            // A write that cannot be built or does not fit a transaction goes on its own later.
-            let Ok((_, items)) = self.slots_and_items(w) else {
-                continue;
-            };
-            if items.len() > MAX_TRANSACTION_ITEMS {
-                continue;
-            }
-            if packed.len() + items.len() > MAX_TRANSACTION_ITEMS {
-                self.commit_pack(std::mem::take(&mut packed), std::mem::take(&mut members), &mut out)
-                    .await;
-            }
-            packed.extend(items);
-            members.push(i);
-        }
-        if !members.is_empty() {
-            self.commit_pack(packed, members, &mut out).await;
-        }
-        out
+        let packed: Vec<_> = writes
+            .iter()
+            .map(|w| self.slots_and_items(w).map(|(_, items)| (items, None)))
+            .collect();
+        self.table
+            .transact_packed(packed)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(committed) => committed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "packed scoring write failed; the lead again on its own");
+                    false
+                }
+            })
+            .collect()
     }
 
     async fn anonymous(&self, visitor_id: &str, limit: usize) -> Result<Vec<Interaction>, StoreError> {

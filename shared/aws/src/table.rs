@@ -333,6 +333,48 @@ impl Table {
         }
     }
 
+    /// Independent writes, each all-or-nothing, packed in order into as few transactions as
+    /// hold them (100 actions each; a write is never split). Each write's token is used when
+    /// it opens a transaction. For each write: `Ok(true)` committed, `Ok(false)` the transaction
+    /// it was packed in was refused (none of it happened), `Err` it failed, could not be built
+    /// or does not fit one transaction.
+    pub async fn transact_packed(
+        &self,
+        writes: impl IntoIterator<Item = Result<(Vec<TransactWriteItem>, Option<String>), StoreError>>,
+    ) -> Vec<Result<bool, StoreError>> {
+        const MAX_ITEMS: usize = 100;
+        let mut out = Vec::new();
+        let mut packed: Vec<TransactWriteItem> = Vec::new();
+        let mut members = 0;
+        let mut token = None;
+        for write in writes {
+            let fits = matches!(&write, Ok((items, _)) if packed.len() + items.len() <= MAX_ITEMS);
+            if !fits && members > 0 {
+                let result = self.transact(std::mem::take(&mut packed), token.take()).await;
+                out.extend(std::iter::repeat_n(result.map(|o| o.committed()), members));
+                members = 0;
+            }
+            match write {
+                Err(e) => out.push(Err(e)),
+                Ok((items, _)) if items.len() > MAX_ITEMS => {
+                    out.push(Err(corrupt("a write holds more actions than one transaction")))
+                }
+                Ok((items, t)) => {
+                    if members == 0 {
+                        token = t;
+                    }
+                    packed.extend(items);
+                    members += 1;
+                }
+            }
+        }
+        if members > 0 {
+            let result = self.transact(packed, token).await;
+            out.extend(std::iter::repeat_n(result.map(|o| o.committed()), members));
+        }
+        out
+    }
+
     /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
     /// unprocessed keys with backoff. Returns the items found, by key.
     pub async fn get_many(&self, keys: Vec<Key>) -> Result<HashMap<Key, Item>, StoreError> {

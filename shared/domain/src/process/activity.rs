@@ -25,6 +25,10 @@ pub enum ActivityResult {
     Archive,
 }
 
+/// What an activity's fields take, for the error that refuses one.
+pub const ACTIVITY_FIELDS: &str =
+    "type: email, phone, visit or web_meeting; result: continue, opportunity or archive; list: the list it was worked from";
+
 /// An activity as the lead API receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -295,6 +295,11 @@ pub struct Facts<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// A value's name as serde writes it (`sales_acceptance`, `web_meeting`, `>=`).
+fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).map(|v| text(&v)).unwrap_or_default()
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -369,9 +374,9 @@ impl Condition {
                 }
                 s
             }
-            other => serde_json::to_value(other).map(|v| text(&v)).unwrap_or_default(),
+            other => name_of(&other),
         };
-        let op = serde_json::to_value(self.op).map(|v| text(&v)).unwrap_or_default();
+        let op = name_of(&self.op);
         match &self.value {
             Some(v) => format!("{subject} {op} {}", text(v)),
             None => format!("{subject} {op}"),
@@ -396,13 +401,9 @@ impl Condition {
                     .filter(|a| {
                         self.activity_type
                             .as_deref()
-                            .is_none_or(|t| serde_json::to_value(a.request.kind).is_ok_and(|v| text(&v) == t))
+                            .is_none_or(|t| name_of(&a.request.kind) == t)
                     })
-                    .filter(|a| {
-                        self.result
-                            .as_deref()
-                            .is_none_or(|r| serde_json::to_value(a.request.result).is_ok_and(|v| text(&v) == r))
-                    })
+                    .filter(|a| self.result.as_deref().is_none_or(|r| name_of(&a.request.result) == r))
                     .count();
                 (n.to_string(), self.compare_number(n as f64))
             }
@@ -419,7 +420,6 @@ impl Condition {
     }
 
     fn value_of(&self, f: &Facts<'_>) -> Option<String> {
-        let json = |v: &dyn erased::Ser| v.text();
         match self.on {
             Subject::Field => {
                 let name = self.name.as_deref().unwrap_or("");
@@ -433,13 +433,13 @@ impl Condition {
                     .map(|(_, v)| v.to_owned())
                     .or_else(|| f.lead.fields.get(name).cloned())
             }
-            Subject::Stage => Some(json(&f.lead.stage)),
-            Subject::Status => Some(json(&f.lead.status)),
+            Subject::Stage => Some(name_of(&f.lead.stage)),
+            Subject::Status => Some(name_of(&f.lead.status)),
             Subject::Band => f.scoring.band.clone(),
             Subject::Grade => f.grade.map(str::to_owned),
             Subject::Owner => f.owner.map(str::to_owned),
             Subject::Campaign => f.lead.campaign.clone(),
-            Subject::Source => Some(json(&f.lead.source)),
+            Subject::Source => Some(name_of(&f.lead.source)),
             Subject::Consent => Some(
                 match (&f.contact.consent, &f.contact.consent_pending) {
                     (Some(c), _) if c.opt_in => "granted",
@@ -483,22 +483,6 @@ impl Condition {
                 .is_some_and(|vs| vs.iter().any(|v| same(a, &text(v)))),
             (Op::Contains, Some(a)) => want.is_some_and(|w| a.to_lowercase().contains(&w.to_lowercase())),
             _ => false,
-        }
-    }
-}
-
-/// A value's snake_case name as serde writes it.
-mod erased {
-    pub trait Ser {
-        fn text(&self) -> String;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn text(&self) -> String {
-            match serde_json::to_value(self) {
-                Ok(serde_json::Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(_) => String::new(),
-            }
         }
     }
 }
