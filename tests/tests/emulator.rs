@@ -57,6 +57,69 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     assert_eq!(kept["v"].as_s().unwrap(), "before");
 }
 
+/// Plain updates (`SET #a = :v, #m.#f = :v REMOVE #b`) are applied by the emulator directly;
+/// everything else goes moto's way. Both must behave as DynamoDB does: conditions, a field of a
+/// map that is not there, key attributes, and undo when a transaction is cancelled.
+#[tokio::test]
+async fn plain_and_other_updates_keep_dynamodb_semantics() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = TestEnv::new().await;
+    let table = env.stack.table().unwrap();
+    let key = ("EMU#upd".to_owned(), "X".to_owned());
+    let map = AttributeValue::M([("a".to_owned(), s("1"))].into());
+    // Creates the item (an update of an absent item does), then changes and removes.
+    let created = table
+        .update(key.clone(), Update::new().set("m", map).set("gone", s("x")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(created["pk"].as_s().unwrap(), "EMU#upd");
+    let after = table
+        .update(
+            key.clone(),
+            Update::new().set_in("m", "b", s("2")).remove("gone").when("attribute_exists(pk)", &[]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let m = after["m"].as_m().unwrap();
+    assert_eq!((m["a"].as_s().unwrap().as_str(), m["b"].as_s().unwrap().as_str()), ("1", "2"));
+    assert!(!after.contains_key("gone"));
+    // A condition that does not hold changes nothing.
+    let refused = table
+        .update(
+            key.clone(),
+            Update::new().set("v", s("no")).when("{v} = :x", &[(":x", s("yes"))]),
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    assert!(!table.get(key.clone()).await.unwrap().unwrap().contains_key("v"));
+    // A field of a map the item does not have, and a key attribute: refused as DynamoDB does.
+    assert!(table.update(key.clone(), Update::new().set_in("nomap", "f", s("x"))).await.is_err());
+    assert!(table.update(key.clone(), Update::new().set("sk", s("Y"))).await.is_err());
+
+    // A cancelled transaction undoes a plain update and one moto runs (a counter).
+    let items = vec![
+        table
+            .update_tx(key.clone(), Update::new().set_in("m", "a", s("changed")).add("n", 5))
+            .unwrap(),
+        table
+            .update_tx(
+                ("EMU#missing".to_owned(), "X".to_owned()),
+                Update::new().set("v", s("x")).if_exists(),
+            )
+            .unwrap(),
+    ];
+    assert_eq!(
+        table.transact(items, None).await.unwrap(),
+        Transact::Cancelled(vec![false, true])
+    );
+    let kept = table.get(key).await.unwrap().unwrap();
+    assert_eq!(kept["m"].as_m().unwrap()["a"].as_s().unwrap(), "1");
+    assert!(!kept.contains_key("n"), "the counter's change is undone");
+}
+
 /// The emulator answers queries from the partition they name (its own index maps, kept up to
 /// date on every write), not by sorting the whole table: what an index holds must follow
 /// puts, updates that move or drop the index key, deletes and cancelled transactions.
