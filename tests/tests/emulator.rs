@@ -77,13 +77,19 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
     let after = table
         .update(
             key.clone(),
-            Update::new().set_in("m", "b", s("2")).remove("gone").when("attribute_exists(pk)", &[]),
+            Update::new()
+                .set_in("m", "b", s("2"))
+                .remove("gone")
+                .when("attribute_exists(pk)", &[]),
         )
         .await
         .unwrap()
         .unwrap();
     let m = after["m"].as_m().unwrap();
-    assert_eq!((m["a"].as_s().unwrap().as_str(), m["b"].as_s().unwrap().as_str()), ("1", "2"));
+    assert_eq!(
+        (m["a"].as_s().unwrap().as_str(), m["b"].as_s().unwrap().as_str()),
+        ("1", "2")
+    );
     assert!(!after.contains_key("gone"));
     // A condition that does not hold changes nothing.
     let refused = table
@@ -96,8 +102,14 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
     assert!(refused.is_none());
     assert!(!table.get(key.clone()).await.unwrap().unwrap().contains_key("v"));
     // A field of a map the item does not have, and a key attribute: refused as DynamoDB does.
-    assert!(table.update(key.clone(), Update::new().set_in("nomap", "f", s("x"))).await.is_err());
-    assert!(table.update(key.clone(), Update::new().set("sk", s("Y"))).await.is_err());
+    assert!(table
+        .update(key.clone(), Update::new().set_in("nomap", "f", s("x")))
+        .await
+        .is_err());
+    assert!(table
+        .update(key.clone(), Update::new().set("sk", s("Y")))
+        .await
+        .is_err());
 
     // A cancelled transaction undoes a plain update and one moto runs (a counter).
     let items = vec![

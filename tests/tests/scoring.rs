@@ -845,8 +845,8 @@ async fn a_batch_of_ten_over_three_leads_costs_one_read_and_one_write() {
     ops.sort();
     assert_eq!(
         ops,
-        ["BatchGetItem", "GetItem", "TransactWriteItems"],
-        "one read, the three leads' writes packed in one transaction; GetItem: the scoring configuration, once per container"
+        ["BatchGetItem", "GetItem", "Query", "TransactWriteItems"],
+        "one read, the three leads' writes packed in one transaction; GetItem and Query: the scoring configuration and the segments, once per container a minute"
     );
     // Each lead got its own interactions: the form (behaviour), then its downloads.
     let downloads = |i: usize| (0..7).filter(|j| j % 3 == i).count();

@@ -169,3 +169,110 @@ async fn activity_results_move_leads_between_lists() {
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.to_string().contains("list"), "{}", r.body);
 }
+
+/// Membership is kept by the writers themselves, never rebuilt: scoring puts a lead in `hot`
+/// the moment its 16th page view is scored (with why, visible in `lead show` and `segment
+/// show`), the re-scoring pass takes it out the day its views leave the 30-day window, and a
+/// logged call takes another out in the activity's own write. A lead whose memberships did not
+/// change writes nothing more.
+#[tokio::test]
+async fn writers_keep_hot_membership_current_with_why_and_history() {
+    use leadflow_cli::{lead_show, render_lead, render_segment, segment_show};
+    let mut env = TestEnv::new().await;
+    let t = target(&env);
+    let mut leads = Vec::new();
+    for (email, views) in [
+        ("keep-a@example.jp", 16),
+        ("keep-b@example.jp", 16),
+        ("keep-c@example.jp", 14),
+    ] {
+        let r = env
+            .post_json("demo", &json!({"email": email, "last_name": "保持"}), &[])
+            .await;
+        let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+        page_views(&env, &lead, views).await;
+        leads.push(lead);
+    }
+    env.run_scoring().await;
+    let shown = segment_show(&t, "hot", 100).await.unwrap();
+    assert_eq!(shown["count"], 2, "{shown}");
+    let mut in_hot: Vec<&str> = shown["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["lead_id"].as_str().unwrap())
+        .collect();
+    in_hot.sort();
+    let mut expected = vec![leads[0].as_str(), leads[1].as_str()];
+    expected.sort();
+    assert_eq!(in_hot, expected);
+    let why = shown["members"][0]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("1 ✓ interactions page_viewed within 30 days >= 15: 16; 2 ✓"),
+        "{why}"
+    );
+    assert!(!why.contains("@"), "no address in membership records: {why}");
+    let text = render_segment(&shown);
+    assert!(
+        text.contains("HOTリード") && text.contains("2 members") && text.contains("保持"),
+        "{text}"
+    );
+    let a = lead_show(&t, &leads[0]).await.unwrap();
+    let human = render_lead(&a);
+    assert!(human.contains("segments: hot"), "{human}");
+    assert!(human.contains("joined hot: 1 ✓"), "{human}");
+
+    // Another page view for a member changes nothing about its membership: no segment writes.
+    let r = env
+        .send(
+            "POST",
+            "/internal/events",
+            &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
+            json!({"type": "page_view", "lead_id": leads[1], "event_id": "pv-17th", "url": "https://example.jp/"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let before = env.requests.bodies().len();
+    env.run_scoring().await;
+    let writes: Vec<Value> = env.requests.bodies()[before..]
+        .iter()
+        .filter(|(op, _)| op == "TransactWriteItems")
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let text = writes[0].to_string();
+    assert!(!text.contains("SEGMENT#") && !text.contains("SEGLOG#"), "{text}");
+
+    // Inside sales calls B: out of hot in the activity's write, and the history says why.
+    let r = env
+        .send(
+            "POST",
+            &format!("/leads/{}/activities", leads[1]),
+            &[("content-type", "application/json")],
+            json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let shown = segment_show(&t, "hot", 100).await.unwrap();
+    assert_eq!(shown["count"], 1, "{shown}");
+    assert_eq!(shown["members"][0]["lead_id"], leads[0].as_str());
+    let b = render_lead(&lead_show(&t, &leads[1]).await.unwrap());
+    assert!(b.contains("left hot: ") && b.contains("3 ✓ activities >= 1: 1"), "{b}");
+    assert!(b.contains("segments: none"), "{b}");
+
+    // 31 days on, A's views have left the window: the due re-scoring pass takes A out.
+    env.scoring.clock = || Utc::now() + Duration::days(31);
+    let pass = env.scoring.rescore("due").await.unwrap();
+    assert!(pass.rescored >= 1, "{pass:?}");
+    let shown = segment_show(&t, "hot", 100).await.unwrap();
+    assert_eq!(shown["count"], 0, "{shown}");
+    let a = render_lead(&lead_show(&t, &leads[0]).await.unwrap());
+    assert!(
+        a.contains("left hot: 1 ✗ interactions page_viewed within 30 days >= 15: 0"),
+        "{a}"
+    );
+}

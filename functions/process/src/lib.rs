@@ -201,6 +201,7 @@ where
             nurture: &nurture,
             routing: &routing,
             maps: &scoring.maps,
+            segments: &scoring.segments,
             unsubscribe_secret: &self.unsubscribe_secret,
             public_url: &self.public_url,
             run_id: &run_id,
@@ -256,6 +257,11 @@ where
             Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_lead", format!("no lead {lead}")),
             Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         };
+        // The lead's segments follow what this request changes.
+        let config = match self.scoring_config.scoring_config().await {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        };
         if action == "activities" {
             let request = match serde_json::from_slice::<ActivityRequest>(body) {
                 Ok(r) => r,
@@ -272,7 +278,9 @@ where
                 actor: caller.clone(),
                 at: now,
             };
-            return match leadflow_domain::process::activity::record(&self.store, &view, &activity).await {
+            return match leadflow_domain::process::activity::record(&self.store, &view, &config.segments, &activity)
+                .await
+            {
                 Ok(Recorded::Kept) => json_response(StatusCode::CREATED, &json!({"recorded": true})),
                 Ok(Recorded::Moved(change)) => json_response(
                     StatusCode::OK,
@@ -318,7 +326,17 @@ where
             Ok(c) => c,
             Err(e) => return error(StatusCode::CONFLICT, "illegal_move", e.to_string()),
         };
-        match self.store.move_lead(lead, &change).await {
+        let mut moved = view.lead.clone();
+        (moved.stage, moved.status) = (change.to, change.to_status);
+        let upkeep = view.upkeep(
+            &config.segments,
+            &moved,
+            view.owner.as_deref(),
+            &view.marks,
+            &view.segments,
+            now,
+        );
+        match self.store.move_lead(lead, &change, &upkeep).await {
             Ok(true) => json_response(
                 StatusCode::OK,
                 &json!({"lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),

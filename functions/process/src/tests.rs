@@ -29,6 +29,7 @@ use leadflow_domain::records::{
 };
 use leadflow_domain::scoring::service::ScoringConfigSource;
 use leadflow_domain::scoring::ScoringConfig;
+use leadflow_domain::segment::{ActivityMark, Upkeep};
 
 use crate::{Process, ProcessError, RUN_LIMIT};
 
@@ -54,7 +55,7 @@ impl LeadApiStore for Mem {
         Ok(self.views.lock().unwrap().get(&lead).cloned())
     }
 
-    async fn move_lead(&self, lead: LeadId, change: &StageChange) -> Result<bool, StoreError> {
+    async fn move_lead(&self, lead: LeadId, change: &StageChange, _: &Upkeep) -> Result<bool, StoreError> {
         let mut views = self.views.lock().unwrap();
         let v = views.get_mut(&lead).expect("known lead");
         if (v.lead.stage, v.lead.status) != (change.from, change.from_status) {
@@ -65,7 +66,14 @@ impl LeadApiStore for Mem {
         Ok(true)
     }
 
-    async fn record_activity(&self, lead: LeadId, _: ContactId, activity: &Activity) -> Result<(), StoreError> {
+    async fn record_activity(
+        &self,
+        lead: LeadId,
+        _: ContactId,
+        activity: &Activity,
+        _: &[ActivityMark],
+        _: &Upkeep,
+    ) -> Result<(), StoreError> {
         self.activities.lock().unwrap().push((lead, activity.clone()));
         Ok(())
     }
@@ -284,6 +292,9 @@ fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
         last_sales_activity_at: None,
         contact_sends: vec![],
         contact_send_seq: 0,
+        scoring: Default::default(),
+        segments: Default::default(),
+        marks: vec![],
     };
     app.store.views.lock().unwrap().insert(id, view);
     id

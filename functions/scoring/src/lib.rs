@@ -274,12 +274,14 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
                 report.skipped += 1;
                 continue;
             };
-            if stale && !snapshot.scoring.stale_for(config) {
+            let reason = if stale { "model changed" } else { "behaviour aged" };
+            let write = rescore_write(config, snapshot, reason, now);
+            // A stale pass also settles segments (a new or changed definition): a lead whose
+            // scores and memberships are both current is left alone.
+            if stale && !snapshot.scoring.stale_for(config) && !write.upkeep.changed() {
                 report.skipped += 1;
                 continue;
             }
-            let reason = if stale { "model changed" } else { "behaviour aged" };
-            let write = rescore_write(config, snapshot, reason, now);
             match self.store.commit(&write).await? {
                 ScoreCommit::Committed => report.rescored += 1,
                 // Scored by someone else meanwhile: it is fresh, and its entry moved on.

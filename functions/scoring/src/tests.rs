@@ -59,6 +59,13 @@ impl ScoringStore for Mem {
                         lead_id: *l,
                         contact: contact.clone(),
                         scoring: scoring.clone(),
+                        lead: leadflow_domain::records::Lead {
+                            lead_id: *l,
+                            ..leadflow_domain::records::Lead::new(contact.contact_id, "demo", Utc::now())
+                        },
+                        owner: None,
+                        marks: vec![],
+                        members: Default::default(),
                     },
                 );
             }

@@ -52,7 +52,8 @@ pub async fn activity_add(
         actor: actor.to_owned(),
         at,
     };
-    Ok(match record(&store, &view, &activity).await? {
+    let segments = leadflow_aws::catalog::segments(&t.config()).await?;
+    Ok(match record(&store, &view, &segments, &activity).await? {
         Recorded::Kept => json!({"recorded": true, "lead_id": lead}),
         Recorded::Moved(c) => {
             json!({"recorded": true, "lead_id": lead, "from": c.from, "to": c.to, "status": c.to_status})

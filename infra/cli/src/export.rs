@@ -78,6 +78,8 @@ pub enum ExportFrom {
     Scored,
     /// A static list's members, shard by shard.
     List(ListName),
+    /// A segment's members, shard by shard.
+    Segment(String),
 }
 
 /// Writes the matching leads to `out`; returns how many.
@@ -99,6 +101,7 @@ pub async fn leads_export(
     // The stale re-scoring pass's walk: every scored lead, a page at a time, from a cursor.
     let schedule = leadflow_aws::scoring::DynamoScoring::new(table.clone());
     let lists = DynamoLists::new(table.clone());
+    let segment_members = leadflow_aws::segments::DynamoSegmentMembers::new(table.clone());
     let mut written = 0;
     let mut cursor = None;
     let mut shard = 0;
@@ -118,6 +121,17 @@ pub async fn leads_export(
                         .map(|m| (m.lead_id, m.contact_id))
                         .collect::<Vec<_>>(),
                     shard >= keys::LIST_SHARDS,
+                )
+            }
+            ExportFrom::Segment(name) => {
+                let members = segment_members.shard(name, shard).await?;
+                shard += 1;
+                (
+                    members
+                        .into_iter()
+                        .map(|m| (m.lead_id, m.contact_id))
+                        .collect::<Vec<_>>(),
+                    shard >= keys::SEGMENT_SHARDS,
                 )
             }
         };

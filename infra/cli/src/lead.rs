@@ -12,13 +12,14 @@ use crate::target::{record_json, Target};
 use crate::Error;
 
 /// The `lead show` group of each kind of item in a lead's partition, by sort-key prefix.
-const GROUPS: [(&str, &str); 6] = [
+const GROUPS: [(&str, &str); 7] = [
     (keys::INTERACTION_PREFIX, "interactions"),
     (keys::SCORE_PREFIX, "score_history"),
     (keys::STAGE_PREFIX, "stage_history"),
     (keys::SEND_PREFIX, "emails"),
     (keys::TASK_PREFIX, "tasks"),
     (keys::ACTIVITY_PREFIX, "activities"),
+    (keys::SEGLOG_PREFIX, "segment_history"),
 ];
 
 /// `lead show`: the contact, each lead with its score and explanation, stage history,
@@ -77,7 +78,7 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
 
 /// A stored time as people here read it: in `LEADFLOW_TIME_ZONE` (default Asia/Tokyo), to the
 /// minute; anything that is not a time is shown as it is.
-fn local(t: &Value) -> String {
+pub(crate) fn local(t: &Value) -> String {
     let zone: chrono_tz::Tz = std::env::var("LEADFLOW_TIME_ZONE")
         .ok()
         .and_then(|z| z.parse().ok())
@@ -226,6 +227,33 @@ pub fn render_lead(v: &Value) -> String {
             .collect();
         if !lists.is_empty() {
             out.push_str(&format!("  lists: {}\n", lists.join(", ")));
+        }
+        let segments: Vec<&str> = l["lead"]["segments"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .map(String::as_str)
+            .collect();
+        out.push_str(&format!(
+            "  segments: {}\n",
+            if segments.is_empty() {
+                "none".to_owned()
+            } else {
+                segments.join(", ")
+            }
+        ));
+        for c in l["segment_history"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {} {} {}: {}\n",
+                local(&c["at"]),
+                if c["joined"].as_bool() == Some(true) {
+                    "joined"
+                } else {
+                    "left"
+                },
+                c["segment"].as_str().unwrap_or("?"),
+                c["why"].as_str().unwrap_or("")
+            ));
         }
     }
     out

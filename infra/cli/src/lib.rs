@@ -16,9 +16,9 @@ pub use dlq::{dlq_list, dlq_replay};
 pub use export::{leads_export, CsvEncoding, ExportFrom, LeadFilter};
 pub use import::{field_for, import_contacts, ImportOptions, ImportReport, IMPORT_CHUNK};
 pub use lead::{lead_show, render_lead};
-pub use list::{list_add, list_add_named, list_ls, list_name, list_remove, list_show};
+pub use list::{list_add, list_add_named, list_create, list_ls, list_name, list_remove, list_show};
 pub use person::{person_erase, person_export, Erasure};
-pub use segment::{render_explanation, segment_explain, segment_ls};
+pub use segment::{render_explanation, render_segment, segment_explain, segment_ls, segment_show};
 pub use target::Target;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

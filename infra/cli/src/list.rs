@@ -100,23 +100,52 @@ pub async fn list_show(t: &Target, name: &ListName) -> Result<Value, Error> {
         for chunk in page.chunks(50) {
             let pairs: Vec<(LeadId, ContactId)> = chunk.iter().map(|m| (m.lead_id, m.contact_id)).collect();
             for (m, (lead, contact)) in chunk.iter().zip(t.leads_with_contacts(&pairs).await?) {
-                members.push(json!({
-                    "lead_id": m.lead_id,
-                    "email": contact["email"],
-                    "last_name": contact["last_name"],
-                    "first_name": contact["first_name"],
-                    "company": contact["company"],
-                    "job_title": contact["job_title"],
-                    "stage": lead["stage"],
-                    "band": lead["band"],
-                    "score": lead["score_total"],
-                    "owner": lead["owner"],
-                    "added_at": m.added_at,
-                    "source": m.source,
-                }));
+                let mut row = member_row(m.lead_id, &lead, &contact);
+                row.insert("added_at".into(), json!(m.added_at));
+                row.insert("source".into(), json!(m.source));
+                members.push(Value::Object(row));
             }
         }
     }
     members.sort_by(|a, b| a["added_at"].as_str().cmp(&b["added_at"].as_str()));
     Ok(json!({"name": name.as_str(), "count": members.len(), "members": members}))
+}
+
+/// A list's or a segment's member as `show` prints it: who, where they stand, who owns them.
+pub(crate) fn member_row(lead_id: LeadId, lead: &Value, contact: &Value) -> serde_json::Map<String, Value> {
+    let mut row = serde_json::Map::new();
+    row.insert("lead_id".into(), json!(lead_id));
+    for k in ["email", "last_name", "first_name", "company", "job_title"] {
+        row.insert(k.into(), contact[k].clone());
+    }
+    for (k, from) in [
+        ("stage", "stage"),
+        ("band", "band"),
+        ("score", "score_total"),
+        ("owner", "owner"),
+    ] {
+        row.insert(k.into(), lead[from].clone());
+    }
+    row
+}
+
+/// `list create NAME [--from-segment S]`: the list, with the segment's members now.
+pub async fn list_create(t: &Target, name: &ListName, from_segment: Option<&str>) -> Result<usize, Error> {
+    let Some(segment) = from_segment else {
+        lists(t).ensure(name, Utc::now()).await?;
+        return Ok(0);
+    };
+    if !leadflow_aws::catalog::segments(&t.config())
+        .await?
+        .iter()
+        .any(|s| s.def.id == segment)
+    {
+        return Err(format!("no segment {segment}").into());
+    }
+    let members = leadflow_aws::segments::DynamoSegmentMembers::new(t.records())
+        .all(segment)
+        .await?;
+    let leads: Vec<(LeadId, ContactId)> = members.iter().map(|m| (m.lead_id, m.contact_id)).collect();
+    lists(t).ensure(name, Utc::now()).await?;
+    list_add(t, name, &leads, &format!("segment:{segment}")).await
 }

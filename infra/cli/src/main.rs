@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    activity_add, dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_ls, list_name,
-    list_remove, list_show, person_erase, person_export, render_explanation, render_lead, segment_explain, segment_ls,
-    CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
+    activity_add, dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_create, list_ls,
+    list_name, list_remove, list_show, person_erase, person_export, render_explanation, render_lead, render_segment,
+    segment_explain, segment_ls, segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -166,6 +166,13 @@ enum LeadsAction {
 enum ListAction {
     /// Every list with its member count.
     Ls,
+    /// Create a list; with --from-segment, holding the segment's members as they are now
+    /// (a snapshot: it keeps them until they are removed).
+    Create {
+        name: String,
+        #[arg(long)]
+        from_segment: Option<String>,
+    },
     /// Add leads (lead ids, contact ids or emails: every lead of the person) to a list.
     Add { name: String, who: Vec<String> },
     /// Take leads off a list.
@@ -244,6 +251,24 @@ enum SegmentAction {
         who: String,
         #[arg(long)]
         json: bool,
+    },
+    /// How many members, and the newest with who they are and why they are in.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        /// Members listed (the count is all of them).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Every member as a CSV Excel opens.
+    Export {
+        name: String,
+        /// utf-8-bom or cp932.
+        #[arg(long, default_value = "utf-8-bom")]
+        encoding: CsvEncoding,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -451,6 +476,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                     println!("{name}\t{n} members");
                 }
             }
+            ListAction::Create { name, from_segment } => {
+                let list = list_name(&name).map_err(s)?;
+                let n = list_create(&t, &list, from_segment.as_deref()).await.map_err(s)?;
+                println!("list {name}: {n} members");
+            }
             ListAction::Add { name, who } => {
                 let n = list_add_named(&t, &list_name(&name).map_err(s)?, &who)
                     .await
@@ -486,16 +516,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             ListAction::Export { name, encoding, out } => {
                 let from = ExportFrom::List(list_name(&name).map_err(s)?);
-                let mut sink: Box<dyn std::io::Write> = match &out {
-                    Some(p) => Box::new(std::io::BufWriter::new(
-                        std::fs::File::create(p).map_err(|e| e.to_string())?,
-                    )),
-                    None => Box::new(std::io::stdout().lock()),
-                };
-                let n = leads_export(&t, &from, &LeadFilter::default(), encoding, &mut *sink)
-                    .await
-                    .map_err(s)?;
-                eprintln!("{n} leads exported");
+                export_to(&t, &from, encoding, out.as_deref()).await?;
             }
         },
         Command::Activity {
@@ -536,6 +557,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 for seg in segment_ls(&t).await.map_err(s)? {
                     println!("{}\t{}\t{}", seg.def.id, seg.def.name, seg.def.expression);
                 }
+            }
+            SegmentAction::Show { name, json, limit } => {
+                let v = segment_show(&t, &name, limit).await.map_err(s)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    print!("{}", render_segment(&v));
+                }
+            }
+            SegmentAction::Export { name, encoding, out } => {
+                export_to(&t, &ExportFrom::Segment(name), encoding, out.as_deref()).await?;
             }
             SegmentAction::Explain { name, who, json } => {
                 let v = segment_explain(&t, &name, &who, chrono::Utc::now()).await.map_err(s)?;
@@ -613,4 +645,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An export of a list's or a segment's members to a file or standard output.
+async fn export_to(
+    t: &Target,
+    from: &ExportFrom,
+    encoding: CsvEncoding,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let mut sink: Box<dyn std::io::Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| e.to_string())?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let n = leads_export(t, from, &LeadFilter::default(), encoding, &mut *sink)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("{n} leads exported");
+    Ok(())
 }

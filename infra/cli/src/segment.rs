@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use leadflow_aws::catalog::segments;
 use leadflow_aws::keys::{self, Index};
+use leadflow_aws::segments::DynamoSegmentMembers;
 use leadflow_aws::table::{attr, from_record, str_attr, Query};
-use leadflow_domain::process::activity::Activity;
-use leadflow_domain::records::{Contact, Lead};
+use leadflow_domain::records::{Contact, ContactId, Lead, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::segment::{Facts, Segment};
 
@@ -51,21 +51,13 @@ pub async fn segment_explain(t: &Target, name: &str, who: &str, now: chrono::Dat
         };
         let lead: Lead = from_record(lead_item.clone())?;
         let scoring: LeadScoring = attr(lead_item, "scoring")?.unwrap_or_default();
-        let activities: Vec<Activity> = items
-            .iter()
-            .filter(|i| str_attr(i, keys::SK).is_some_and(|sk| sk.starts_with(keys::ACTIVITY_PREFIX)))
-            .filter_map(|i| attr::<Activity>(i, "activity").ok().flatten())
-            .collect();
-        let grade = scoring
-            .scores
-            .get("default")
-            .or_else(|| scoring.scores.values().next())
-            .map(|s| s.grade.clone());
+        // What the writers count: the marks kept on the lead (the newest activities).
+        let (_, activities) = leadflow_aws::segments::lead_segments(lead_item)?;
         let facts = Facts {
             contact: &contact,
             lead: &lead,
             scoring: &scoring,
-            grade: grade.as_deref(),
+            grade: scoring.primary_grade(),
             owner: str_attr(lead_item, "owner"),
             activities: &activities,
             now,
@@ -110,6 +102,64 @@ pub fn render_explanation(v: &Value) -> String {
                 ));
             }
         }
+    }
+    s
+}
+
+/// `segment show NAME`: how many members, and each with who they are and why they are in
+/// (the first `limit`, newest first; the count is all of them).
+pub async fn segment_show(t: &Target, name: &str, limit: usize) -> Result<Value, Error> {
+    let all = segments(&t.config()).await?;
+    let segment = all
+        .iter()
+        .find(|s| s.def.id == name)
+        .ok_or_else(|| format!("no segment {name} (leadflow config apply adds config/segments/)"))?;
+    let mut members = DynamoSegmentMembers::new(t.records()).all(name).await?;
+    members.sort_by_key(|m| std::cmp::Reverse(m.joined_at));
+    let count = members.len();
+    let mut rows = Vec::new();
+    for chunk in members[..count.min(limit)].chunks(50) {
+        let pairs: Vec<(LeadId, ContactId)> = chunk.iter().map(|m| (m.lead_id, m.contact_id)).collect();
+        for (m, (lead, contact)) in chunk.iter().zip(t.leads_with_contacts(&pairs).await?) {
+            let mut row = crate::list::member_row(m.lead_id, &lead, &contact);
+            row.insert("joined_at".into(), json!(m.joined_at));
+            row.insert("why".into(), json!(m.why));
+            rows.push(Value::Object(row));
+        }
+    }
+    Ok(json!({
+        "segment": segment.def.id,
+        "name": segment.def.name,
+        "expression": segment.def.expression,
+        "count": count,
+        "members": rows,
+    }))
+}
+
+/// `segment show` as people read it: times in the configured zone.
+pub fn render_segment(v: &Value) -> String {
+    let mut s = format!(
+        "segment {} ({}): {} members  [{}]\n",
+        v["segment"].as_str().unwrap_or(""),
+        v["name"].as_str().unwrap_or(""),
+        v["count"],
+        v["expression"].as_str().unwrap_or("")
+    );
+    for m in v["members"].as_array().into_iter().flatten() {
+        let t = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+        let joined = crate::lead::local(&m["joined_at"]);
+        s.push_str(&format!(
+            "  {}  {} {}  {}  {}  score {}  owner {}  joined {}\n      why: {}\n",
+            t("lead_id"),
+            t("last_name"),
+            t("first_name"),
+            t("company"),
+            t("job_title"),
+            m["score"],
+            m["owner"].as_str().unwrap_or("-"),
+            joined,
+            t("why")
+        ));
     }
     s
 }

@@ -293,12 +293,47 @@ impl<T: ConfigDocument> Docs<T> {
     }
 }
 
-/// The scoring configuration; the built-in default (SPEC's model) when none is stored.
-pub type DynamoScoringConfig = Docs<ScoringConfig>;
+/// The scoring configuration (the built-in default, SPEC's model, when none is stored) with
+/// the configured segments, which scoring keeps current: one cached value, two reads a minute.
+#[derive(Clone)]
+pub struct DynamoScoringConfig {
+    docs: Docs<ScoringConfig>,
+    table: Table,
+    cache: TtlCache<ScoringConfig>,
+}
 
-impl ScoringConfigSource for Docs<ScoringConfig> {
+impl DynamoScoringConfig {
+    pub fn new(table: Table, ttl: Duration) -> Self {
+        Self {
+            docs: Docs::new(table.clone(), Duration::ZERO),
+            table,
+            cache: TtlCache::new(ttl),
+        }
+    }
+
+    /// Stores the scoring document (checked); this container reads it afresh.
+    pub async fn put(&self, doc: &ScoringConfig) -> Result<(), StoreError> {
+        self.docs.put(doc).await?;
+        self.cache.forget(ScoringConfig::NAME);
+        Ok(())
+    }
+}
+
+impl ScoringConfigSource for DynamoScoringConfig {
     async fn scoring_config(&self) -> Result<Arc<ScoringConfig>, StoreError> {
-        Ok(self.get().await?.unwrap_or_else(|| Arc::new(ScoringConfig::defaults())))
+        let load = async {
+            let mut config = match self.docs.get().await? {
+                Some(doc) => (*doc).clone(),
+                None => ScoringConfig::defaults(),
+            };
+            config.segments = segments(&self.table).await?;
+            Ok(Some(config))
+        };
+        Ok(self
+            .cache
+            .get_or_load(ScoringConfig::NAME, load)
+            .await?
+            .unwrap_or_else(|| Arc::new(ScoringConfig::defaults())))
     }
 }
 

@@ -283,6 +283,28 @@ pub fn listed(lead: LeadId, name: &str) -> (String, String) {
     (lead_partition(lead), format!("{LISTED_PREFIX}{name}"))
 }
 
+/// Segment members, sharded by lead like lists; the lead's own partition keeps the history of
+/// its joins and leaves (`SEGLOG#<time>#<segment>`), a join's entry pointing at the member item
+/// (`key_pk`/`key_sk`) so erasure finds it.
+pub const SEGMENT_SHARDS: u32 = 16;
+pub const SEGLOG_PREFIX: &str = "SEGLOG#";
+pub fn segment_shard(id: &str, shard: u32) -> String {
+    format!("SEGMENT#{id}#{shard}")
+}
+pub fn segment_member(id: &str, lead: LeadId) -> (String, String) {
+    let lead = lead.to_string();
+    (
+        segment_shard(id, shard_of(&lead, SEGMENT_SHARDS)),
+        format!("{MEMBER_PREFIX}{lead}"),
+    )
+}
+pub fn segment_log(lead: LeadId, at: DateTime<Utc>, id: &str) -> (String, String) {
+    (
+        lead_partition(lead),
+        format!("{SEGLOG_PREFIX}{}#{id}", sortable_time(at)),
+    )
+}
+
 /// Segment definitions, all in one partition of the configuration table.
 pub const SEGMENTS: &str = "SEGMENTS";
 pub fn segment(id: &str) -> (String, String) {

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod lists;
 pub mod process;
 pub mod scoring;
+pub mod segments;
 pub mod ses;
 pub mod ses_events;
 pub mod sqs;

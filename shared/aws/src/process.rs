@@ -14,6 +14,7 @@ use leadflow_domain::process::ports::{
 use leadflow_domain::process::stage::StageChange;
 use leadflow_domain::records::{Contact, ContactId, Lead, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
+use leadflow_domain::segment::{ActivityMark, Upkeep};
 
 use crate::keys::{self, sortable_time, DUE_PK, DUE_SK, PK, SK};
 use crate::table::{
@@ -43,6 +44,7 @@ pub fn lead_view(lead_item: Item, contact_item: Item) -> Result<LeadView, StoreE
         .unwrap_or_default();
     let sends: Vec<DateTime<Utc>> = attr(&contact_item, "sends")?.unwrap_or_default();
     let seq = attr::<u64>(&contact_item, "send_seq")?.unwrap_or(0);
+    let (segments, marks) = crate::segments::lead_segments(&lead_item)?;
     Ok(LeadView {
         owner: str_attr(&lead_item, "owner").map(str::to_owned),
         last_sales_activity_at: time_attr(&lead_item, "last_sales_activity_at"),
@@ -55,6 +57,9 @@ pub fn lead_view(lead_item: Item, contact_item: Item) -> Result<LeadView, StoreE
         nurture,
         contact_sends: sends,
         contact_send_seq: seq,
+        scoring,
+        segments,
+        marks,
     })
 }
 
@@ -114,7 +119,7 @@ impl LeadApiStore for DynamoProcess {
         self.with_contact(lead_item).await
     }
 
-    async fn move_lead(&self, lead: LeadId, change: &StageChange) -> Result<bool, StoreError> {
+    async fn move_lead(&self, lead: LeadId, change: &StageChange, upkeep: &Upkeep) -> Result<bool, StoreError> {
         let (dpk, dsk) = keys::lead_due(change.at, lead);
         let update = Update::new()
             .set("stage", to_av(&change.to)?)
@@ -129,24 +134,34 @@ impl LeadApiStore for DynamoProcess {
                     (":from_status", to_av(&change.from_status)?),
                 ],
             );
+        let update = crate::segments::with_members(update, upkeep)?;
         let mut items = vec![self.table.update_tx(keys::lead(lead), update)?];
         items.extend(self.history_items(lead, std::slice::from_ref(change), change.at)?);
+        items.extend(crate::segments::change_items(&self.table, upkeep)?);
         Ok(self.table.transact(items, None).await?.committed())
     }
 
-    async fn record_activity(&self, lead: LeadId, contact: ContactId, activity: &Activity) -> Result<(), StoreError> {
+    async fn record_activity(
+        &self,
+        lead: LeadId,
+        contact: ContactId,
+        activity: &Activity,
+        marks: &[ActivityMark],
+        upkeep: &Upkeep,
+    ) -> Result<(), StoreError> {
         let mut item = crate::table::key_item(keys::activity(lead, activity.at));
         item.insert("type".into(), s("activity"));
         item.insert("activity".into(), to_av(activity)?);
+        let update = Update::new()
+            .set("last_sales_activity_at", s(sortable_time(activity.at)))
+            .set(crate::segments::MARKS_ATTR, to_av(&marks)?)
+            .if_exists();
         let mut items = vec![
             self.table.put_tx(item, Condition::absent())?,
-            self.table.update_tx(
-                keys::lead(lead),
-                Update::new()
-                    .set("last_sales_activity_at", s(sortable_time(activity.at)))
-                    .if_exists(),
-            )?,
+            self.table
+                .update_tx(keys::lead(lead), crate::segments::with_members(update, upkeep)?)?,
         ];
+        items.extend(crate::segments::change_items(&self.table, upkeep)?);
         let (off, on) = activity.list_changes();
         if let Some(list) = off {
             items.push(self.table.delete_tx(keys::list_member(list.as_str(), lead))?);
@@ -229,8 +244,10 @@ impl LeaseStore for DynamoProcess {
             }
             None => update.remove(DUE_PK).remove(DUE_SK),
         };
+        let update = crate::segments::with_members(update, &w.upkeep)?;
         let mut items = vec![self.table.update_tx(keys::lead(w.lead_id), update)?];
         items.extend(self.history_items(w.lead_id, &w.moves, w.now)?);
+        items.extend(crate::segments::change_items(&self.table, &w.upkeep)?);
         if let Some(t) = &w.task {
             let mut item = record_item(t, keys::task(w.lead_id, &t.task_id), "task")?;
             let (dpk, dsk) = keys::task_due(t.due_at, w.lead_id, &t.task_id);

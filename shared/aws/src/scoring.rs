@@ -63,8 +63,13 @@ impl DynamoScoring {
                 &[(":version", n(w.expected_version))],
             )
         };
+        lead = crate::segments::with_members(lead, &w.upkeep)?;
         items.push(self.table.update_tx(keys::lead(w.lead_id), lead)?);
         slots.push(Slot::Lead);
+        for item in crate::segments::change_items(&self.table, &w.upkeep)? {
+            items.push(item);
+            slots.push(Slot::Other);
+        }
         for id in &w.confirm {
             // Scored once: the mark is set only if absent. Leaving the outbox confirms delivery.
             let mark = Update::new()
@@ -233,12 +238,17 @@ impl ScoringStore for DynamoScoring {
             };
             let contact: Contact = from_record(contact.clone())?;
             let scoring: LeadScoring = attr(lead, "scoring")?.unwrap_or_default();
+            let (members, marks) = crate::segments::lead_segments(lead)?;
             loaded.leads.insert(
                 *l,
                 LeadSnapshot {
                     lead_id: *l,
                     contact,
                     scoring,
+                    owner: str_attr(lead, "owner").map(str::to_owned),
+                    lead: from_record(lead.clone())?,
+                    marks,
+                    members,
                 },
             );
         }

@@ -59,6 +59,9 @@ fn bench(c: &mut Criterion) {
         last_sales_activity_at: None,
         contact_sends: vec![],
         contact_send_seq: 0,
+        scoring: Default::default(),
+        segments: Default::default(),
+        marks: vec![],
     };
     let mut group = c.benchmark_group("process");
     group.throughput(Throughput::Elements(1));

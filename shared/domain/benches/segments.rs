@@ -9,7 +9,7 @@ use leadflow_domain::email::Email;
 use leadflow_domain::process::activity::{Activity, ActivityRequest, ActivityResult, ActivityType};
 use leadflow_domain::records::{Contact, ContactFields, Lead, Stage};
 use leadflow_domain::scoring::lead::LeadScoring;
-use leadflow_domain::segment::{Facts, Segment, SegmentDef};
+use leadflow_domain::segment::{ActivityMark, Facts, Segment, SegmentDef};
 
 fn bench(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0).unwrap();
@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
             scoring.interactions.record("form_submitted", at);
         }
     }
-    let activities = vec![Activity {
+    let activities = vec![ActivityMark::from(&Activity {
         request: ActivityRequest {
             kind: ActivityType::Phone,
             result: ActivityResult::Continue,
@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         },
         actor: "sato".into(),
         at: now - Duration::days(40),
-    }];
+    })];
     let facts = Facts {
         contact: &contact,
         lead: &lead,

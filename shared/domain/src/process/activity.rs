@@ -149,10 +149,16 @@ pub enum Recorded {
 pub async fn record<S: super::ports::LeadApiStore>(
     store: &S,
     view: &super::plan::LeadView,
+    segments: &[crate::segment::Segment],
     activity: &Activity,
 ) -> Result<Recorded, crate::ports::StoreError> {
     let lead = view.lead.lead_id;
-    store.record_activity(lead, view.lead.contact_id, activity).await?;
+    let marks = crate::segment::with_mark(&view.marks, activity);
+    let owner = view.owner.as_deref();
+    let upkeep = view.upkeep(segments, &view.lead, owner, &marks, &view.segments, activity.at);
+    store
+        .record_activity(lead, view.lead.contact_id, activity, &marks, &upkeep)
+        .await?;
     let Some(m) = activity.stage_move() else {
         return Ok(Recorded::Kept);
     };
@@ -168,7 +174,10 @@ pub async fn record<S: super::ports::LeadApiStore>(
         Ok(c) => c,
         Err(e) => return Ok(Recorded::Stayed(e.to_string())),
     };
-    Ok(if store.move_lead(lead, &change).await? {
+    let mut moved = view.lead.clone();
+    (moved.stage, moved.status) = (change.to, change.to_status);
+    let upkeep = view.upkeep(segments, &moved, owner, &marks, &upkeep.members, activity.at);
+    Ok(if store.move_lead(lead, &change, &upkeep).await? {
         Recorded::Moved(change)
     } else {
         Recorded::MovedMeanwhile

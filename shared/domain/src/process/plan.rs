@@ -53,6 +53,36 @@ pub struct LeadView {
     /// The contact's recent nurture sends and their version (the frequency cap's guard).
     pub contact_sends: Vec<DateTime<Utc>>,
     pub contact_send_seq: u64,
+    /// The lead's scoring state (interaction counts for segments, grade).
+    pub scoring: crate::scoring::lead::LeadScoring,
+    /// The segments the lead is in, and its newest sales activities.
+    pub segments: crate::segment::Memberships,
+    pub marks: Vec<crate::segment::ActivityMark>,
+}
+
+impl LeadView {
+    /// The lead's segments re-evaluated for its state after a write (`lead`, `owner`,
+    /// `marks`), against the memberships it has before that write (`current`).
+    pub fn upkeep(
+        &self,
+        segments: &[crate::segment::Segment],
+        lead: &Lead,
+        owner: Option<&str>,
+        marks: &[crate::segment::ActivityMark],
+        current: &crate::segment::Memberships,
+        now: DateTime<Utc>,
+    ) -> crate::segment::Upkeep {
+        let facts = crate::segment::Facts {
+            contact: &self.contact,
+            lead,
+            scoring: &self.scoring,
+            grade: self.scoring.primary_grade(),
+            owner,
+            activities: marks,
+            now,
+        };
+        crate::segment::upkeep(segments, &facts, current)
+    }
 }
 
 /// A nurture email to send, under a ledger key that is claimed once per lead, ever.

@@ -29,6 +29,8 @@ pub struct LeadSave {
     pub owner: Option<String>,
     pub task: Option<Task>,
     pub next_due: Option<DateTime<Utc>>,
+    /// The lead's segment memberships after the save.
+    pub upkeep: crate::segment::Upkeep,
     pub now: DateTime<Utc>,
 }
 
@@ -170,13 +172,23 @@ pub trait LeadApiStore: Send + Sync {
     /// The lead and its contact.
     fn view(&self, lead: LeadId) -> impl Future<Output = Result<Option<LeadView>, StoreError>> + Send;
     /// Applies a move only if the lead is still where the caller saw it; `false` if it moved meanwhile.
-    fn move_lead(&self, lead: LeadId, change: &StageChange) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Keeps an activity with the lead; it stops the SLA timer. In the same write: the list changes its result asks for ([`Activity::list_changes`]).
+    /// In the same write: the lead's segment changes the move makes.
+    fn move_lead(
+        &self,
+        lead: LeadId,
+        change: &StageChange,
+        upkeep: &crate::segment::Upkeep,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Keeps an activity with the lead; it stops the SLA timer. In the same write: the list
+    /// changes its result asks for ([`Activity::list_changes`]), the lead's activity marks
+    /// (`marks`, the newest with this one) and the segment changes they make.
     fn record_activity(
         &self,
         lead: LeadId,
         contact: ContactId,
         activity: &super::activity::Activity,
+        marks: &[crate::segment::ActivityMark],
+        upkeep: &crate::segment::Upkeep,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -28,6 +28,8 @@ pub struct RunConfig<'a> {
     /// Stop taking new leads after this (below the Lambda timeout).
     pub deadline: Instant,
     pub limit: usize,
+    /// The configured segments, kept current for each lead the run saves.
+    pub segments: &'a [crate::segment::Segment],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -471,6 +473,16 @@ async fn process_lead(
             report.handoffs += 1;
         }
     }
+    let mut saved = view.lead.clone();
+    (saved.stage, saved.status) = (p.stage, p.status);
+    let upkeep = view.upkeep(
+        cfg.segments,
+        &saved,
+        owner.as_deref().or(view.owner.as_deref()),
+        &view.marks,
+        &view.segments,
+        cfg.now,
+    );
     store
         .save(&LeadSave {
             lead_id,
@@ -482,6 +494,7 @@ async fn process_lead(
             owner,
             task,
             next_due,
+            upkeep,
             now: cfg.now,
         })
         .await

@@ -73,6 +73,9 @@ fn view(band: &str, stage: Stage, sales_ready: bool) -> LeadView {
         last_sales_activity_at: None,
         contact_sends: vec![],
         contact_send_seq: 0,
+        scoring: Default::default(),
+        segments: Default::default(),
+        marks: vec![],
     }
 }
 

@@ -139,6 +139,14 @@ pub fn rescore(
 }
 
 impl LeadScoring {
+    /// The primary model's grade (the score whose band and total are the lead's).
+    pub fn primary_grade(&self) -> Option<&str> {
+        self.scores
+            .values()
+            .find(|s| Some(&s.band) == self.band.as_ref() && s.total == self.total)
+            .map(|s| s.grade.as_str())
+    }
+
     /// Whether any stored score was computed by another version of its model.
     pub fn stale_for(&self, config: &ScoringConfig) -> bool {
         config

@@ -302,6 +302,10 @@ impl ScoringModel {
 pub struct ScoringConfig {
     pub models: Vec<ScoringModel>,
     pub maps: super::attributes::AttributeMaps,
+    /// The configured segments (stored apart, `config/segments/`): scoring keeps every lead's
+    /// memberships current as it writes the lead.
+    #[serde(skip)]
+    pub segments: Vec<crate::segment::Segment>,
 }
 
 impl ScoringConfig {
@@ -309,6 +313,7 @@ impl ScoringConfig {
         ScoringConfig {
             models: vec![ScoringModel::default_model()],
             maps: super::attributes::AttributeMaps::defaults(),
+            segments: Vec::new(),
         }
     }
 

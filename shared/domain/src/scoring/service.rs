@@ -12,7 +12,8 @@ use super::engine::Event;
 use super::lead::{rescore, Input, LeadScoring, Outcome};
 use super::model::ScoringConfig;
 use crate::ports::StoreError;
-use crate::records::{Contact, ContactId, Interaction, InteractionId, LeadId, Suppression};
+use crate::records::{Contact, ContactId, Interaction, InteractionId, Lead, LeadId, Suppression};
+use crate::segment::{upkeep, ActivityMark, Facts, Memberships, Upkeep};
 
 /// Attempts per lead before its messages are handed back to the queue.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -27,6 +28,11 @@ pub struct LeadSnapshot {
     pub lead_id: LeadId,
     pub contact: Contact,
     pub scoring: LeadScoring,
+    /// The rest of the lead, for its segments.
+    pub lead: Lead,
+    pub owner: Option<String>,
+    pub marks: Vec<ActivityMark>,
+    pub members: Memberships,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +67,8 @@ pub struct ScoreWrite {
     pub create: Vec<Interaction>,
     pub link: Option<VisitorLink>,
     pub suppress: Option<Suppression>,
+    /// The lead's segment memberships after this write (what changed, and the next check).
+    pub upkeep: Upkeep,
     pub now: DateTime<Utc>,
 }
 
@@ -407,7 +415,8 @@ async fn plan_lead<S: ScoringStore>(
     let mut kinds: Vec<&str> = inputs.iter().map(|i| i.event.kind).collect();
     kinds.dedup();
     let reason = kinds.join(", ");
-    let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
+    let mut outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
+    let upkeep = keep_segments(config, snapshot, &mut outcome, now);
     Ok(Some(ScoreWrite {
         lead_id,
         contact_id: snapshot.contact.contact_id,
@@ -417,8 +426,29 @@ async fn plan_lead<S: ScoringStore>(
         create,
         link,
         suppress,
+        upkeep,
         now,
     }))
+}
+
+/// The lead's segments re-evaluated with its new scores and interaction counts; the re-scoring
+/// pass is due no later than the moment a window next changes them.
+fn keep_segments(config: &ScoringConfig, snapshot: &LeadSnapshot, outcome: &mut Outcome, now: DateTime<Utc>) -> Upkeep {
+    let facts = Facts {
+        contact: &snapshot.contact,
+        lead: &snapshot.lead,
+        scoring: &outcome.scoring,
+        grade: outcome.scoring.primary_grade(),
+        owner: snapshot.owner.as_deref(),
+        activities: &snapshot.marks,
+        now,
+    };
+    let upkeep = upkeep(&config.segments, &facts, &snapshot.members);
+    if let Some(at) = upkeep.next_check {
+        let next = &mut outcome.scoring.next_rescore_at;
+        *next = Some(next.map_or(at, |r| r.min(at)));
+    }
+    upkeep
 }
 
 #[tracing::instrument(name = "lead", skip_all, fields(lead_id = %lead_id))]
@@ -489,7 +519,8 @@ async fn score_lead<S: ScoringStore>(
 
 /// Re-scores one lead with nothing new: ageing, or a changed model. `None` when nothing changed.
 pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &str, now: DateTime<Utc>) -> ScoreWrite {
-    let outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &[], reason, now);
+    let mut outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &[], reason, now);
+    let upkeep = keep_segments(config, snapshot, &mut outcome, now);
     ScoreWrite {
         lead_id: snapshot.lead_id,
         contact_id: snapshot.contact.contact_id,
@@ -499,6 +530,7 @@ pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &s
         create: vec![],
         link: None,
         suppress: None,
+        upkeep,
         now,
     }
 }

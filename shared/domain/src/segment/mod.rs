@@ -5,6 +5,7 @@
 
 mod expr;
 pub mod history;
+pub mod membership;
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use serde_json::Value;
 
 pub use expr::Expr;
 pub use history::InteractionDays;
+pub use membership::{upkeep, with_mark, ActivityMark, MembershipChange, Memberships, Upkeep};
 
-use crate::process::activity::Activity;
 use crate::records::{Contact, Lead};
 use crate::scoring::lead::LeadScoring;
 
@@ -291,7 +292,8 @@ pub struct Facts<'a> {
     /// The grade of the primary model, if scored.
     pub grade: Option<&'a str>,
     pub owner: Option<&'a str>,
-    pub activities: &'a [Activity],
+    /// The lead's sales activities (the newest kept on the lead).
+    pub activities: &'a [ActivityMark],
     pub now: DateTime<Utc>,
 }
 
@@ -397,13 +399,7 @@ impl Condition {
                 let n = f
                     .activities
                     .iter()
-                    .filter(|a| since.is_none_or(|s| a.at >= s))
-                    .filter(|a| {
-                        self.activity_type
-                            .as_deref()
-                            .is_none_or(|t| name_of(&a.request.kind) == t)
-                    })
-                    .filter(|a| self.result.as_deref().is_none_or(|r| name_of(&a.request.result) == r))
+                    .filter(|a| since.is_none_or(|s| a.at >= s) && self.counts(a))
                     .count();
                 (n.to_string(), self.compare_number(n as f64))
             }

@@ -1,9 +1,10 @@
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 
+use super::membership::MAX_MARKS;
 use super::*;
 use crate::email::Email;
-use crate::process::activity::{ActivityRequest, ActivityResult, ActivityType};
+use crate::process::activity::{Activity, ActivityRequest, ActivityResult, ActivityType};
 use crate::records::{ContactFields, Stage};
 
 fn now() -> DateTime<Utc> {
@@ -40,8 +41,8 @@ fn scoring(page_views: &[i64]) -> LeadScoring {
     s
 }
 
-fn call() -> Activity {
-    Activity {
+fn call() -> ActivityMark {
+    ActivityMark::from(&Activity {
         request: ActivityRequest {
             kind: ActivityType::Phone,
             result: ActivityResult::Continue,
@@ -54,10 +55,10 @@ fn call() -> Activity {
         },
         actor: "sato".into(),
         at: now() - Duration::hours(2),
-    }
+    })
 }
 
-fn facts<'a>(c: &'a Contact, l: &'a Lead, s: &'a LeadScoring, a: &'a [Activity]) -> Facts<'a> {
+fn facts<'a>(c: &'a Contact, l: &'a Lead, s: &'a LeadScoring, a: &'a [ActivityMark]) -> Facts<'a> {
     Facts {
         contact: c,
         lead: l,
@@ -216,4 +217,91 @@ fn interaction_days_count_windows_and_forget_what_no_window_reaches() {
     d.prune(now());
     assert_eq!(d.count("any", None), 3, "older than the longest window: forgotten");
     assert_eq!(d.days["page_viewed"].len(), 2, "one entry a day");
+}
+
+#[test]
+fn upkeep_writes_only_changes_with_why_and_knows_when_a_window_flips() {
+    let seg = vec![hot()];
+    let c = contact();
+    let l = lead(&c);
+    // 15 views 29 days ago and one yesterday: in, until the 15 leave the window.
+    let mut days = vec![29; 15];
+    days.push(1);
+    let s = scoring(&days);
+    let joined = upkeep(&seg, &facts(&c, &l, &s, &[]), &Memberships::new());
+    assert_eq!(joined.changes.len(), 1);
+    let change = &joined.changes[0];
+    assert!(change.joined && change.segment == "hot" && change.at == now());
+    assert!(
+        change
+            .why
+            .starts_with("1 ✓ interactions page_viewed within 30 days >= 15: 16; 2 ✓"),
+        "{}",
+        change.why
+    );
+    assert_eq!(joined.members.get("hot"), Some(&now()));
+    // The 29-day-old views leave when the window starts after their day: in two days, 00:00 UTC.
+    let flip = (now() - Duration::days(29))
+        .date_naive()
+        .succ_opt()
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        + Duration::days(30);
+    assert_eq!(joined.next_check, Some(flip));
+    assert_eq!(flip, Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap());
+
+    // Nothing changed: nothing to write.
+    let again = upkeep(&seg, &facts(&c, &l, &s, &[]), &joined.members);
+    assert!(!again.changed());
+    assert_eq!(again.members, joined.members);
+    // Then: the window moved on; the lead leaves, and says why.
+    let later = Facts {
+        now: flip,
+        ..facts(&c, &l, &s, &[])
+    };
+    let left = upkeep(&seg, &later, &joined.members);
+    assert!(!left.changes[0].joined);
+    assert!(left.changes[0]
+        .why
+        .starts_with("1 ✗ interactions page_viewed within 30 days >= 15: 1;"));
+    assert!(left.members.is_empty());
+    // A logged call takes the lead out at once.
+    let called = upkeep(&seg, &facts(&c, &l, &s, &[call()]), &joined.members);
+    assert!(!called.changes[0].joined && called.changes[0].why.contains("3 ✓ activities >= 1: 1"));
+    // A segment no longer configured keeps its members until the backfill settles them.
+    let kept = upkeep(&[], &facts(&c, &l, &s, &[]), &joined.members);
+    assert!(!kept.changed() && kept.members.contains_key("hot"));
+}
+
+#[test]
+fn a_window_that_only_ever_grows_needs_no_check_and_marks_keep_the_newest() {
+    let seg = vec![hot()];
+    let c = contact();
+    let l = lead(&c);
+    // 20 views yesterday: after they leave, 0 < 15: that flips; with 40 over 30 days, the
+    // flip is when enough have left.
+    let s = scoring(&[1; 20]);
+    let at = upkeep(&seg, &facts(&c, &l, &s, &[]), &Memberships::new()).next_check;
+    assert_eq!(at, Some(Utc.with_ymd_and_hms(2026, 12, 23, 0, 0, 0).unwrap()));
+    let mut days: Vec<i64> = (0..30).collect();
+    days.extend(0..30);
+    let s = scoring(&days);
+    // 60 views, 2 a day: the count drops below 15 once 46 have left, 23 days' worth.
+    let at = upkeep(&seg, &facts(&c, &l, &s, &[]), &Memberships::new()).next_check;
+    assert_eq!(at, Some(Utc.with_ymd_and_hms(2026, 12, 17, 0, 0, 0).unwrap()));
+
+    let mut marks = Vec::new();
+    let mut a = Activity {
+        request: serde_json::from_value(json!({"type": "phone"})).unwrap(),
+        actor: "sato".into(),
+        at: now(),
+    };
+    for i in 0..(MAX_MARKS + 5) {
+        a.at = now() + Duration::minutes(i as i64);
+        marks = with_mark(&marks, &a);
+    }
+    assert_eq!(marks.len(), MAX_MARKS);
+    assert_eq!(marks[0].at, now() + Duration::minutes(5), "the oldest five are gone");
 }
