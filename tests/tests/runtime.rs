@@ -54,7 +54,7 @@ async fn the_pipeline_runs_on_the_real_binaries() {
         .into_iter()
         .find(|s| s.function == "ProcessFunction")
         .unwrap();
-    assert_eq!(schedule.every, Duration::from_secs(300));
+    assert_eq!(schedule.every, Some(Duration::from_secs(300)));
     let report = functions["ProcessFunction"]
         .invoke(schedule.input.clone())
         .await

@@ -276,3 +276,116 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
         "{a}"
     );
 }
+
+/// Next week's weekday `offset` (0 = Monday) at 09:00 in Tokyo: after anything the test stored.
+fn next_week(offset: i64) -> chrono::DateTime<Utc> {
+    use chrono::{Datelike, FixedOffset, TimeZone};
+    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
+    let today = Utc::now().with_timezone(&jst).date_naive();
+    let monday = today + Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    jst.from_local_datetime(&(monday + Duration::days(offset)).and_hms_opt(9, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Seed 002's week through the real process function: Monday's run snapshots `hot` into a dated
+/// list and emails it to inside sales (exactly the hot leads, with why); a call on Wednesday
+/// follows one up; Thursday's reminder names only the unfollowed one, Friday's report to
+/// marketing too; a second run the same day sends nothing again.
+#[tokio::test]
+async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
+    use leadflow_cli::{list_name, list_show};
+    use leadflow_tests::emails_to;
+    let mut env = TestEnv::new().await;
+    let t = target(&env);
+    let mut leads = Vec::new();
+    for (email, name, views) in [
+        ("week-a@example.jp", "週一", 16),
+        ("week-b@example.jp", "週二", 17),
+        ("week-c@example.jp", "週三", 3),
+    ] {
+        let r = env
+            .post_json(
+                "demo",
+                &json!({"email": email, "last_name": name, "company": "週次商事"}),
+                &[],
+            )
+            .await;
+        let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+        page_views(&env, &lead, views).await;
+        leads.push(lead);
+    }
+    env.run_scoring().await;
+
+    env.process.clock = || next_week(0);
+    let monday = env.process.routine().await.unwrap();
+    let jst = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let list = format!("HOT {}", next_week(0).with_timezone(&jst).date_naive());
+    assert_eq!(monday.list.as_deref(), Some(list.as_str()));
+    assert_eq!(monday.listed, 2, "{monday:?}");
+    let shown = list_show(&t, &list_name(&list).unwrap()).await.unwrap();
+    assert_eq!(shown["count"], 2);
+    let inbox = emails_to("inside-sales@example.jp").await;
+    assert_eq!(inbox.len(), 1, "one email to inside sales");
+    let m = &inbox[0];
+    assert_eq!(m.subject(), format!("【leadflow】今週のHOTリード 2件 ({list})"));
+    let text = m.text();
+    assert!(
+        text.contains("山本 美咲 様") && text.contains("週一") && text.contains("週二"),
+        "{text}"
+    );
+    assert!(!text.contains("週三"), "not hot: {text}");
+    assert!(
+        text.contains("リスト入りの理由: 1 ✓ interactions page_viewed within 30 days >= 15: 1"),
+        "{text}"
+    );
+    assert!(text.contains("JST"), "times in JST: {text}");
+    assert!(m.header("List-Unsubscribe").is_empty(), "internal: no unsubscribe");
+    // Again on Monday (a retried schedule): nothing is sent twice.
+    env.process.routine().await.unwrap();
+    assert_eq!(emails_to("inside-sales@example.jp").await.len(), 1);
+
+    // Wednesday: inside sales calls A, from the HOT list.
+    env.process.clock = || next_week(2);
+    let r = env
+        .send(
+            "POST",
+            &format!("/leads/{}/activities", leads[0]),
+            &[("content-type", "application/json")],
+            json!({"type": "phone", "result": "continue", "content": "資料送付の約束", "source": "HOT lead list", "list": list})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // Thursday: the reminder names B only.
+    env.process.clock = || next_week(3);
+    let thursday = env.process.routine().await.unwrap();
+    assert_eq!(thursday.unfollowed, 1, "{thursday:?}");
+    let inbox = emails_to("inside-sales@example.jp").await;
+    assert_eq!(inbox.len(), 2);
+    let reminder = inbox.iter().find(|m| m.subject().contains("リマインド")).unwrap();
+    assert!(
+        reminder.subject().contains("未フォローのHOTリード 1件"),
+        "{}",
+        reminder.subject()
+    );
+    assert!(
+        reminder.text().contains("週二") && !reminder.text().contains("週一"),
+        "{}",
+        reminder.text()
+    );
+
+    // Friday: marketing's report, the same one lead.
+    env.process.clock = || next_week(4);
+    let friday = env.process.routine().await.unwrap();
+    assert_eq!(friday.unfollowed, 1);
+    let report = emails_to("marketing@example.jp").await;
+    assert_eq!(report.len(), 1);
+    assert!(report[0].subject().contains("週次レポート"), "{}", report[0].subject());
+    assert!(report[0].text().contains("週二") && !report[0].text().contains("週一"));
+    // The weekend: nothing.
+    env.process.clock = || next_week(5);
+    assert!(env.process.routine().await.unwrap().steps.is_empty());
+}

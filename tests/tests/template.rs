@@ -308,6 +308,9 @@ async fn every_aws_action_a_function_calls_is_allowed_to_it() {
     env.scoring.clock = t_late;
     env.scoring.rescore("due").await.unwrap();
     env.scoring.rescore("stale").await.unwrap();
+    // The weekly routine on a Monday: the segment's members, the dated list, the email.
+    env.process.clock = next_monday_9am_tokyo;
+    env.process.routine().await.unwrap();
 
     for (function, log) in [
         ("IntakeFunction", &intake_log),
@@ -446,4 +449,14 @@ Resources:
     );
     let err = ses_events_reach_scoring(&leadflow_local::Template::parse(&text).unwrap()).unwrap_err();
     assert!(err.contains("no EventBridge rule"), "{err}");
+}
+
+fn next_monday_9am_tokyo() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, Duration, FixedOffset, TimeZone, Utc};
+    let jst = FixedOffset::east_opt(9 * 3600).unwrap();
+    let today = Utc::now().with_timezone(&jst).date_naive();
+    let monday = today + Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    jst.from_local_datetime(&monday.and_hms_opt(9, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
 }

@@ -21,6 +21,7 @@ use leadflow_domain::outbox::{self, Outbox};
 use leadflow_domain::ports::{InteractionQueue, StoreError};
 use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded, ACTIVITY_FIELDS};
 use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
+use leadflow_domain::process::routine::{RoutineReport, RoutineRun, RoutineStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
 use leadflow_domain::process::stage::{apply, Actor, Move};
 use leadflow_domain::records::LeadId;
@@ -165,17 +166,6 @@ where
     D: ProcessConfigSource,
     C: ScoringConfigSource,
 {
-    /// The Lambda handler: a schedule's event, or the lead API's HTTP request.
-    pub async fn handle(&self, event: Value) -> Result<Value, ProcessError> {
-        if event.get("requestContext").is_some() && event.get("routeKey").is_some() {
-            let req = lambda_http::request::from_str(&event.to_string()).map_err(ProcessError::NotHttp)?;
-            let response = self.http(req).await;
-            return serde_json::to_value(to_gateway(response)).map_err(ProcessError::Response);
-        }
-        let report = self.run().await?;
-        serde_json::to_value(report).map_err(ProcessError::Response)
-    }
-
     /// One scheduled run.
     pub async fn run(&self) -> Result<RunReport, ProcessError> {
         let started = Instant::now();
@@ -348,5 +338,66 @@ where
             ),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         }
+    }
+}
+
+impl<S, M, O, Q, D, C> Process<S, M, O, Q, D, C>
+where
+    S: ProcessStore + LeadApiStore + RoutineStore,
+    M: Mailer,
+    O: Outbox,
+    Q: InteractionQueue,
+    D: ProcessConfigSource,
+    C: ScoringConfigSource,
+{
+    /// The Lambda handler: a schedule's event, or the lead API's HTTP request.
+    pub async fn handle(&self, event: Value) -> Result<Value, ProcessError> {
+        if event.get("requestContext").is_some() && event.get("routeKey").is_some() {
+            let req = lambda_http::request::from_str(&event.to_string()).map_err(ProcessError::NotHttp)?;
+            let response = self.http(req).await;
+            return serde_json::to_value(to_gateway(response)).map_err(ProcessError::Response);
+        }
+        if event.get("routine").is_some() {
+            let report = self.routine().await?;
+            return serde_json::to_value(report).map_err(ProcessError::Response);
+        }
+        let report = self.run().await?;
+        serde_json::to_value(report).map_err(ProcessError::Response)
+    }
+
+    /// The weekly HOT-lead routine's morning run (`{"routine": "daily"}`, weekdays 09:00 JST).
+    pub async fn routine(&self) -> Result<RoutineReport, ProcessError> {
+        let now = (self.clock)();
+        let Some(routine) = self.config.routine().await? else {
+            tracing::info!("no routine configured (config/routine.json); nothing to do");
+            return Ok(RoutineReport::default());
+        };
+        let routing = self
+            .config
+            .routing()
+            .await?
+            .ok_or(ProcessError::NoConfiguration("routing"))?;
+        let nurture = self
+            .config
+            .nurture()
+            .await?
+            .ok_or(ProcessError::NoConfiguration("nurture"))?;
+        routine.check(Some(&routing)).map_err(ProcessError::BadConfiguration)?;
+        let run = RoutineRun {
+            routine: &routine,
+            routing: &routing,
+            nurture: &nurture,
+            now,
+        };
+        let report = leadflow_domain::process::routine::run(&self.store, &self.mailer, &run).await?;
+        tracing::info!(
+            steps = ?report.steps,
+            listed = report.listed,
+            new_members = report.new_members,
+            unfollowed = report.unfollowed,
+            emails = report.emails,
+            "routine run done"
+        );
+        Ok(report)
     }
 }

@@ -167,7 +167,7 @@ impl TaskStore for Mem {
 struct Mail(Mutex<Vec<(String, Audience, String)>>, Option<MailError>);
 
 impl Mailer for Mail {
-    async fn send(&self, raw: Vec<u8>, to: &str, _: LeadId, audience: Audience) -> Result<String, MailError> {
+    async fn send(&self, raw: Vec<u8>, to: &str, _: Option<LeadId>, audience: Audience) -> Result<String, MailError> {
         if let Some(e) = &self.1 {
             return Err(e.clone());
         }
@@ -212,6 +212,10 @@ impl ProcessConfigSource for Config {
         Ok(Some(
             serde_json::from_str(include_str!("../../../config/routing.json")).unwrap(),
         ))
+    }
+
+    async fn routine(&self) -> Result<Option<leadflow_domain::process::routine::RoutineConfig>, StoreError> {
+        Ok(None)
     }
 }
 

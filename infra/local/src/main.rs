@@ -61,12 +61,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The schedules, at their rate (and on demand: POST /_local/schedules/{Function}/{Event}).
     for s in schedules.clone() {
-        let Some(f) = functions.get(&s.function).cloned() else {
+        let (Some(f), Some(every)) = (functions.get(&s.function).cloned(), s.every) else {
             continue;
         };
         tasks.push(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(s.every).await;
+                tokio::time::sleep(every).await;
                 if let Err(e) = f.invoke(s.input.clone()).await {
                     tracing::warn!(function = %s.function, error = %e, "scheduled invocation failed");
                 }
@@ -81,9 +81,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  intake API          http://{addr}/forms/demo/submissions");
     println!("  events API          http://{addr}/events  (site key pk_demo_site_2026)");
     for s in &schedules {
+        let when = match s.every {
+            Some(every) => format!("every {every:?}"),
+            None => format!("{} on AWS, on demand here", s.expression),
+        };
         println!(
-            "  schedule            {} every {:?}: POST http://{addr}/_local/schedules/{}/{}",
-            s.function, s.every, s.function, s.name
+            "  schedule            {} {when}: POST http://{addr}/_local/schedules/{}/{}",
+            s.function, s.function, s.name
         );
     }
     let mut names: Vec<_> = functions

@@ -67,7 +67,10 @@ pub struct FunctionDef {
 pub struct Schedule {
     pub function: String,
     pub name: String,
-    pub every: std::time::Duration,
+    /// A `rate(…)` schedule's period; `None` for a `cron(…)` one, which runs locally on demand.
+    pub every: Option<std::time::Duration>,
+    /// The expression as the template writes it.
+    pub expression: String,
     pub input: serde_json::Value,
 }
 
@@ -221,7 +224,7 @@ impl Template {
         out
     }
 
-    /// Every `ScheduleV2` event: `rate(N minute|minutes|hour|hours)` and its input.
+    /// Every `ScheduleV2` event: `rate(N minute|minutes|hour|hours)` or `cron(…)`, and its input.
     pub fn schedules(&self) -> Vec<Schedule> {
         let mut out = Vec::new();
         for (function, props) in self.of_type("AWS::Serverless::Function") {
@@ -258,14 +261,13 @@ impl Template {
                     .and_then(Value::as_str)
                     .and_then(|i| serde_json::from_str(i).ok())
                     .unwrap_or(serde_json::json!({}));
-                if let Some(every) = every {
-                    out.push(Schedule {
-                        function: function.clone(),
-                        name: name.as_str().unwrap_or("").to_owned(),
-                        every,
-                        input,
-                    });
-                }
+                out.push(Schedule {
+                    function: function.clone(),
+                    name: name.as_str().unwrap_or("").to_owned(),
+                    every,
+                    expression: expr.to_owned(),
+                    input,
+                });
             }
         }
         out

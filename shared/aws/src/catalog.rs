@@ -16,6 +16,7 @@ use leadflow_domain::ports::{FormCatalog, StoreError};
 use leadflow_domain::process::handoff::RoutingConfig;
 use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::process::ports::ProcessConfigSource;
+use leadflow_domain::process::routine::RoutineConfig;
 use leadflow_domain::scoring::service::ScoringConfigSource;
 use leadflow_domain::scoring::ScoringConfig;
 use leadflow_domain::segment::{Segment, SegmentDef};
@@ -242,6 +243,13 @@ impl ConfigDocument for RoutingConfig {
     }
 }
 
+impl ConfigDocument for RoutineConfig {
+    const NAME: &'static str = "routine";
+    fn check(&self) -> Result<(), String> {
+        RoutineConfig::check(self, None)
+    }
+}
+
 /// A whole document, checked when stored and read.
 pub struct Docs<T> {
     table: Table,
@@ -342,13 +350,15 @@ impl ScoringConfigSource for DynamoScoringConfig {
 pub struct DynamoProcessConfig {
     pub nurture: Docs<NurtureConfig>,
     pub routing: Docs<RoutingConfig>,
+    pub routine: Docs<RoutineConfig>,
 }
 
 impl DynamoProcessConfig {
     pub fn new(table: Table) -> Self {
         Self {
             nurture: Docs::new(table.clone(), Duration::ZERO),
-            routing: Docs::new(table, Duration::ZERO),
+            routing: Docs::new(table.clone(), Duration::ZERO),
+            routine: Docs::new(table, Duration::ZERO),
         }
     }
 }
@@ -360,6 +370,10 @@ impl ProcessConfigSource for DynamoProcessConfig {
 
     async fn routing(&self) -> Result<Option<RoutingConfig>, StoreError> {
         Ok(self.routing.get().await?.map(|d| (*d).clone()))
+    }
+
+    async fn routine(&self) -> Result<Option<RoutineConfig>, StoreError> {
+        Ok(self.routine.get().await?.map(|d| (*d).clone()))
     }
 }
 

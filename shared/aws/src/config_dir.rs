@@ -10,6 +10,7 @@ use leadflow_domain::engagement::Site;
 use leadflow_domain::form::FormDefinition;
 use leadflow_domain::process::handoff::RoutingConfig;
 use leadflow_domain::process::nurture::NurtureConfig;
+use leadflow_domain::process::routine::RoutineConfig;
 use leadflow_domain::scoring::ScoringConfig;
 use leadflow_domain::segment::SegmentDef;
 
@@ -63,6 +64,8 @@ pub struct ConfigBundle {
     pub routing: RoutingConfig,
     /// `segments/*.json` (optional directory).
     pub segments: Vec<SegmentDef>,
+    /// `routine.json` (optional): the weekly HOT-lead routine.
+    pub routine: Option<RoutineConfig>,
 }
 
 fn documents<T: Document>(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<T> {
@@ -104,6 +107,23 @@ pub fn load(dir: &Path) -> Result<ConfigBundle, Vec<ConfigError>> {
     } else {
         Vec::new()
     };
+    let routine_path = dir.join("routine.json");
+    let routine = if routine_path.is_file() {
+        document::<RoutineConfig>(&routine_path, &mut errors)
+    } else {
+        None
+    };
+    if let (Some(r), Some(routing)) = (&routine, &routing) {
+        // Owners named by the routine must be in routing.json; the segment must be configured.
+        let known_segment = segments.iter().any(|s| s.id == r.segment);
+        let problem = r
+            .check(Some(routing))
+            .err()
+            .or_else(|| (!known_segment).then(|| format!("segment: no segments/{}.json", r.segment)));
+        if let Some(message) = problem {
+            errors.push(at(&routine_path, message));
+        }
+    }
     match (scoring, nurture, routing) {
         (Some(scoring), Some(nurture), Some(routing)) if errors.is_empty() => Ok(ConfigBundle {
             forms,
@@ -112,6 +132,7 @@ pub fn load(dir: &Path) -> Result<ConfigBundle, Vec<ConfigError>> {
             nurture,
             routing,
             segments,
+            routine,
         }),
         _ => Err(errors),
     }
@@ -140,5 +161,10 @@ pub async fn apply(bundle: &ConfigBundle, config_table: &Table) -> Result<usize,
     for s in &bundle.segments {
         segments.put(s).await?;
     }
-    Ok(bundle.forms.len() + bundle.sites.len() + bundle.segments.len() + 3)
+    if let Some(r) = &bundle.routine {
+        Docs::<RoutineConfig>::new(config_table.clone(), CONFIG_CACHE_TTL)
+            .put(r)
+            .await?;
+    }
+    Ok(bundle.forms.len() + bundle.sites.len() + bundle.segments.len() + 3 + usize::from(bundle.routine.is_some()))
 }

@@ -305,6 +305,11 @@ pub fn segment_log(lead: LeadId, at: DateTime<Utc>, id: &str) -> (String, String
     )
 }
 
+/// A routine email's once-only claim (`<day>#<step>#<owner>`).
+pub fn routine_claim(key: &str) -> (String, String) {
+    (format!("ROUTINE#{key}"), "CLAIM".into())
+}
+
 /// Segment definitions, all in one partition of the configuration table.
 pub const SEGMENTS: &str = "SEGMENTS";
 pub fn segment(id: &str) -> (String, String) {

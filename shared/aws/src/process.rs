@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use leadflow_domain::lists::{ListMember, ListName};
 use leadflow_domain::ports::StoreError;
 use leadflow_domain::process::activity::Activity;
 use leadflow_domain::process::handoff::Task;
@@ -11,10 +12,11 @@ use leadflow_domain::process::ports::{
     Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, RoundRobin, SendLedger, SlotGiveBack, TaskAndActivity,
     TaskStore,
 };
+use leadflow_domain::process::routine::RoutineStore;
 use leadflow_domain::process::stage::StageChange;
 use leadflow_domain::records::{Contact, ContactId, Lead, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
-use leadflow_domain::segment::{ActivityMark, Upkeep};
+use leadflow_domain::segment::{ActivityMark, SegmentMember, Upkeep};
 
 use crate::keys::{self, sortable_time, DUE_PK, DUE_SK, PK, SK};
 use crate::table::{
@@ -369,6 +371,63 @@ impl TaskStore for DynamoProcess {
             item.insert(DUE_SK.into(), s(dsk));
         }
         self.table.put(item, Condition::none()).await?;
+        Ok(())
+    }
+}
+
+impl RoutineStore for DynamoProcess {
+    async fn segment_members(&self, segment: &str) -> Result<Vec<SegmentMember>, StoreError> {
+        crate::segments::DynamoSegmentMembers::new(self.table.clone())
+            .all(segment)
+            .await
+    }
+
+    async fn list_members(&self, list: &ListName) -> Result<Vec<ListMember>, StoreError> {
+        let lists = crate::lists::DynamoLists::new(self.table.clone());
+        let mut out = Vec::new();
+        for shard in 0..keys::LIST_SHARDS {
+            out.extend(lists.members(list, shard).await?);
+        }
+        Ok(out)
+    }
+
+    async fn add_to_list(&self, list: &ListName, members: &[ListMember], now: DateTime<Utc>) -> Result<(), StoreError> {
+        crate::lists::DynamoLists::new(self.table.clone())
+            .add(list, members, now)
+            .await
+    }
+
+    async fn views(&self, leads: &[(LeadId, ContactId)]) -> Result<Vec<LeadView>, StoreError> {
+        let mut out = Vec::with_capacity(leads.len());
+        // 50 leads a read: their lead and contact items, 100 keys.
+        for chunk in leads.chunks(50) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .flat_map(|(l, c)| [keys::lead(*l), keys::contact(*c)])
+                .collect();
+            let mut found = self.table.get_many(keys).await?;
+            for (l, c) in chunk {
+                if let (Some(lead), Some(contact)) = (found.remove(&keys::lead(*l)), found.remove(&keys::contact(*c))) {
+                    out.push(lead_view(lead, contact)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut item = crate::table::plain_item(
+            keys::routine_claim(key),
+            "routine_claim",
+            &[("claimed_at", sortable_time(now))],
+        );
+        // Kept a quarter, then dropped by TTL: a claim only has to outlive its day.
+        item.insert(keys::TTL.into(), n((now + chrono::Duration::days(90)).timestamp()));
+        self.table.put(item, Condition::absent()).await
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.table.delete(keys::routine_claim(key), Condition::none()).await?;
         Ok(())
     }
 }

@@ -4,11 +4,10 @@
 //! the lead's partition. A lead whose memberships did not change writes nothing more.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use leadflow_domain::ports::StoreError;
-use leadflow_domain::records::{ContactId, LeadId};
+use leadflow_domain::records::LeadId;
+pub use leadflow_domain::segment::SegmentMember;
 use leadflow_domain::segment::{ActivityMark, MembershipChange, Memberships, Upkeep};
 
 use crate::keys::{self, Index};
@@ -17,15 +16,6 @@ use crate::table::{attr, from_record, record_item, s, to_av, Condition, Item, Qu
 /// The lead item's attributes for its memberships and its newest activities.
 pub const SEGMENTS_ATTR: &str = "segments";
 pub const MARKS_ATTR: &str = "activity_marks";
-
-/// A member of a segment, as its shard keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentMember {
-    pub lead_id: LeadId,
-    pub contact_id: ContactId,
-    pub joined_at: DateTime<Utc>,
-    pub why: String,
-}
 
 /// The memberships and activity marks kept on a lead item.
 pub fn lead_segments(lead_item: &Item) -> Result<(Memberships, Vec<ActivityMark>), StoreError> {

@@ -29,7 +29,13 @@ impl SesMailer {
 }
 
 impl Mailer for SesMailer {
-    async fn send(&self, raw: Vec<u8>, to: &str, lead: LeadId, audience: Audience) -> Result<String, MailError> {
+    async fn send(
+        &self,
+        raw: Vec<u8>,
+        to: &str,
+        lead: Option<LeadId>,
+        audience: Audience,
+    ) -> Result<String, MailError> {
         let content = EmailContent::builder()
             .raw(
                 RawMessage::builder()
@@ -38,10 +44,9 @@ impl Mailer for SesMailer {
                     .map_err(|e| MailError::Rejected(format!("request: {e}")))?,
             )
             .build();
-        let tag = MessageTag::builder()
-            .name("lead_id")
-            .value(lead.to_string())
-            .build()
+        let tag = lead
+            .map(|lead| MessageTag::builder().name("lead_id").value(lead.to_string()).build())
+            .transpose()
             .map_err(|e| MailError::Rejected(format!("request: {e}")))?;
         // The SDK retries throttling and 5xx with backoff; what still fails is reported here.
         let result = self
@@ -57,7 +62,7 @@ impl Mailer for SesMailer {
                     .clone()
                     .filter(|_| audience == Audience::Marketing),
             )
-            .email_tags(tag)
+            .set_email_tags(tag.map(|t| vec![t]))
             .send()
             .await;
         match result {

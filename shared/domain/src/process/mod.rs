@@ -5,6 +5,7 @@ pub mod handoff;
 pub mod nurture;
 pub mod plan;
 pub mod ports;
+pub mod routine;
 pub mod run;
 pub mod stage;
 pub mod unsubscribe;

@@ -157,12 +157,12 @@ pub enum Audience {
 }
 
 pub trait Mailer: Send + Sync {
-    /// Sends a raw MIME message; returns SES's message id.
+    /// Sends a raw MIME message (about `lead`, if about one); returns SES's message id.
     fn send(
         &self,
         raw: Vec<u8>,
         to: &str,
-        lead: LeadId,
+        lead: Option<LeadId>,
         audience: Audience,
     ) -> impl Future<Output = Result<String, MailError>> + Send;
 }
@@ -196,4 +196,6 @@ pub trait LeadApiStore: Send + Sync {
 pub trait ProcessConfigSource: Send + Sync {
     fn nurture(&self) -> impl Future<Output = Result<Option<super::nurture::NurtureConfig>, StoreError>> + Send;
     fn routing(&self) -> impl Future<Output = Result<Option<super::handoff::RoutingConfig>, StoreError>> + Send;
+    /// The weekly HOT-lead routine; `None` when not configured.
+    fn routine(&self) -> impl Future<Output = Result<Option<super::routine::RoutineConfig>, StoreError>> + Send;
 }

@@ -264,7 +264,7 @@ async fn send_once(
         &format!("{key}.{lead}@leadflow"),
     )
     .map_err(MailError::Rejected)?;
-    match mailer.send(raw, to.address, lead, to.audience).await {
+    match mailer.send(raw, to.address, Some(lead), to.audience).await {
         Ok(id) => {
             store
                 .sent(lead, None, key, &id)
@@ -375,7 +375,7 @@ async fn process_lead(
                             &format!("{}.{lead_id}@leadflow", email.key.replace(':', ".")),
                         )
                     }) {
-                        Ok(raw) => mailer.send(raw, &to, lead_id, Audience::Marketing).await,
+                        Ok(raw) => mailer.send(raw, &to, Some(lead_id), Audience::Marketing).await,
                         Err(e) => Err(MailError::Rejected(format!("render: {e}"))),
                     };
                 match sent {

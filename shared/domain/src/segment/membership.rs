@@ -60,6 +60,15 @@ pub struct MembershipChange {
     pub why: String,
 }
 
+/// A member of a segment, as its index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMember {
+    pub lead_id: LeadId,
+    pub contact_id: ContactId,
+    pub joined_at: DateTime<Utc>,
+    pub why: String,
+}
+
 /// What a writer adds to its transaction for the lead's segments.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Upkeep {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use expr::Expr;
 pub use history::InteractionDays;
-pub use membership::{upkeep, with_mark, ActivityMark, MembershipChange, Memberships, Upkeep};
+pub use membership::{upkeep, with_mark, ActivityMark, MembershipChange, Memberships, SegmentMember, Upkeep};
 
 use crate::records::{Contact, Lead};
 use crate::scoring::lead::LeadScoring;
