@@ -741,7 +741,7 @@ async fn activity_add_records_a_call_by_a_configured_owner_on_the_given_day() {
             Some("phone"),
             Some("sato"),
             Some("2026-11-19T15:00:00Z"),
-            Some("HOT lead list")
+            Some("hot_lead_list")
         ),
         "{a}"
     );
@@ -766,4 +766,36 @@ async fn activity_add_records_a_call_by_a_configured_owner_on_the_given_day() {
     );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("type: email, phone, visit or web_meeting"));
+    // The source is one of the seed's; in Japanese too.
+    let unknown = leadflow(
+        &env,
+        &[
+            "activity",
+            "add",
+            "call@example.jp",
+            "--type",
+            "phone",
+            "--actor",
+            "sato",
+            "--source",
+            "tv",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("source: whitepaper, document_request"));
+    let ja = leadflow(
+        &env,
+        &[
+            "activity",
+            "add",
+            "call@example.jp",
+            "--type",
+            "email",
+            "--actor",
+            "sato",
+            "--source",
+            "資料請求",
+        ],
+    );
+    assert!(ja.status.success(), "{}", String::from_utf8_lossy(&ja.stderr));
 }

@@ -213,7 +213,8 @@ enum ActivityAction {
         date: Option<String>,
         #[arg(long)]
         content: Option<String>,
-        /// Where the lead came from: whitepaper, document request, seminar, HOT lead list, dig-up list.
+        /// Where the lead came from: whitepaper, document_request, seminar, hot_lead_list, dig_up_list
+        /// (or 資料請求, セミナー, HOTリードリスト, 掘り起こしリスト …).
         #[arg(long)]
         source: Option<String>,
         #[arg(long)]

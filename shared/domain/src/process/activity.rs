@@ -25,9 +25,27 @@ pub enum ActivityResult {
     Archive,
 }
 
+/// Where the lead a salesperson worked came from (seed 002's sources); Japanese and the
+/// seed's English names are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivitySource {
+    #[serde(alias = "ホワイトペーパー")]
+    Whitepaper,
+    #[serde(alias = "document request", alias = "資料請求")]
+    DocumentRequest,
+    #[serde(alias = "セミナー")]
+    Seminar,
+    #[serde(alias = "HOT lead list", alias = "HOTリードリスト")]
+    HotLeadList,
+    #[serde(alias = "dig-up list", alias = "掘り起こしリスト")]
+    DigUpList,
+}
+
 /// What an activity's fields take, for the error that refuses one.
 pub const ACTIVITY_FIELDS: &str =
-    "type: email, phone, visit or web_meeting; result: continue, opportunity or archive; list: the list it was worked from";
+    "type: email, phone, visit or web_meeting; result: continue, opportunity or archive; \
+     source: whitepaper, document_request, seminar, hot_lead_list or dig_up_list; list: the list it was worked from";
 
 /// An activity as the lead API receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +59,7 @@ pub struct ActivityRequest {
     pub content: Option<String>,
     /// Where the lead came from (whitepaper, document request, seminar, HOT lead list, dig-up list).
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<ActivitySource>,
     #[serde(default)]
     pub notes: Option<String>,
     /// With result `archive`: recycle to nurture instead of disqualifying.

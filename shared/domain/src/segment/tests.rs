@@ -4,7 +4,7 @@ use serde_json::json;
 use super::membership::MAX_MARKS;
 use super::*;
 use crate::email::Email;
-use crate::process::activity::{Activity, ActivityRequest, ActivityResult, ActivityType};
+use crate::process::activity::{Activity, ActivityRequest, ActivityResult, ActivitySource, ActivityType};
 use crate::records::{ContactFields, Stage};
 
 fn now() -> DateTime<Utc> {
@@ -47,7 +47,7 @@ fn call() -> ActivityMark {
             kind: ActivityType::Phone,
             result: ActivityResult::Continue,
             content: Some("called".into()),
-            source: Some("HOT lead list".into()),
+            source: Some(ActivitySource::HotLeadList),
             notes: None,
             recycle: false,
             reason: None,
