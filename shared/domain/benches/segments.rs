@@ -100,6 +100,17 @@ fn bench(c: &mut Criterion) {
     c.bench_function("explain one segment for one lead", |b| {
         b.iter(|| black_box(&segments[0]).explain(black_box(&facts)))
     });
+    // What a writer does: every segment, the changes against the lead's memberships (here it
+    // is in none, so each segment it matches is a join with its why), and the next window flip.
+    let current = leadflow_domain::segment::Memberships::new();
+    c.bench_function("upkeep of 20 segments for one lead (changes, why, next check)", |b| {
+        b.iter(|| leadflow_domain::segment::upkeep(black_box(&segments), black_box(&facts), black_box(&current)))
+    });
+    // The usual write: memberships already current, nothing to join or leave.
+    let settled = leadflow_domain::segment::upkeep(&segments, &facts, &current).members;
+    c.bench_function("upkeep of 20 segments for one lead, nothing changed", |b| {
+        b.iter(|| leadflow_domain::segment::upkeep(black_box(&segments), black_box(&facts), black_box(&settled)))
+    });
 }
 
 criterion_group!(benches, bench);

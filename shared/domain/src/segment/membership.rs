@@ -158,39 +158,51 @@ impl Condition {
     pub fn next_flip(&self, f: &Facts<'_>) -> Option<DateTime<Utc>> {
         let window = Duration::days(i64::from(self.within_days?));
         let since = f.now - window;
+        let first_day = since.date_naive();
+        // A day counts while it is on or after the window's first day: it leaves when the
+        // window starts on the next day.
+        let leaves = |d: &chrono::NaiveDate| {
+            d.succ_opt().unwrap_or(*d).and_time(chrono::NaiveTime::MIN).and_utc() + window
+        };
         // What is counted now, by the moment each entry leaves the window, soonest first.
         let leaving: Vec<(DateTime<Utc>, u32)> = match self.on {
-            Subject::Interactions => {
-                let kind = self.kind.as_deref().unwrap_or("any");
-                let mut days: Vec<(DateTime<Utc>, u32)> = f
+            Subject::Interactions => match self.kind.as_deref().unwrap_or("any") {
+                "any" => {
+                    // Every kind's counts summed per day of the window, in day order.
+                    let mut per_day = vec![0u32; self.within_days? as usize + 2];
+                    for days in f.scoring.interactions.days.values() {
+                        for (d, n) in days.iter().filter(|(d, _)| *d >= first_day) {
+                            if let Some(slot) = per_day.get_mut((*d - first_day).num_days() as usize) {
+                                *slot += n;
+                            }
+                        }
+                    }
+                    per_day
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(i, n)| (leaves(&(first_day + Duration::days(i as i64))), *n))
+                        .collect()
+                }
+                // One kind's days are kept oldest first already.
+                kind => f
                     .scoring
                     .interactions
                     .days
-                    .iter()
-                    .filter(|(k, _)| kind == "any" || k.as_str() == kind)
-                    .flat_map(|(_, days)| days.iter())
-                    .filter(|(d, _)| *d >= since.date_naive())
-                    // A day counts while it is on or after the window's first day: it leaves
-                    // when the window starts on the next day.
-                    .map(|(d, n)| {
-                        (
-                            d.succ_opt().unwrap_or(*d).and_time(chrono::NaiveTime::MIN).and_utc() + window,
-                            *n,
-                        )
-                    })
-                    .collect();
-                days.sort();
-                days
-            }
+                    .get(kind)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(d, _)| *d >= first_day)
+                    .map(|(d, n)| (leaves(d), *n))
+                    .collect(),
+            },
             Subject::Activities => {
-                let mut marks: Vec<(DateTime<Utc>, u32)> = f
-                    .activities
+                // Marks are kept oldest first.
+                f.activities
                     .iter()
                     .filter(|a| a.at >= since && self.counts(a))
                     .map(|a| (a.at + window + Duration::seconds(1), 1))
-                    .collect();
-                marks.sort();
-                marks
+                    .collect()
             }
             _ => return None,
         };
