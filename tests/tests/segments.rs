@@ -214,7 +214,7 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
     assert!(!why.contains("@"), "no address in membership records: {why}");
     let text = render_segment(&shown);
     assert!(
-        text.contains("HOTリード") && text.contains("2 members") && text.contains("保持"),
+        text.contains("HOTリード") && text.contains("members 2") && text.contains("保持"),
         "{text}"
     );
     let a = lead_show(&t, &leads[0]).await.unwrap();
@@ -318,7 +318,7 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
     env.run_scoring().await;
 
     env.process.clock = || next_week(0);
-    let monday = env.process.routine().await.unwrap();
+    let monday = env.process.routine("daily").await.unwrap();
     let jst = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
     let list = format!("HOT {}", next_week(0).with_timezone(&jst).date_naive());
     assert_eq!(monday.list.as_deref(), Some(list.as_str()));
@@ -342,7 +342,7 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
     assert!(text.contains("JST"), "times in JST: {text}");
     assert!(m.header("List-Unsubscribe").is_empty(), "internal: no unsubscribe");
     // Again on Monday (a retried schedule): nothing is sent twice.
-    env.process.routine().await.unwrap();
+    env.process.routine("daily").await.unwrap();
     assert_eq!(emails_to("inside-sales@example.jp").await.len(), 1);
 
     // Wednesday: inside sales calls A, from the HOT list.
@@ -361,7 +361,7 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
 
     // Thursday: the reminder names B only.
     env.process.clock = || next_week(3);
-    let thursday = env.process.routine().await.unwrap();
+    let thursday = env.process.routine("daily").await.unwrap();
     assert_eq!(thursday.unfollowed, 1, "{thursday:?}");
     let inbox = emails_to("inside-sales@example.jp").await;
     assert_eq!(inbox.len(), 2);
@@ -379,7 +379,7 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
 
     // Friday: marketing's report, the same one lead.
     env.process.clock = || next_week(4);
-    let friday = env.process.routine().await.unwrap();
+    let friday = env.process.routine("daily").await.unwrap();
     assert_eq!(friday.unfollowed, 1);
     let report = emails_to("marketing@example.jp").await;
     assert_eq!(report.len(), 1);
@@ -387,5 +387,5 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
     assert!(report[0].text().contains("週二") && !report[0].text().contains("週一"));
     // The weekend: nothing.
     env.process.clock = || next_week(5);
-    assert!(env.process.routine().await.unwrap().steps.is_empty());
+    assert!(env.process.routine("daily").await.unwrap().steps.is_empty());
 }

@@ -310,7 +310,7 @@ async fn every_aws_action_a_function_calls_is_allowed_to_it() {
     env.scoring.rescore("stale").await.unwrap();
     // The weekly routine on a Monday: the segment's members, the dated list, the email.
     env.process.clock = next_monday_9am_tokyo;
-    env.process.routine().await.unwrap();
+    env.process.routine("daily").await.unwrap();
 
     for (function, log) in [
         ("IntakeFunction", &intake_log),

@@ -357,16 +357,17 @@ where
             let response = self.http(req).await;
             return serde_json::to_value(to_gateway(response)).map_err(ProcessError::Response);
         }
-        if event.get("routine").is_some() {
-            let report = self.routine().await?;
+        if let Some(which) = event.get("routine") {
+            let report = self.routine(which.as_str().unwrap_or("daily")).await?;
             return serde_json::to_value(report).map_err(ProcessError::Response);
         }
         let report = self.run().await?;
         serde_json::to_value(report).map_err(ProcessError::Response)
     }
 
-    /// The weekly HOT-lead routine's morning run (`{"routine": "daily"}`, weekdays 09:00 JST).
-    pub async fn routine(&self) -> Result<RoutineReport, ProcessError> {
+    /// The weekly HOT-lead routine's morning run (`{"routine": "daily"}`, weekdays 09:00 JST), or
+    /// one of its steps on demand (`{"routine": "snapshot"}`).
+    pub async fn routine(&self, which: &str) -> Result<RoutineReport, ProcessError> {
         let now = (self.clock)();
         let Some(routine) = self.config.routine().await? else {
             tracing::info!("no routine configured (config/routine.json); nothing to do");
@@ -383,8 +384,12 @@ where
             .await?
             .ok_or(ProcessError::NoConfiguration("nurture"))?;
         routine.check(Some(&routing)).map_err(ProcessError::BadConfiguration)?;
+        let steps = routine
+            .steps_named(which, now)
+            .map_err(ProcessError::BadConfiguration)?;
         let run = RoutineRun {
             routine: &routine,
+            steps,
             routing: &routing,
             nurture: &nurture,
             now,

@@ -497,7 +497,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
-                    println!("{}: {} members", v["name"].as_str().unwrap_or(""), v["count"]);
+                    println!("{}: members {}", v["name"].as_str().unwrap_or(""), v["count"]);
                     for m in v["members"].as_array().into_iter().flatten() {
                         let t = |k: &str| m[k].as_str().unwrap_or("").to_owned();
                         println!(

@@ -139,7 +139,7 @@ pub async fn segment_show(t: &Target, name: &str, limit: usize) -> Result<Value,
 /// `segment show` as people read it: times in the configured zone.
 pub fn render_segment(v: &Value) -> String {
     let mut s = format!(
-        "segment {} ({}): {} members  [{}]\n",
+        "segment {} ({}): members {}  [{}]\n",
         v["segment"].as_str().unwrap_or(""),
         v["name"].as_str().unwrap_or(""),
         v["count"],

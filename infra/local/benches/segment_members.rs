@@ -38,16 +38,15 @@ impl Intercept for Count {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let emulator = Emulator::start().expect("start moto (scripts/setup.sh first)");
     let sdk = leadflow_aws::config::emulator_sdk_config(&emulator.endpoint).await;
     let count = Count::default();
     let clients = Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(count.clone()).build(),
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(count.clone())
+                .build(),
         ),
         sqs: aws_sdk_sqs::Client::new(&sdk),
         sesv2: aws_sdk_sesv2::Client::new(&sdk),
@@ -74,7 +73,10 @@ async fn main() {
     table.write_many(items, vec![]).await.expect("write the members");
     let before = count.0.load(Ordering::Relaxed);
     let started = Instant::now();
-    let members = DynamoSegmentMembers::new(table).all("hot").await.expect("read the members");
+    let members = DynamoSegmentMembers::new(table)
+        .all("hot")
+        .await
+        .expect("read the members");
     let took = started.elapsed();
     let requests = count.0.load(Ordering::Relaxed) - before;
     assert_eq!(members.len(), n);

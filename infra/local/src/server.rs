@@ -113,7 +113,8 @@ impl Front {
                 };
             }
         }
-        // Schedules on demand: POST /_local/schedules/{Function}/{Event}.
+        // Schedules on demand: POST /_local/schedules/{Function}/{Event}; a JSON object in the
+        // body is the input instead of the schedule's (`{"routine": "snapshot"}`).
         if let (&hyper::Method::POST, Some(rest)) = (&parts.method, path.strip_prefix("/_local/schedules/")) {
             let Some(s) = self
                 .schedules
@@ -125,7 +126,11 @@ impl Front {
             let Some(f) = self.functions.get(&s.function) else {
                 return plain(StatusCode::NOT_FOUND, "text/plain", "no such function");
             };
-            return match f.invoke(s.input.clone()).await {
+            let input = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| s.input.clone());
+            return match f.invoke(input).await {
                 Ok(v) => plain(StatusCode::OK, "application/json", v.to_string()),
                 Err(e) => plain(StatusCode::BAD_GATEWAY, "text/plain", e),
             };

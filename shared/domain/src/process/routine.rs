@@ -129,6 +129,19 @@ impl RoutineConfig {
         steps
     }
 
+    /// The steps a run asks for: `daily` (the schedule: by weekday), or one step by name, run
+    /// now whatever the day (`snapshot`, `new`, `reminder`, `report`: an operator re-running one).
+    pub fn steps_named(&self, name: &str, now: DateTime<Utc>) -> Result<Vec<Step>, String> {
+        Ok(match name {
+            "daily" => self.steps(now),
+            "snapshot" => vec![Step::Snapshot],
+            "new" => vec![Step::NewMembers],
+            "reminder" => vec![Step::Reminder],
+            "report" => vec![Step::Report],
+            other => return Err(format!("routine {other:?}: daily, snapshot, new, reminder or report")),
+        })
+    }
+
     /// This week's list (named by the snapshot day on or before today) and when that day began.
     pub fn week_list(&self, now: DateTime<Utc>) -> (ListName, DateTime<Utc>) {
         let today = self.today(now);
@@ -187,6 +200,7 @@ pub struct RoutineReport {
 
 pub struct RoutineRun<'a> {
     pub routine: &'a RoutineConfig,
+    pub steps: Vec<Step>,
     pub routing: &'a RoutingConfig,
     /// The sender and footer of outgoing email.
     pub nurture: &'a NurtureConfig,
@@ -206,7 +220,7 @@ pub async fn run<S: RoutineStore, M: Mailer>(
 ) -> Result<RoutineReport, StoreError> {
     let cfg = r.routine;
     let mut report = RoutineReport {
-        steps: cfg.steps(r.now),
+        steps: r.steps.clone(),
         ..Default::default()
     };
     if report.steps.is_empty() {
@@ -490,5 +504,12 @@ mod tests {
         assert_eq!(list.as_str(), "HOT 2026-11-23");
         assert_eq!(start, Utc.with_ymd_and_hms(2026, 11, 22, 15, 0, 0).unwrap());
         assert_eq!(c.new_since(monday), monday - Duration::days(3));
+        // An operator re-runs Monday's snapshot on Tuesday: this week's list, the same name.
+        assert_eq!(
+            c.steps_named("snapshot", monday + Duration::days(1)).unwrap(),
+            [Step::Snapshot]
+        );
+        assert_eq!(c.week_list(monday + Duration::days(1)).0.as_str(), "HOT 2026-11-23");
+        assert!(c.steps_named("sunday", monday).unwrap_err().contains("daily, snapshot"));
     }
 }

@@ -161,9 +161,8 @@ impl Condition {
         let first_day = since.date_naive();
         // A day counts while it is on or after the window's first day: it leaves when the
         // window starts on the next day.
-        let leaves = |d: &chrono::NaiveDate| {
-            d.succ_opt().unwrap_or(*d).and_time(chrono::NaiveTime::MIN).and_utc() + window
-        };
+        let leaves =
+            |d: &chrono::NaiveDate| d.succ_opt().unwrap_or(*d).and_time(chrono::NaiveTime::MIN).and_utc() + window;
         // What is counted now, by the moment each entry leaves the window, soonest first.
         let leaving: Vec<(DateTime<Utc>, u32)> = match self.on {
             Subject::Interactions => match self.kind.as_deref().unwrap_or("any") {
