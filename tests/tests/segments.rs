@@ -389,3 +389,24 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
     env.process.clock = || next_week(5);
     assert!(env.process.routine("daily").await.unwrap().steps.is_empty());
 }
+
+/// Erasing a person takes them out of every segment index too (the history entry of the join
+/// points at the member item).
+#[tokio::test]
+async fn erasing_a_person_removes_their_segment_memberships() {
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    let r = env
+        .post_json(
+            "demo",
+            &json!({"email": "erase-hot@example.jp", "last_name": "消去"}),
+            &[],
+        )
+        .await;
+    let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+    page_views(&env, &lead, 16).await;
+    env.run_scoring().await;
+    assert_eq!(leadflow_cli::segment_show(&t, "hot", 10).await.unwrap()["count"], 1);
+    leadflow_cli::person_erase(&t, "erase-hot@example.jp").await.unwrap();
+    assert_eq!(leadflow_cli::segment_show(&t, "hot", 10).await.unwrap()["count"], 0);
+}
