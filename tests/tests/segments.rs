@@ -410,3 +410,44 @@ async fn erasing_a_person_removes_their_segment_memberships() {
     leadflow_cli::person_erase(&t, "erase-hot@example.jp").await.unwrap();
     assert_eq!(leadflow_cli::segment_show(&t, "hot", 10).await.unwrap()["count"], 0);
 }
+
+/// A segment added after leads were scored is backfilled by the stale re-scoring pass: a walk
+/// over every scored lead with a cursor, which writes only the leads whose memberships differ,
+/// and a second pass finds nothing left to do.
+#[tokio::test]
+async fn a_new_segment_is_backfilled_by_the_stale_pass() {
+    use leadflow_aws::catalog::Catalog;
+    use leadflow_domain::segment::SegmentDef;
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    for i in 0..3 {
+        env.post_json(
+            "demo",
+            &json!({"email": format!("fill-{i}@example.jp"), "last_name": "補充", "job_title": "部長"}),
+            &[],
+        )
+        .await;
+    }
+    env.run_scoring().await;
+    let def: SegmentDef = serde_json::from_value(json!({
+        "id": "applied",
+        "name": "申込あり",
+        "blocks": {"1": {"conditions": [{"on": "interactions", "kind": "form_submitted", "op": ">=", "value": 1}]}},
+        "expression": "1"
+    }))
+    .unwrap();
+    Catalog::<SegmentDef>::new(env.stack.config_table().unwrap())
+        .put(&def)
+        .await
+        .unwrap();
+    assert!(leadflow_cli::segment_show(&t, "applied", 10).await.unwrap()["count"] == 0);
+    // A scoring container started after the change (its configuration is read afresh).
+    let mut scoring = env.stack.scoring().unwrap();
+    scoring.rescore_page = 2;
+    let pass = scoring.rescore("stale").await.unwrap();
+    assert_eq!((pass.examined, pass.rescored), (3, 3), "{pass:?}");
+    let shown = leadflow_cli::segment_show(&t, "applied", 10).await.unwrap();
+    assert_eq!(shown["count"], 3, "{shown}");
+    let again = scoring.rescore("stale").await.unwrap();
+    assert_eq!((again.rescored, again.stale_pending), (0, false), "{again:?}");
+}
