@@ -411,13 +411,14 @@ def _update_item(
     update_expression,
     expression_attribute_names,
     expression_attribute_values,
-    attribute_updates=None,
-    expected=None,
-    condition_expression=None,
-    return_values_on_condition_check_failure=None,
+    **options,
 ):
+    # options: attribute_updates, expected, condition_expression,
+    # return_values_on_condition_check_failure (moto's keywords).
+    condition_expression = options.get("condition_expression")
     table = self.tables.get(table_name)
-    plan = _plain_update(update_expression) if update_expression and not attribute_updates and not expected else None
+    legacy = options.get("attribute_updates") or options.get("expected")
+    plan = _plain_update(update_expression) if update_expression and not legacy else None
     update = None
     if plan is not None and table is not None and table.stream_shard is None:
         update = _resolved_update(table, plan, expression_attribute_names or {}, expression_attribute_values or {})
@@ -431,7 +432,7 @@ def _update_item(
                 condition_expression, expression_attribute_names, expression_attribute_values
             )
             if not condition.expr(item):
-                if return_values_on_condition_check_failure == "ALL_OLD" and item is not None:
+                if options.get("return_values_on_condition_check_failure") == "ALL_OLD" and item is not None:
                     raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
                 raise ConditionalCheckFailed
             attrs = dict(item.attrs) if item is not None else {}
@@ -473,10 +474,7 @@ def _update_item(
         update_expression,
         expression_attribute_names,
         expression_attribute_values,
-        attribute_updates=attribute_updates,
-        expected=expected,
-        condition_expression=condition_expression,
-        return_values_on_condition_check_failure=return_values_on_condition_check_failure,
+        **options,
     )
 
 

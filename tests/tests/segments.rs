@@ -28,6 +28,16 @@ async fn page_views(env: &TestEnv, lead: &str, n: usize) {
     }
 }
 
+async fn post_activity(env: &TestEnv, lead: &str, body: Value) -> leadflow_tests::Reply {
+    env.send(
+        "POST",
+        &format!("/leads/{lead}/activities"),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
 fn member(v: &Value) -> bool {
     v["leads"][0]["explanation"]["member"].as_bool().unwrap()
 }
@@ -83,16 +93,12 @@ async fn seed_002_hot_leads_are_in_hot_until_the_window_passes_or_sales_calls() 
     assert_eq!(block(&v, "2")["holds"], true, "the application still counts");
 
     // Inside sales calls lead A: it leaves the HOT list (NOT 3).
-    let r = env
-        .send(
-            "POST",
-            &format!("/leads/{lead_a}/activities"),
-            &[("content-type", "application/json")],
-            json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"})
-                .to_string()
-                .as_bytes(),
-        )
-        .await;
+    let r = post_activity(
+        &env,
+        &lead_a,
+        json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let v = segment_explain(&t, "hot", &lead_a, Utc::now()).await.unwrap();
     assert!(!member(&v));
@@ -121,28 +127,18 @@ async fn activity_results_move_leads_between_lists() {
     };
     let hot = list_name("HOT 2026-11-23").unwrap();
     list_add(&t, &hot, &[pair(&a), pair(&b)], "segment:hot").await.unwrap();
-    let activity = |lead: String, body: Value| {
-        let env = &env;
-        async move {
-            env.send(
-                "POST",
-                &format!("/leads/{lead}/activities"),
-                &[("content-type", "application/json")],
-                body.to_string().as_bytes(),
-            )
-            .await
-        }
-    };
     let lead_a = pair(&a).0.to_string();
     let lead_b = pair(&b).0.to_string();
-    let r = activity(
-        lead_a.clone(),
+    let r = post_activity(
+        &env,
+        &lead_a,
         json!({"type": "phone", "result": "archive", "recycle": true, "list": "HOT 2026-11-23", "content": "not now"}),
     )
     .await;
     assert!(r.status < 300, "{} {}", r.status, r.body);
-    let r = activity(
-        lead_b.clone(),
+    let r = post_activity(
+        &env,
+        &lead_b,
         json!({"type": "visit", "result": "opportunity", "content": "demo booked"}),
     )
     .await;
@@ -165,7 +161,12 @@ async fn activity_results_move_leads_between_lists() {
     assert_eq!(on, ["HOT 2026-11-23", "opportunity"]);
     assert!(leadflow_cli::render_lead(&shown).contains("lists: "));
     // A list name that cannot exist is refused with the field named, and nothing is recorded.
-    let r = activity(lead_b, json!({"type": "phone", "result": "archive", "list": "a#b"})).await;
+    let r = post_activity(
+        &env,
+        &lead_b,
+        json!({"type": "phone", "result": "archive", "list": "a#b"}),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.to_string().contains("list"), "{}", r.body);
 }
@@ -246,16 +247,12 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
     assert!(!text.contains("SEGMENT#") && !text.contains("SEGLOG#"), "{text}");
 
     // Inside sales calls B: out of hot in the activity's write, and the history says why.
-    let r = env
-        .send(
-            "POST",
-            &format!("/leads/{}/activities", leads[1]),
-            &[("content-type", "application/json")],
-            json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"})
-                .to_string()
-                .as_bytes(),
-        )
-        .await;
+    let r = post_activity(
+        &env,
+        &leads[1],
+        json!({"type": "phone", "result": "continue", "content": "called", "source": "HOT lead list"}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let shown = segment_show(&t, "hot", 100).await.unwrap();
     assert_eq!(shown["count"], 1, "{shown}");
@@ -347,16 +344,7 @@ async fn the_weekly_routine_lists_reminds_and_reports_only_the_unfollowed() {
 
     // Wednesday: inside sales calls A, from the HOT list.
     env.process.clock = || next_week(2);
-    let r = env
-        .send(
-            "POST",
-            &format!("/leads/{}/activities", leads[0]),
-            &[("content-type", "application/json")],
-            json!({"type": "phone", "result": "continue", "content": "資料送付の約束", "source": "HOT lead list", "list": list})
-                .to_string()
-                .as_bytes(),
-        )
-        .await;
+    let r = post_activity(&env, &leads[0], json!({"type": "phone", "result": "continue", "content": "資料送付の約束", "source": "HOT lead list", "list": list})).await;
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Thursday: the reminder names B only.

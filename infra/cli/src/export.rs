@@ -106,7 +106,7 @@ pub async fn leads_export(
     let mut cursor = None;
     let mut shard = 0;
     loop {
-        let (leads, done) = match from {
+        let (leads, done): (Vec<(LeadId, ContactId)>, bool) = match from {
             ExportFrom::Scored => {
                 let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
                 cursor = page.next;
@@ -115,24 +115,14 @@ pub async fn leads_export(
             ExportFrom::List(name) => {
                 let members = lists.members(name, shard).await?;
                 shard += 1;
-                (
-                    members
-                        .into_iter()
-                        .map(|m| (m.lead_id, m.contact_id))
-                        .collect::<Vec<_>>(),
-                    shard >= keys::LIST_SHARDS,
-                )
+                let pairs = members.into_iter().map(|m| (m.lead_id, m.contact_id)).collect();
+                (pairs, shard >= keys::LIST_SHARDS)
             }
             ExportFrom::Segment(name) => {
                 let members = segment_members.shard(name, shard).await?;
                 shard += 1;
-                (
-                    members
-                        .into_iter()
-                        .map(|m| (m.lead_id, m.contact_id))
-                        .collect::<Vec<_>>(),
-                    shard >= keys::SEGMENT_SHARDS,
-                )
+                let pairs = members.into_iter().map(|m| (m.lead_id, m.contact_id)).collect();
+                (pairs, shard >= keys::SEGMENT_SHARDS)
             }
         };
         for page in leads.chunks(50) {

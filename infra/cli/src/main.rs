@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
@@ -153,12 +153,8 @@ enum LeadsAction {
         owner: Option<String>,
         #[arg(long)]
         campaign: Option<String>,
-        /// utf-8-bom or cp932.
-        #[arg(long, default_value = "utf-8-bom")]
-        encoding: CsvEncoding,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        to: ExportTo,
     },
 }
 
@@ -186,12 +182,20 @@ enum ListAction {
     /// The members as a CSV Excel opens.
     Export {
         name: String,
-        /// utf-8-bom or cp932.
-        #[arg(long, default_value = "utf-8-bom")]
-        encoding: CsvEncoding,
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        to: ExportTo,
     },
+}
+
+/// Where a members export goes, and in which encoding.
+#[derive(Args)]
+struct ExportTo {
+    /// utf-8-bom or cp932.
+    #[arg(long, default_value = "utf-8-bom")]
+    encoding: CsvEncoding,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -265,11 +269,8 @@ enum SegmentAction {
     /// Every member as a CSV Excel opens.
     Export {
         name: String,
-        /// utf-8-bom or cp932.
-        #[arg(long, default_value = "utf-8-bom")]
-        encoding: CsvEncoding,
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        to: ExportTo,
     },
 }
 
@@ -446,8 +447,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     band,
                     owner,
                     campaign,
-                    encoding,
-                    out,
+                    to,
                 },
         } => {
             let filter = LeadFilter {
@@ -456,16 +456,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 owner,
                 campaign,
             };
-            let mut sink: Box<dyn std::io::Write> = match &out {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).map_err(|e| e.to_string())?,
-                )),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            let n = leads_export(&t, &ExportFrom::Scored, &filter, encoding, &mut *sink)
-                .await
-                .map_err(s)?;
-            eprintln!("{n} leads exported");
+            export_to(&t, &ExportFrom::Scored, &filter, &to).await?;
         }
         Command::List { action } => match action {
             ListAction::Ls => {
@@ -515,9 +506,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }
                 }
             }
-            ListAction::Export { name, encoding, out } => {
+            ListAction::Export { name, to } => {
                 let from = ExportFrom::List(list_name(&name).map_err(s)?);
-                export_to(&t, &from, encoding, out.as_deref()).await?;
+                export_to(&t, &from, &LeadFilter::default(), &to).await?;
             }
         },
         Command::Activity {
@@ -567,8 +558,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                     print!("{}", render_segment(&v));
                 }
             }
-            SegmentAction::Export { name, encoding, out } => {
-                export_to(&t, &ExportFrom::Segment(name), encoding, out.as_deref()).await?;
+            SegmentAction::Export { name, to } => {
+                export_to(&t, &ExportFrom::Segment(name), &LeadFilter::default(), &to).await?;
             }
             SegmentAction::Explain { name, who, json } => {
                 let v = segment_explain(&t, &name, &who, chrono::Utc::now()).await.map_err(s)?;
@@ -648,20 +639,16 @@ async fn main() -> ExitCode {
     }
 }
 
-/// An export of a list's or a segment's members to a file or standard output.
-async fn export_to(
-    t: &Target,
-    from: &ExportFrom,
-    encoding: CsvEncoding,
-    out: Option<&std::path::Path>,
-) -> Result<(), String> {
-    let mut sink: Box<dyn std::io::Write> = match out {
+/// An export of leads (every scored one, a list's or a segment's members) to a file or
+/// standard output.
+async fn export_to(t: &Target, from: &ExportFrom, filter: &LeadFilter, to: &ExportTo) -> Result<(), String> {
+    let mut sink: Box<dyn std::io::Write> = match &to.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| e.to_string())?,
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let n = leads_export(t, from, &LeadFilter::default(), encoding, &mut *sink)
+    let n = leads_export(t, from, filter, to.encoding, &mut *sink)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("{n} leads exported");
