@@ -20,6 +20,8 @@ use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::outbox::{self, Outbox};
 use leadflow_domain::ports::{InteractionQueue, StoreError};
 use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded, ACTIVITY_FIELDS};
+use leadflow_domain::process::handoff::RoutingConfig;
+use leadflow_domain::process::nurture::NurtureConfig;
 use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
 use leadflow_domain::process::routine::{RoutineReport, RoutineRun, RoutineStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
@@ -166,11 +168,8 @@ where
     D: ProcessConfigSource,
     C: ScoringConfigSource,
 {
-    /// One scheduled run.
-    pub async fn run(&self) -> Result<RunReport, ProcessError> {
-        let started = Instant::now();
-        let now = (self.clock)();
-        let relayed = outbox::relay(&self.outbox, &self.queue, now, 500).await?;
+    /// The nurture and routing documents, both required and checked.
+    async fn documents(&self) -> Result<(NurtureConfig, RoutingConfig), ProcessError> {
         let nurture = self
             .config
             .nurture()
@@ -185,6 +184,15 @@ where
             .check()
             .map_err(|e| ProcessError::BadConfiguration(e.to_string()))?;
         routing.check().map_err(ProcessError::BadConfiguration)?;
+        Ok((nurture, routing))
+    }
+
+    /// One scheduled run.
+    pub async fn run(&self) -> Result<RunReport, ProcessError> {
+        let started = Instant::now();
+        let now = (self.clock)();
+        let relayed = outbox::relay(&self.outbox, &self.queue, now, 500).await?;
+        let (nurture, routing) = self.documents().await?;
         let scoring = self.scoring_config.scoring_config().await?;
         let run_id = uuid::Uuid::now_v7().to_string();
         let cfg = RunConfig {
@@ -373,16 +381,7 @@ where
             tracing::info!("no routine configured (config/routine.json); nothing to do");
             return Ok(RoutineReport::default());
         };
-        let routing = self
-            .config
-            .routing()
-            .await?
-            .ok_or(ProcessError::NoConfiguration("routing"))?;
-        let nurture = self
-            .config
-            .nurture()
-            .await?
-            .ok_or(ProcessError::NoConfiguration("nurture"))?;
+        let (nurture, routing) = self.documents().await?;
         routine.check(Some(&routing)).map_err(ProcessError::BadConfiguration)?;
         let steps = routine
             .steps_named(which, now)
