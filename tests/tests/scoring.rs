@@ -891,3 +891,43 @@ async fn a_flood_of_public_events_cannot_buy_a_hand_off() {
     assert_eq!(sc["sales_ready"].as_bool(), Some(false), "{sc}");
     assert_ne!(sc["band"].as_str(), Some("hot"));
 }
+
+/// A burst of one lead's events in one batch never makes a write larger than a transaction:
+/// the first 30 are scored, the rest go back to the queue (batch item failures) and are scored
+/// with the next batch, each once.
+#[tokio::test]
+async fn a_burst_of_one_leads_events_is_scored_in_transactions_that_fit() {
+    let env = TestEnv::new().await;
+    let (lead, _) = submit(&env, json!({"email": "burst@example.jp", "last_name": "連打"})).await;
+    for i in 0..39 {
+        let r = env
+            .send(
+                "POST",
+                "/internal/events",
+                &[("content-type", "application/json"), ("x-leadflow-site-key", SITE_KEY)],
+                json!({"type": "page_view", "lead_id": lead, "event_id": format!("burst-{i}"), "url": "https://example.jp/"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    let bodies: Vec<String> = env.drain_queue().await.iter().map(Value::to_string).collect();
+    assert_eq!(bodies.len(), 40, "the form and 39 page views");
+    let ids: Vec<String> = (0..40).map(|i| format!("b{i}")).collect();
+    let msgs: Vec<(&str, &str)> = ids.iter().zip(&bodies).map(|(i, b)| (i.as_str(), b.as_str())).collect();
+    let r = env.scoring.handle(sqs_event(&msgs)).await.unwrap();
+    let failed: Vec<&str> = r["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 10, "{r}");
+    // The queue delivers them again: scored then, and nothing twice.
+    let again: Vec<(&str, &str)> = msgs.iter().filter(|(id, _)| failed.contains(id)).cloned().collect();
+    let r = env.scoring.handle(sqs_event(&again)).await.unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(sc["interactions"]["days"]["page_viewed"][0][1], 39, "{sc}");
+}

@@ -277,8 +277,10 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
             let reason = if stale { "model changed" } else { "behaviour aged" };
             let write = rescore_write(config, snapshot, reason, now);
             // A stale pass also settles segments (a new or changed definition): a lead whose
-            // scores and memberships are both current is left alone.
-            if stale && !snapshot.scoring.stale_for(config) && !write.upkeep.changed() {
+            // scores, memberships and next window check are all current is left alone.
+            let settled =
+                !write.upkeep.changed() && write.outcome.scoring.next_rescore_at == snapshot.scoring.next_rescore_at;
+            if stale && !snapshot.scoring.stale_for(config) && settled {
                 report.skipped += 1;
                 continue;
             }

@@ -228,11 +228,11 @@ pub fn render_lead(v: &Value) -> String {
         if !lists.is_empty() {
             out.push_str(&format!("  lists: {}\n", lists.join(", ")));
         }
-        let segments: Vec<&str> = l["lead"]["segments"]
+        let segments: Vec<&str> = l["lead"]
             .as_object()
             .into_iter()
             .flat_map(|m| m.keys())
-            .map(String::as_str)
+            .filter_map(|k| k.strip_prefix(leadflow_aws::segments::SEGMENT_ATTR_PREFIX))
             .collect();
         out.push_str(&format!(
             "  segments: {}\n",

@@ -298,10 +298,13 @@ pub fn segment_member(id: &str, lead: LeadId) -> (String, String) {
         format!("{MEMBER_PREFIX}{lead}"),
     )
 }
-pub fn segment_log(lead: LeadId, at: DateTime<Utc>, id: &str) -> (String, String) {
+/// A join and a leave of one segment at one moment (an activity, then the move it asks for)
+/// are two entries.
+pub fn segment_log(lead: LeadId, at: DateTime<Utc>, id: &str, joined: bool) -> (String, String) {
+    let what = if joined { "joined" } else { "left" };
     (
         lead_partition(lead),
-        format!("{SEGLOG_PREFIX}{}#{id}", sortable_time(at)),
+        format!("{SEGLOG_PREFIX}{}#{id}#{what}", sortable_time(at)),
     )
 }
 

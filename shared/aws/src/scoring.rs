@@ -95,18 +95,10 @@ impl DynamoScoring {
             items.push(self.table.put_tx(item, Condition::none())?);
             slots.push(Slot::Other);
         }
-        let (rpk, rsk) = keys::rescore_entry(sc.next_rescore_at, w.lead_id);
-        let rescore = plain_item(
-            keys::rescore(w.lead_id),
-            "rescore",
-            &[
-                ("lead_id", w.lead_id.to_string()),
-                ("contact_id", w.contact_id.to_string()),
-                (DUE_PK, rpk),
-                (DUE_SK, rsk),
-            ],
-        );
-        items.push(self.table.put_tx(rescore, Condition::none())?);
+        items.push(self.table.put_tx(
+            rescore_item(w.lead_id, w.contact_id, sc.next_rescore_at),
+            Condition::none(),
+        )?);
         slots.push(Slot::Other);
         if let Some(sup) = &w.suppress {
             let update = Update::new().set_if_absent("suppressed", to_av(sup)?).if_exists();
@@ -137,6 +129,22 @@ impl DynamoScoring {
         }
         Ok((slots, items))
     }
+}
+
+/// A lead's re-scoring entry: due (on the due index) when its scores or segments next change
+/// by time alone.
+pub(crate) fn rescore_item(lead: LeadId, contact: ContactId, at: Option<DateTime<Utc>>) -> Item {
+    let (rpk, rsk) = keys::rescore_entry(at, lead);
+    plain_item(
+        keys::rescore(lead),
+        "rescore",
+        &[
+            ("lead_id", lead.to_string()),
+            ("contact_id", contact.to_string()),
+            (DUE_PK, rpk),
+            (DUE_SK, rsk),
+        ],
+    )
 }
 
 impl SentEmails for DynamoScoring {

@@ -13,25 +13,35 @@ use leadflow_domain::segment::{ActivityMark, MembershipChange, Memberships, Upke
 use crate::keys::{self, Index};
 use crate::table::{attr, from_record, record_item, s, to_av, Condition, Item, Query, Table, Update};
 
-/// The lead item's attributes for its memberships and its newest activities.
-pub const SEGMENTS_ATTR: &str = "segments";
+/// A lead item keeps each membership as its own attribute, `seg#<segment>` = when it joined:
+/// a writer sets or removes only the segments it changes, so two writers changing different
+/// segments of one lead at once never undo each other.
+pub const SEGMENT_ATTR_PREFIX: &str = "seg#";
+/// The lead item's newest activities, for segments.
 pub const MARKS_ATTR: &str = "activity_marks";
 
 /// The memberships and activity marks kept on a lead item.
 pub fn lead_segments(lead_item: &Item) -> Result<(Memberships, Vec<ActivityMark>), StoreError> {
-    Ok((
-        attr(lead_item, SEGMENTS_ATTR)?.unwrap_or_default(),
-        attr(lead_item, MARKS_ATTR)?.unwrap_or_default(),
-    ))
+    let mut members = Memberships::new();
+    for (name, _) in lead_item.iter().filter(|(k, _)| k.starts_with(SEGMENT_ATTR_PREFIX)) {
+        if let Some(at) = attr(lead_item, name)? {
+            members.insert(name[SEGMENT_ATTR_PREFIX.len()..].to_owned(), at);
+        }
+    }
+    Ok((members, attr(lead_item, MARKS_ATTR)?.unwrap_or_default()))
 }
 
-/// The lead's own update, with its memberships when they changed.
-pub fn with_members(update: Update, upkeep: &Upkeep) -> Result<Update, StoreError> {
-    Ok(if upkeep.changed() {
-        update.set(SEGMENTS_ATTR, to_av(&upkeep.members)?)
-    } else {
-        update
-    })
+/// The lead's own update, with the memberships that changed set or removed.
+pub fn with_members(mut update: Update, upkeep: &Upkeep) -> Result<Update, StoreError> {
+    for c in &upkeep.changes {
+        let name = format!("{SEGMENT_ATTR_PREFIX}{}", c.segment);
+        update = if c.joined {
+            update.set(&name, to_av(&c.at)?)
+        } else {
+            update.remove(&name)
+        };
+    }
+    Ok(update)
 }
 
 /// The member items and history entries of the changes (none when nothing changed).
@@ -42,7 +52,7 @@ pub fn change_items(table: &Table, upkeep: &Upkeep) -> Result<Vec<TransactWriteI
     };
     for c in &upkeep.changes {
         let member_key = keys::segment_member(&c.segment, lead);
-        let mut log = record_item(c, keys::segment_log(lead, c.at, &c.segment), "segment_change")?;
+        let mut log = record_item(c, keys::segment_log(lead, c.at, &c.segment, c.joined), "segment_change")?;
         if c.joined {
             let member = SegmentMember {
                 lead_id: lead,
@@ -60,6 +70,10 @@ pub fn change_items(table: &Table, upkeep: &Upkeep) -> Result<Vec<TransactWriteI
             items.push(table.delete_tx(member_key)?);
         }
         items.push(table.put_tx(log, Condition::none())?);
+    }
+    if let Some(at) = upkeep.reschedule {
+        // A window of this lead's segments flips before its re-scoring entry is due.
+        items.push(table.put_tx(crate::scoring::rescore_item(lead, contact, Some(at)), Condition::none())?);
     }
     Ok(items)
 }

@@ -81,7 +81,11 @@ impl LeadView {
             activities: marks,
             now,
         };
-        crate::segment::upkeep(segments, &facts, current)
+        let mut upkeep = crate::segment::upkeep(segments, &facts, current);
+        upkeep.reschedule = upkeep
+            .next_check
+            .filter(|at| self.scoring.next_rescore_at.is_none_or(|due| at < &due));
+        upkeep
     }
 }
 

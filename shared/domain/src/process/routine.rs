@@ -88,6 +88,15 @@ impl RoutineConfig {
         if self.segment.is_empty() {
             return Err("segment: name the segment the routine follows".into());
         }
+        for (what, day) in [
+            ("snapshot_day", self.snapshot_day),
+            ("reminder_day", self.reminder_day),
+            ("report_day", self.report_day),
+        ] {
+            if matches!(day, Weekday::Sat | Weekday::Sun) {
+                return Err(format!("{what}: the routine runs on weekdays, not {day}"));
+            }
+        }
         if self.inside_sales.is_empty() {
             return Err("inside_sales: at least one owner id".into());
         }
@@ -361,15 +370,20 @@ async fn send<S: RoutineStore, M: Mailer>(
         Ok(raw) => raw,
         Err(e) => {
             tracing::warn!(error = %e, "routine email could not be built");
+            store.release(&key).await?;
             return Ok(0);
         }
     };
     match mailer.send(raw, &owner.email, None, Audience::Internal).await {
         Ok(_) => Ok(1),
         Err(e @ (MailError::Throttled(_) | MailError::Paused(_) | MailError::Unavailable(_))) => {
-            tracing::warn!(error = %e, step = step.key(), "routine email not sent; tried again next run");
+            // The run fails, so the schedule retries it the same day (the claim is given back;
+            // what went out already is claimed and is not sent again).
             store.release(&key).await?;
-            Ok(0)
+            Err(StoreError::Unavailable(format!(
+                "routine {} email not sent: {e}",
+                step.key()
+            )))
         }
         Err(e) => {
             tracing::warn!(error = %e, step = step.key(), "routine email refused");
@@ -395,7 +409,7 @@ fn render(step: Step, to: &Owner, list: &ListName, rows: &[Row<'_>], zone: Tz, n
         ),
         (Step::NewMembers, true) => (
             format!("【leadflow】新しいHOTリード {n}件"),
-            format!("本日HOTリードになったリードです({when} 時点)。本日中のフォローをお願いします。"),
+            format!("前回の配信以降にHOTリードになったリードです({when} 時点)。本日中のフォローをお願いします。"),
         ),
         (Step::NewMembers, false) => (
             format!("[leadflow] New hot leads: {n}"),
@@ -411,11 +425,11 @@ fn render(step: Step, to: &Owner, list: &ListName, rows: &[Row<'_>], zone: Tz, n
         ),
         (Step::Report, true) => (
             format!("【leadflow】週次レポート: 未フォローのHOTリード {n}件 ({list})"),
-            format!("今週のHOTリードリスト「{list}」で、金曜時点でまだフォローされていないリードです({when} 時点)。"),
+            format!("今週のHOTリードリスト「{list}」で、まだフォローされていないリードです({when} 時点)。"),
         ),
         (Step::Report, false) => (
             format!("[leadflow] Weekly report — hot leads still unfollowed: {n} ({list})"),
-            format!("Leads on this week's list \"{list}\" still without any follow-up on Friday (as of {when})."),
+            format!("Leads on this week's list \"{list}\" still without any follow-up (as of {when})."),
         ),
     };
     let labels = if ja {
@@ -438,11 +452,17 @@ fn render(step: Step, to: &Owner, list: &ListName, rows: &[Row<'_>], zone: Tz, n
     for (i, row) in rows.iter().enumerate() {
         let v = row.view;
         let f = &v.contact.fields;
-        let name = format!(
-            "{}{}",
+        // 山田太郎, but Alex Lee.
+        let (last, first) = (
             f.last_name.as_deref().unwrap_or(""),
-            f.first_name.as_deref().unwrap_or("")
+            f.first_name.as_deref().unwrap_or(""),
         );
+        let latin = last.is_ascii() && first.is_ascii() && !last.is_empty() && !first.is_empty();
+        let name = if latin {
+            format!("{first} {last}")
+        } else {
+            format!("{last}{first}")
+        };
         let explanation: Vec<String> = v
             .explanation
             .iter()

@@ -19,8 +19,14 @@ use crate::segment::{upkeep, ActivityMark, Facts, Memberships, Upkeep};
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Leads scored at once within a batch.
 pub const CONCURRENCY: usize = 4;
-/// Anonymous interactions linked to a lead in one write (a transaction holds at most 100 items).
-pub const MAX_LINK: usize = 40;
+/// A lead's write fits one transaction (at most 100 items): the lead, up to `MAX_WORKS_PER_LEAD`
+/// interactions confirmed or stored, `MAX_LINK` anonymous ones linked (each stored and its
+/// visitor copy marked), the link, the re-scoring entry, the score history, a suppression, and
+/// up to `segment::MAX_CHANGES` membership changes (two items each): 96 at the most.
+pub const MAX_LINK: usize = 20;
+/// Interactions of one lead taken from one batch; the rest go back to the queue and are
+/// scored with a later batch (a burst of one lead's events never makes an oversized write).
+pub const MAX_WORKS_PER_LEAD: usize = 30;
 
 /// What scoring needs of a lead.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +226,12 @@ pub async fn score_batch<S: ScoringStore>(
         groups.entry(lead).or_insert_with(|| (contact, Vec::new())).1.push(w);
     }
     let mut report = BatchReport::default();
+    for (_, works) in groups.values_mut() {
+        if works.len() > MAX_WORKS_PER_LEAD {
+            let later = works.split_off(MAX_WORKS_PER_LEAD);
+            report.failed.extend(later.iter().map(|w| w.message_id().to_owned()));
+        }
+    }
     let leads: Vec<(LeadId, ContactId)> = groups.iter().map(|(l, (c, _))| (*l, *c)).collect();
     let stored: Vec<(LeadId, InteractionId)> = groups
         .values()

@@ -79,6 +79,9 @@ pub struct Upkeep {
     pub members: Memberships,
     /// When a window next flips a condition of a configured segment for this lead.
     pub next_check: Option<DateTime<Utc>>,
+    /// A writer other than scoring found that check earlier than the lead's re-scoring entry:
+    /// the entry is brought forward to it (scoring keeps the entry itself).
+    pub reschedule: Option<DateTime<Utc>>,
 }
 
 impl Upkeep {
@@ -86,6 +89,10 @@ impl Upkeep {
         !self.changes.is_empty()
     }
 }
+
+/// Membership changes one write takes (two items each, in a transaction of at most 100); the
+/// rest are due at once and taken by the next re-scoring pass.
+pub const MAX_CHANGES: usize = 10;
 
 /// Re-evaluates every configured segment for one lead. Memberships of segments no longer
 /// configured are kept as they are (a definition that failed to load must not empty them);
@@ -99,7 +106,9 @@ pub fn upkeep(segments: &[Segment], facts: &Facts<'_>, current: &Memberships) ->
     for s in segments {
         let id = &s.def.id;
         let member = s.matches(facts);
-        if member != current.contains_key(id) {
+        if member != current.contains_key(id) && out.changes.len() == MAX_CHANGES {
+            out.next_check = Some(facts.now);
+        } else if member != current.contains_key(id) {
             out.changes.push(MembershipChange {
                 segment: id.clone(),
                 joined: member,

@@ -305,3 +305,25 @@ fn a_window_that_only_ever_grows_needs_no_check_and_marks_keep_the_newest() {
     assert_eq!(marks.len(), MAX_MARKS);
     assert_eq!(marks[0].at, now() + Duration::minutes(5), "the oldest five are gone");
 }
+
+#[test]
+fn one_write_takes_at_most_ten_membership_changes_and_the_rest_are_due_at_once() {
+    let c = contact();
+    let l = lead(&c);
+    let s = scoring(&[1; 16]);
+    // Twelve copies of hot under other ids: twelve joins.
+    let many: Vec<Segment> = (0..12)
+        .map(|i| {
+            let mut def = hot().def;
+            def.id = format!("hot-{i}");
+            Segment::new(def).unwrap()
+        })
+        .collect();
+    let first = upkeep(&many, &facts(&c, &l, &s, &[]), &Memberships::new());
+    assert_eq!(first.changes.len(), super::membership::MAX_CHANGES);
+    assert_eq!(first.members.len(), 10);
+    assert_eq!(first.next_check, Some(now()), "the other two are due now");
+    let second = upkeep(&many, &facts(&c, &l, &s, &[]), &first.members);
+    assert_eq!(second.changes.len(), 2);
+    assert!(second.next_check > Some(now()));
+}
