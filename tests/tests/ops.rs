@@ -403,9 +403,18 @@ async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_
 
 /// The ops tool's binary against this test's stack (as an operator runs it).
 fn leadflow(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let bin = leadflow_local::workspace_root().join("target/debug/leadflow");
+    leadflow_command(env, args)
+        .output()
+        .unwrap_or_else(|e| panic!("{} (scripts/test.sh builds it): {e}", bin.display()))
+}
+
+/// The ops tool's command against this test's stack.
+fn leadflow_command(env: &TestEnv, args: &[&str]) -> std::process::Command {
     let t = target(env);
     let bin = leadflow_local::workspace_root().join("target/debug/leadflow");
-    std::process::Command::new(&bin)
+    let mut command = std::process::Command::new(&bin);
+    command
         .args([
             "--endpoint",
             leadflow_tests::endpoint(),
@@ -420,9 +429,26 @@ fn leadflow(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap_or_else(|e| panic!("{} (scripts/test.sh builds it): {e}", bin.display()))
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+/// `leadflow … | head`: when the reader goes away the tool ends quietly, no panic.
+#[tokio::test]
+async fn a_closed_pipe_ends_the_ops_tool_quietly() {
+    let env = TestEnv::new().await;
+    env.post_json("demo", &json!({"email": "pipe@example.jp", "last_name": "管"}), &[])
+        .await;
+    let mut child = leadflow_command(&env, &["person", "export", "pipe@example.jp"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the tool has read the person (requests first, then output).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]

@@ -630,6 +630,14 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `leadflow … | head`: a closed pipe ends the tool quietly, as it does any Unix tool,
+    // instead of a panic on the next line printed.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any output; no other
+    // thread is writing yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
