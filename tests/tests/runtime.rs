@@ -63,9 +63,61 @@ async fn the_pipeline_runs_on_the_real_binaries() {
     let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
     assert_eq!(item["stage"].as_s().unwrap(), "automated_marketing_qualification");
 
+    // Each binary printed its counts as CloudWatch embedded-metric-format lines.
+    for (name, metric, value) in [
+        ("IntakeFunction", "SubmissionsAccepted", 1.0),
+        ("ScoringFunction", "InteractionsScored", 1.0),
+        ("ProcessFunction", "LeadsProcessed", 1.0),
+    ] {
+        let mut lines = Vec::new();
+        for _ in 0..50 {
+            lines = functions[name].metric_lines();
+            if !lines.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let records: Vec<serde_json::Value> = lines.iter().map(|l| assert_emf(l)).collect();
+        assert!(
+            records.iter().any(|r| r[metric] == value),
+            "{name}: {metric} = {value} in {lines:?}"
+        );
+    }
+
     // A function error is reported as one, not as a crash of the emulator.
     let err = functions["ScoringFunction"]
         .invoke(json!({"neither": "sqs nor rescore"}))
         .await;
     assert!(err.is_err());
+}
+
+/// A line as CloudWatch reads embedded metric format: `_aws` with a millisecond timestamp and
+/// metric directives; every dimension and metric named there is a root member, metrics numbers.
+fn assert_emf(line: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"));
+    assert!(v["_aws"]["Timestamp"].as_u64().is_some(), "{line}");
+    let directives = v["_aws"]["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics");
+    assert!(!directives.is_empty());
+    for d in directives {
+        assert_eq!(d["Namespace"], "Leadflow", "{line}");
+        for set in d["Dimensions"].as_array().expect("Dimensions") {
+            let set = set.as_array().expect("a dimension set");
+            assert!(!set.is_empty() && set.len() <= 30);
+            for dim in set {
+                assert!(
+                    v[dim.as_str().unwrap()].is_string(),
+                    "dimension {dim} at the root: {line}"
+                );
+            }
+        }
+        for m in d["Metrics"].as_array().expect("Metrics") {
+            assert!(
+                v[m["Name"].as_str().unwrap()].is_number(),
+                "metric {} at the root: {line}",
+                m["Name"]
+            );
+            assert_eq!(m["Unit"], "Count");
+        }
+    }
+    v
 }

@@ -460,3 +460,68 @@ fn next_monday_9am_tokyo() -> chrono::DateTime<chrono::Utc> {
         .unwrap()
         .with_timezone(&Utc)
 }
+
+/// The dashboard's body is JSON once CloudFormation substitutes it, graphs only metrics the
+/// functions print (or AWS's own), and every alarm notifies the optional topic.
+#[test]
+fn the_dashboard_graphs_what_the_functions_emit_and_every_alarm_can_notify() {
+    let text = std::fs::read_to_string(leadflow_local::workspace_root().join("template.yaml")).unwrap();
+    let t: Yaml = serde_yaml::from_str(&text).unwrap();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let body = match &resources[&Yaml::from("Dashboard")]["Properties"]["DashboardBody"] {
+        Yaml::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
+        other => panic!("DashboardBody is a !Sub: {other:?}"),
+    };
+    // ${…} as CloudFormation fills them.
+    let mut filled = String::new();
+    let mut rest = body.as_str();
+    while let Some(i) = rest.find("${") {
+        filled.push_str(&rest[..i]);
+        let end = rest[i..].find('}').unwrap();
+        filled.push('x');
+        rest = &rest[i + end + 1..];
+    }
+    filled.push_str(rest);
+    let dashboard: Value = serde_json::from_str(&filled).unwrap_or_else(|e| panic!("{e}: {filled}"));
+    let sources = ["functions", "shared/aws/src"]
+        .iter()
+        .map(|p| leadflow_local::workspace_root().join(p))
+        .flat_map(|d| walk(&d))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<String>();
+    let mut graphed = 0;
+    for w in dashboard["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            if m[0] == "Leadflow" {
+                let name = m[1].as_str().unwrap();
+                assert!(sources.contains(&format!("\"{name}\"")), "no function emits {name}");
+                graphed += 1;
+            }
+        }
+    }
+    assert!(graphed >= 10, "{graphed}");
+    let mut alarms = 0;
+    for (name, r) in resources {
+        if r["Type"] == "AWS::CloudWatch::Alarm" {
+            alarms += 1;
+            assert!(
+                !r["Properties"]["AlarmActions"].is_null(),
+                "{name:?} notifies AlarmTopicArn when one is given"
+            );
+        }
+    }
+    assert!(alarms >= 9);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use leadflow_aws::metrics::Record;
 use serde_json::{json, Value};
 
 use leadflow_aws::catalog::{DynamoForms, DynamoSites};
@@ -92,6 +93,26 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> 
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// The submission's outcome as a metric: accepted, replayed, or refused and why (spam counts as
+/// refused, although its sender is answered as if accepted).
+fn submission_metrics(outcome: &Result<IntakeOutcome, IntakeError>) -> Record {
+    let record = Record::new("intake");
+    match outcome {
+        Ok(IntakeOutcome::Accepted { replayed: true, .. }) => record.count("SubmissionsReplayed", 1),
+        Ok(IntakeOutcome::Accepted { .. }) => record.count("SubmissionsAccepted", 1),
+        Ok(IntakeOutcome::Spam { .. }) => record.by("Reason", "spam").count("SubmissionsRefused", 1),
+        Err(e) => {
+            let reason = match e {
+                IntakeError::Invalid(_) => "validation_failed",
+                IntakeError::IdempotencyKeyReused => "idempotency_key_reused",
+                IntakeError::Busy => "busy",
+                IntakeError::Store(_) => "store_unavailable",
+            };
+            record.by("Reason", reason).count("SubmissionsRefused", 1)
+        }
+    }
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
@@ -308,6 +329,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned()),
         };
         let outcome = self.service.submit(form, &raw, &meta).await;
+        submission_metrics(&outcome).emit();
         let redirects = form.redirect.as_ref().filter(|_| html);
         match outcome {
             Ok(IntakeOutcome::Accepted {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use leadflow_aws::catalog::{DynamoProcessConfig, DynamoScoringConfig, CONFIG_CACHE_TTL};
 use leadflow_aws::config::{Clients, Env, MissingEnv};
 use leadflow_aws::intake::DynamoIntake;
+use leadflow_aws::metrics::Record;
 use leadflow_aws::process::DynamoProcess;
 use leadflow_aws::ses::SesMailer;
 use leadflow_aws::sqs::SqsQueue;
@@ -367,9 +368,27 @@ where
         }
         if let Some(which) = event.get("routine") {
             let report = self.routine(which.as_str().unwrap_or("daily")).await?;
+            Record::new("process")
+                .count("RoutineListed", report.listed)
+                .count("RoutineNewMembers", report.new_members)
+                .count("RoutineUnfollowed", report.unfollowed)
+                .count("RoutineEmails", report.emails)
+                .emit();
             return serde_json::to_value(report).map_err(ProcessError::Response);
         }
         let report = self.run().await?;
+        Record::new("process")
+            .count("LeadsProcessed", report.leads)
+            .count("StageMoves", report.moves)
+            .count("EmailsSent", report.emails)
+            .count("HandOffs", report.handoffs)
+            .count("SlaReminders", report.reminders)
+            .count("SlaEscalations", report.escalations)
+            .count("LeadsHeld", report.held)
+            .count("LeadsFailed", report.failed)
+            .count("RunsOutOfTime", usize::from(report.out_of_time))
+            .count("RunsThrottled", usize::from(report.throttled))
+            .emit();
         serde_json::to_value(report).map_err(ProcessError::Response)
     }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use leadflow_aws::catalog::{DynamoScoringConfig, CONFIG_CACHE_TTL};
 use leadflow_aws::config::{Clients, Env, MissingEnv};
+use leadflow_aws::metrics::Record;
 use leadflow_aws::scoring::DynamoScoring;
 use leadflow_aws::ses_events::parse_ses;
 use leadflow_domain::engagement::{SesEngagement, SesEvent};
@@ -205,6 +206,14 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
             "scoring batch done"
         );
         failed.extend(report.failed);
+        Record::new("scoring")
+            .count("InteractionsScored", report.scored)
+            .count("DuplicateDeliveries", report.duplicates)
+            .count("InteractionsDropped", report.dropped)
+            .count("WriteConflicts", report.conflicts)
+            .count("AnonymousLinked", report.linked)
+            .count("BatchItemFailures", failed.len())
+            .emit();
         response(failed)
     }
 
@@ -233,6 +242,7 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
                     rescored = report.rescored,
                     "re-scoring pass done"
                 );
+                rescore_metrics(mode, &report).emit();
                 return Ok(report);
             }
         }
@@ -249,6 +259,7 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
         }
         self.store.save_stale_cursor(cursor.as_deref()).await?;
         report.stale_pending = cursor.is_some();
+        rescore_metrics(mode, &report).emit();
         tracing::info!(
             mode,
             examined = report.examined,
@@ -292,6 +303,13 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
         }
         Ok(())
     }
+}
+
+fn rescore_metrics(mode: &str, report: &RescoreReport) -> Record {
+    Record::new("scoring")
+        .by("Pass", mode)
+        .count("LeadsExamined", report.examined)
+        .count("LeadsRescored", report.rescored)
 }
 
 fn response(failed: Vec<String>) -> SqsBatchResponse {

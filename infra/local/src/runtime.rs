@@ -43,7 +43,12 @@ pub struct Function {
     state: Arc<State>,
     child: Child,
     pub timeout: Duration,
+    /// The newest metric lines (EMF) the function printed, as CloudWatch Logs would take them.
+    metrics: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
+
+/// Metric lines kept per function (the newest).
+const METRIC_LINES: usize = 1000;
 
 /// Where the functions' binaries are: `LEADFLOW_BIN_DIR`, or the workspace's `target/debug`.
 pub fn bin_dir() -> PathBuf {
@@ -186,21 +191,46 @@ impl Function {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        if std::env::var_os("LEADFLOW_FUNCTION_LOGS").is_none() {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let echo = std::env::var_os("LEADFLOW_FUNCTION_LOGS").is_some();
+        cmd.stdout(Stdio::piped());
+        if !echo {
+            cmd.stderr(Stdio::null());
         }
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("{}: {e} (build the functions: cargo build --bins)", binary.display()),
             )
         })?;
+        // Standard output is the function's log stream: metric lines are kept, the rest echoed
+        // with LEADFLOW_FUNCTION_LOGS.
+        let metrics: Arc<Mutex<std::collections::VecDeque<String>>> = Arc::default();
+        if let Some(out) = child.stdout.take() {
+            let kept = metrics.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("\"_aws\"") {
+                        let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+                        if k.len() == METRIC_LINES {
+                            k.pop_front();
+                        }
+                        k.push_back(line.clone());
+                    }
+                    if echo {
+                        println!("{line}");
+                    }
+                }
+            });
+        }
         Ok(Function {
             name: name.to_owned(),
             queue,
             state,
             child,
             timeout,
+            metrics,
         })
     }
 
@@ -221,6 +251,16 @@ impl Function {
             Ok(Err(_)) => Err(format!("{} dropped the invocation", self.name)),
             Err(_) => Err(format!("{} timed out", self.name)),
         }
+    }
+
+    /// The metric lines (EMF) the function printed so far (the newest 1000).
+    pub fn metric_lines(&self) -> Vec<String> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Process start to its first request for work, once it has made it.

@@ -9,6 +9,7 @@ pub mod expr;
 pub mod intake;
 pub mod keys;
 pub mod lists;
+pub mod metrics;
 pub mod process;
 pub mod scoring;
 pub mod segments;
