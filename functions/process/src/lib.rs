@@ -335,7 +335,9 @@ where
             &view.segments,
             now,
         );
-        match self.store.move_lead(lead, &change, &upkeep).await {
+        let tally = leadflow_domain::report::Tally::new(now, leadflow_domain::report::Dims::of(&view.lead))
+            .moves(std::slice::from_ref(&change));
+        match self.store.move_lead(lead, &change, &upkeep, &tally).await {
             Ok(true) => json_response(
                 StatusCode::OK,
                 &json!({"lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),

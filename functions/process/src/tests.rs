@@ -55,7 +55,13 @@ impl LeadApiStore for Mem {
         Ok(self.views.lock().unwrap().get(&lead).cloned())
     }
 
-    async fn move_lead(&self, lead: LeadId, change: &StageChange, _: &Upkeep) -> Result<bool, StoreError> {
+    async fn move_lead(
+        &self,
+        lead: LeadId,
+        change: &StageChange,
+        _: &Upkeep,
+        _: &leadflow_domain::report::Tally,
+    ) -> Result<bool, StoreError> {
         let mut views = self.views.lock().unwrap();
         let v = views.get_mut(&lead).expect("known lead");
         if (v.lead.stage, v.lead.status) != (change.from, change.from_status) {

@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    activity_add, dlq_list, dlq_replay, import_contacts, lead_show, leads_export, list_add_named, list_create, list_ls,
-    list_name, list_remove, list_show, person_erase, person_export, render_explanation, render_lead, render_segment,
-    segment_explain, segment_ls, segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
+    activity_add, dlq_list, dlq_replay, funnel_csv, import_contacts, lead_show, leads_export, list_add_named,
+    list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_explanation,
+    render_funnel, render_lead, render_segment, report_funnel, segment_explain, segment_ls, segment_show, CsvEncoding,
+    ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -74,6 +75,11 @@ enum Command {
     Activity {
         #[command(subcommand)]
         action: ActivityAction,
+    },
+    /// Reports from the counters kept as the work happens.
+    Report {
+        #[command(subcommand)]
+        action: ReportAction,
     },
     /// Segments (config/segments/): which there are, and why a lead is or is not in one.
     Segment {
@@ -243,6 +249,35 @@ fn parse_date(d: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .and_then(|t| t.and_local_timezone(chrono_tz::Asia::Tokyo).single())
         .map(|t| t.with_timezone(&chrono::Utc))
         .ok_or_else(|| format!("--date takes RFC 3339 or YYYY-MM-DD, not {d:?}"))
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// The funnel of a date range (days in JST, both included): submissions, new contacts and
+    /// leads, MQL, sales-ready, SAL, hand-offs, converted, disqualified, and the rates between.
+    Funnel {
+        /// First day (YYYY-MM-DD); 29 days before --to by default.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day (YYYY-MM-DD); today in Japan by default.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// One row per campaign, source or form.
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV for Excel (UTF-8 with BOM).
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportBy {
+    Campaign,
+    Source,
+    Form,
 }
 
 #[derive(Subcommand)]
@@ -543,6 +578,37 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             let v = activity_add(&t, &who, request, &actor, at).await.map_err(s)?;
             println!("{v}");
+        }
+        Command::Report {
+            action:
+                ReportAction::Funnel {
+                    from,
+                    to,
+                    by,
+                    json,
+                    csv,
+                },
+        } => {
+            let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
+            let from = from.unwrap_or(to - chrono::Duration::days(29));
+            let by = by.map(|b| match b {
+                ReportBy::Campaign => leadflow_domain::report::By::Campaign,
+                ReportBy::Source => leadflow_domain::report::By::Source,
+                ReportBy::Form => leadflow_domain::report::By::Form,
+            });
+            let rows = report_funnel(&t, from, to, by).await.map_err(s)?;
+            if json {
+                let v = serde_json::json!({"from": from, "to": to, "rows": rows});
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else if csv {
+                use std::io::Write;
+                std::io::stdout()
+                    .write_all(&funnel_csv(&rows).map_err(s)?)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                println!("funnel {from} – {to} (JST)");
+                print!("{}", render_funnel(&rows));
+            }
         }
         Command::Segment { action } => match action {
             SegmentAction::Ls => {

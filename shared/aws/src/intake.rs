@@ -15,7 +15,7 @@ use leadflow_domain::records::{ContactId, Interaction, LeadId};
 
 use crate::keys::{self, sortable_time, Key, DUE_PK, DUE_SK, GSI1_PK, GSI1_SK, TTL};
 use crate::table::{
-    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Table, Update,
+    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Packed, Table, Update,
 };
 
 /// Intake's adapter: the records table.
@@ -323,11 +323,16 @@ impl IntakeStore for DynamoIntake {
     }
 
     async fn commit_many(&self, plans: &[IntakePlan]) -> Vec<Result<Commit, StoreError>> {
+        // The token makes the SDK's own retries of a transaction idempotent for ten minutes;
+        // the plans' counters on one item are merged in their transaction.
         let writes: Vec<_> = plans
             .iter()
             .map(|p| {
-                let token = p.interaction.interaction_id.to_string();
-                self.transaction_items(p).map(|items| (items, Some(token)))
+                Ok(Packed {
+                    items: self.transaction_items(p)?,
+                    counters: crate::counters::counters(&p.tally, &p.receipt.lead_id.to_string()),
+                    token: Some(p.interaction.interaction_id.to_string()),
+                })
             })
             .collect();
         self.table
@@ -339,17 +344,8 @@ impl IntakeStore for DynamoIntake {
     }
 
     async fn commit(&self, plan: &IntakePlan) -> Result<Commit, StoreError> {
-        let items = self.transaction_items(plan)?;
-        // The token makes the SDK's own retries of this call idempotent for ten minutes.
-        let outcome = self
-            .table
-            .transact(items, Some(plan.interaction.interaction_id.to_string()))
-            .await?;
-        Ok(if outcome.committed() {
-            Commit::Committed
-        } else {
-            Commit::Conflict
-        })
+        let mut one = self.commit_many(std::slice::from_ref(plan)).await;
+        one.pop().unwrap_or_else(|| Err(corrupt("no commit result")))
     }
 
     async fn store_spam(&self, spam: &SpamRecord) -> Result<(), StoreError> {

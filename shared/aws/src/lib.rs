@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod config;
 pub mod config_dir;
+pub mod counters;
 pub mod events;
 pub mod expr;
 pub mod intake;

@@ -94,6 +94,18 @@ impl DynamoProcess {
         lead_view(lead_item, contact_item).map(Some)
     }
 
+    /// A write's report counter (none when it counts nothing).
+    fn counter_items(
+        &self,
+        tally: &leadflow_domain::report::Tally,
+        lead: LeadId,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, StoreError> {
+        crate::counters::counters(tally, &lead.to_string())
+            .into_iter()
+            .map(|c| self.table.update_tx(c.key.clone(), c.update()))
+            .collect()
+    }
+
     fn history_items(
         &self,
         lead: LeadId,
@@ -121,7 +133,13 @@ impl LeadApiStore for DynamoProcess {
         self.with_contact(lead_item).await
     }
 
-    async fn move_lead(&self, lead: LeadId, change: &StageChange, upkeep: &Upkeep) -> Result<bool, StoreError> {
+    async fn move_lead(
+        &self,
+        lead: LeadId,
+        change: &StageChange,
+        upkeep: &Upkeep,
+        tally: &leadflow_domain::report::Tally,
+    ) -> Result<bool, StoreError> {
         let (dpk, dsk) = keys::lead_due(change.at, lead);
         let update = Update::new()
             .set("stage", to_av(&change.to)?)
@@ -140,6 +158,7 @@ impl LeadApiStore for DynamoProcess {
         let mut items = vec![self.table.update_tx(keys::lead(lead), update)?];
         items.extend(self.history_items(lead, std::slice::from_ref(change), change.at)?);
         items.extend(crate::segments::change_items(&self.table, upkeep)?);
+        items.extend(self.counter_items(tally, lead)?);
         Ok(self.table.transact(items, None).await?.committed())
     }
 
@@ -250,6 +269,7 @@ impl LeaseStore for DynamoProcess {
         let mut items = vec![self.table.update_tx(keys::lead(w.lead_id), update)?];
         items.extend(self.history_items(w.lead_id, &w.moves, w.now)?);
         items.extend(crate::segments::change_items(&self.table, &w.upkeep)?);
+        items.extend(self.counter_items(&w.tally, w.lead_id)?);
         if let Some(t) = &w.task {
             let mut item = record_item(t, keys::task(w.lead_id, &t.task_id), "task")?;
             let (dpk, dsk) = keys::task_due(t.due_at, w.lead_id, &t.task_id);

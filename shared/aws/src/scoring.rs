@@ -17,7 +17,8 @@ use leadflow_domain::scoring::service::{
 
 use crate::keys::{self, sortable_time, Index, DUE_PK, DUE_SK, TTL};
 use crate::table::{
-    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Query, Table, Update,
+    attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Packed, Query, Table,
+    Update,
 };
 
 #[derive(Clone)]
@@ -273,7 +274,11 @@ impl ScoringStore for DynamoScoring {
     }
 
     async fn commit(&self, w: &ScoreWrite) -> Result<ScoreCommit, StoreError> {
-        let (slots, items) = self.slots_and_items(w)?;
+        let (mut slots, mut items) = self.slots_and_items(w)?;
+        for c in crate::counters::counters(&w.tally, &w.lead_id.to_string()) {
+            items.push(self.table.update_tx(c.key.clone(), c.update())?);
+            slots.push(Slot::Other);
+        }
         let outcome = self.table.transact(items, None).await?;
         if outcome.committed() {
             return Ok(ScoreCommit::Committed);
@@ -298,7 +303,13 @@ impl ScoringStore for DynamoScoring {
     async fn commit_many(&self, writes: &[ScoreWrite]) -> Vec<bool> {
         let packed: Vec<_> = writes
             .iter()
-            .map(|w| self.slots_and_items(w).map(|(_, items)| (items, None)))
+            .map(|w| {
+                Ok(Packed {
+                    items: self.slots_and_items(w)?.1,
+                    counters: crate::counters::counters(&w.tally, &w.lead_id.to_string()),
+                    token: None,
+                })
+            })
             .collect();
         self.table
             .transact_packed(packed)

@@ -335,44 +335,66 @@ impl Table {
 
     /// Independent writes, each all-or-nothing, packed in order into as few transactions as
     /// hold them (100 actions each; a write is never split). Each write's token is used when
-    /// it opens a transaction. For each write: `Ok(true)` committed, `Ok(false)` the transaction
-    /// it was packed in was refused (none of it happened), `Err` it failed, could not be built
-    /// or does not fit one transaction.
+    /// it opens a transaction; its counters are merged with the transaction's other writes'
+    /// counters on the same item (a transaction may touch an item once). For each write:
+    /// `Ok(true)` committed, `Ok(false)` the transaction it was packed in was refused (none of
+    /// it happened), `Err` it failed, could not be built or does not fit one transaction.
     pub async fn transact_packed(
         &self,
-        writes: impl IntoIterator<Item = Result<(Vec<TransactWriteItem>, Option<String>), StoreError>>,
+        writes: impl IntoIterator<Item = Result<Packed, StoreError>>,
     ) -> Vec<Result<bool, StoreError>> {
         const MAX_ITEMS: usize = 100;
         let mut out = Vec::new();
         let mut packed: Vec<TransactWriteItem> = Vec::new();
+        let mut counters: Vec<Counter> = Vec::new();
         let mut members = 0;
         let mut token = None;
         for write in writes {
-            let fits = matches!(&write, Ok((items, _)) if packed.len() + items.len() <= MAX_ITEMS);
+            let fits = matches!(&write, Ok(w)
+                if packed.len() + counters.len() + w.items.len() + w.counters.len() <= MAX_ITEMS);
             if !fits && members > 0 {
-                let result = self.transact(std::mem::take(&mut packed), token.take()).await;
-                out.extend(std::iter::repeat_n(result.map(|o| o.committed()), members));
+                let result = self.flush(&mut packed, &mut counters, token.take()).await;
+                out.extend(std::iter::repeat_n(result, members));
                 members = 0;
             }
             match write {
                 Err(e) => out.push(Err(e)),
-                Ok((items, _)) if items.len() > MAX_ITEMS => {
+                Ok(w) if w.items.len() + w.counters.len() > MAX_ITEMS => {
                     out.push(Err(corrupt("a write holds more actions than one transaction")))
                 }
-                Ok((items, t)) => {
+                Ok(w) => {
                     if members == 0 {
-                        token = t;
+                        token = w.token;
                     }
-                    packed.extend(items);
+                    packed.extend(w.items);
+                    for c in w.counters {
+                        match counters.iter_mut().find(|k| k.key == c.key) {
+                            Some(k) => k.merge(&c),
+                            None => counters.push(c),
+                        }
+                    }
                     members += 1;
                 }
             }
         }
         if members > 0 {
-            let result = self.transact(packed, token).await;
-            out.extend(std::iter::repeat_n(result.map(|o| o.committed()), members));
+            let result = self.flush(&mut packed, &mut counters, token).await;
+            out.extend(std::iter::repeat_n(result, members));
         }
         out
+    }
+
+    async fn flush(
+        &self,
+        packed: &mut Vec<TransactWriteItem>,
+        counters: &mut Vec<Counter>,
+        token: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let mut items = std::mem::take(packed);
+        for c in std::mem::take(counters) {
+            items.push(self.update_tx(c.key.clone(), c.update())?);
+        }
+        Ok(self.transact(items, token).await?.committed())
     }
 
     /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
@@ -552,5 +574,44 @@ mod tests {
     fn transact_outcome() {
         let t = Transact::Cancelled(vec![false, true]);
         assert!(t.failed_at(1) && !t.failed_at(0) && !t.failed_at(5) && !t.committed());
+    }
+}
+
+/// One write for [`Table::transact_packed`]: its actions, its counters, its idempotency token.
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    pub items: Vec<TransactWriteItem>,
+    pub counters: Vec<Counter>,
+    pub token: Option<String>,
+}
+
+/// Numbers added to one item (`ADD`), with attributes it keeps (`SET`): two counters on the
+/// same item in one transaction are one update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counter {
+    pub key: Key,
+    pub adds: std::collections::BTreeMap<String, i64>,
+    pub sets: std::collections::BTreeMap<String, String>,
+}
+
+impl Counter {
+    pub fn merge(&mut self, other: &Counter) {
+        for (k, v) in &other.adds {
+            *self.adds.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.sets {
+            self.sets.insert(k.clone(), v.clone());
+        }
+    }
+
+    pub fn update(&self) -> Update {
+        let mut u = Update::new();
+        for (k, v) in &self.sets {
+            u = u.set(k, s(v.clone()));
+        }
+        for (k, v) in &self.adds {
+            u = u.add(k, *v);
+        }
+        u
     }
 }

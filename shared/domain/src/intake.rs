@@ -173,6 +173,9 @@ pub struct IntakePlan {
     /// The double-click marker; none when the form has no dedup window (an import).
     pub dedup: Option<ReceiptClaim>,
     pub idempotency: Option<ReceiptClaim>,
+    /// What the submission counts (report counters): one submission, and a new contact, lead
+    /// and inquiry when it makes them.
+    pub tally: crate::report::Tally,
 }
 
 impl IntakePlan {
@@ -471,6 +474,26 @@ pub fn decide(
             .collect(),
         lead: sub.custom.clone(),
     };
+    let dims = crate::report::Dims {
+        form: form.id.clone(),
+        campaign: form.campaign.clone().unwrap_or_else(|| "-".into()),
+        source: crate::segment::name_of(&form.source),
+    };
+    let created = |b: bool| i64::from(b);
+    let tally = crate::report::Tally::new(now, dims)
+        .add(crate::report::SUBMISSIONS, 1)
+        .add(
+            crate::report::NEW_CONTACTS,
+            created(matches!(contact, ContactWrite::Create { .. })),
+        )
+        .add(
+            crate::report::NEW_LEADS,
+            created(matches!(lead, LeadWrite::Create { .. })),
+        )
+        .add(
+            crate::report::stage_entered(Stage::Inquiry),
+            created(matches!(lead, LeadWrite::Create { .. })),
+        );
     Decision::Write(Box::new(IntakePlan {
         now,
         contact,
@@ -480,6 +503,7 @@ pub fn decide(
         receipt,
         dedup,
         idempotency,
+        tally,
     }))
 }
 

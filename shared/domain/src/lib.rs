@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod ports;
 pub mod process;
 pub mod records;
+pub mod report;
 pub mod scoring;
 pub mod segment;
 pub mod submission;

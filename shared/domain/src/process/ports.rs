@@ -31,6 +31,8 @@ pub struct LeadSave {
     pub next_due: Option<DateTime<Utc>>,
     /// The lead's segment memberships after the save.
     pub upkeep: crate::segment::Upkeep,
+    /// What the save counts for reports (stages entered, closed, hand-offs).
+    pub tally: crate::report::Tally,
     pub now: DateTime<Utc>,
 }
 
@@ -178,6 +180,7 @@ pub trait LeadApiStore: Send + Sync {
         lead: LeadId,
         change: &StageChange,
         upkeep: &crate::segment::Upkeep,
+        tally: &crate::report::Tally,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Keeps an activity with the lead; it stops the SLA timer. In the same write: the list
     /// changes its result asks for ([`Activity::list_changes`]), the lead's activity marks

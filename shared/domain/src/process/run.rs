@@ -483,6 +483,9 @@ async fn process_lead(
         &view.segments,
         cfg.now,
     );
+    let tally = crate::report::Tally::new(cfg.now, crate::report::Dims::of(&view.lead))
+        .moves(&p.moves)
+        .add(crate::report::HANDOFFS, i64::from(task.is_some()));
     store
         .save(&LeadSave {
             lead_id,
@@ -495,6 +498,7 @@ async fn process_lead(
             task,
             next_due,
             upkeep,
+            tally,
             now: cfg.now,
         })
         .await

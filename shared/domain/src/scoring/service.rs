@@ -75,6 +75,8 @@ pub struct ScoreWrite {
     pub suppress: Option<Suppression>,
     /// The lead's segment memberships after this write (what changed, and the next check).
     pub upkeep: Upkeep,
+    /// What the write counts for reports: the band entered, sales-ready.
+    pub tally: crate::report::Tally,
     pub now: DateTime<Utc>,
 }
 
@@ -429,6 +431,7 @@ async fn plan_lead<S: ScoringStore>(
     let reason = kinds.join(", ");
     let mut outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
     let upkeep = keep_segments(config, snapshot, &mut outcome, now);
+    let tally = tally(snapshot, &outcome, now);
     Ok(Some(ScoreWrite {
         lead_id,
         contact_id: snapshot.contact.contact_id,
@@ -438,6 +441,7 @@ async fn plan_lead<S: ScoringStore>(
         create,
         link,
         suppress,
+        tally,
         upkeep,
         now,
     }))
@@ -445,6 +449,20 @@ async fn plan_lead<S: ScoringStore>(
 
 /// The lead's segments re-evaluated with its new scores and interaction counts; the re-scoring
 /// pass is due no later than the moment a window next changes them.
+/// What a scoring write counts: the primary band entered, and sales-ready.
+fn tally(snapshot: &LeadSnapshot, outcome: &Outcome, now: DateTime<Utc>) -> crate::report::Tally {
+    let band = outcome
+        .scoring
+        .band
+        .as_deref()
+        .filter(|b| outcome.band_changed && !b.is_empty());
+    let mut t = crate::report::Tally::new(now, crate::report::Dims::of(&snapshot.lead));
+    if let Some(b) = band {
+        t = t.add(crate::report::band_entered(b), 1);
+    }
+    t.add(crate::report::SALES_READY, i64::from(outcome.became_sales_ready))
+}
+
 fn keep_segments(config: &ScoringConfig, snapshot: &LeadSnapshot, outcome: &mut Outcome, now: DateTime<Utc>) -> Upkeep {
     let facts = Facts {
         contact: &snapshot.contact,
@@ -533,6 +551,7 @@ async fn score_lead<S: ScoringStore>(
 pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &str, now: DateTime<Utc>) -> ScoreWrite {
     let mut outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &[], reason, now);
     let upkeep = keep_segments(config, snapshot, &mut outcome, now);
+    let tally = tally(snapshot, &outcome, now);
     ScoreWrite {
         lead_id: snapshot.lead_id,
         contact_id: snapshot.contact.contact_id,
@@ -542,6 +561,7 @@ pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &s
         create: vec![],
         link: None,
         suppress: None,
+        tally,
         upkeep,
         now,
     }

@@ -298,7 +298,7 @@ pub struct Facts<'a> {
 }
 
 /// A value's name as serde writes it (`sales_acceptance`, `web_meeting`, `>=`).
-fn name_of<T: Serialize>(v: &T) -> String {
+pub(crate) fn name_of<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).map(|v| text(&v)).unwrap_or_default()
 }
 

@@ -1,0 +1,81 @@
+//! Report counters in the records table: `COUNT#<day>#<shard>` / the dims (JSON), numbers added
+//! in the transaction of the effect they count. Eight shards a day (by lead id) keep one day's
+//! busiest counter from being one hot item.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use leadflow_domain::ports::StoreError;
+use leadflow_domain::report::{Dims, Tally};
+
+use crate::keys::{self, Index};
+use crate::table::{from_record, str_attr, Counter, Item, Query, Table};
+
+pub const COUNT_SHARDS: u32 = 8;
+
+fn partition(day: NaiveDate, shard: u32) -> String {
+    format!("COUNT#{day}#{shard}")
+}
+
+/// The counter a tally adds to (`shard_by`: the lead's id).
+pub fn counter(tally: &Tally, shard_by: &str) -> Counter {
+    let d = &tally.dims;
+    let sk = serde_json::json!([d.form, d.campaign, d.source]).to_string();
+    Counter {
+        key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
+        adds: tally.counts.clone(),
+        sets: BTreeMap::from([
+            ("type".to_owned(), "counter".to_owned()),
+            ("day".to_owned(), tally.day.to_string()),
+            ("form".to_owned(), d.form.clone()),
+            ("campaign".to_owned(), d.campaign.clone()),
+            ("source".to_owned(), d.source.clone()),
+        ]),
+    }
+}
+
+/// A tally's counter, none when it counts nothing.
+pub fn counters(tally: &Tally, shard_by: &str) -> Vec<Counter> {
+    if tally.is_empty() {
+        vec![]
+    } else {
+        vec![counter(tally, shard_by)]
+    }
+}
+
+/// Every counter of the days `from..=to` (8 Queries a day).
+pub async fn read(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<Tally>, StoreError> {
+    let mut out = Vec::new();
+    let mut day = from;
+    while day <= to {
+        for shard in 0..COUNT_SHARDS {
+            for item in table
+                .query(Query::partition(Index::Table, partition(day, shard)))
+                .await?
+            {
+                out.push(tally_of(day, &item)?);
+            }
+        }
+        day = day.succ_opt().unwrap_or(to + chrono::Duration::days(1));
+    }
+    Ok(out)
+}
+
+fn tally_of(day: NaiveDate, item: &Item) -> Result<Tally, StoreError> {
+    let dims = Dims {
+        form: str_attr(item, "form").unwrap_or_default().to_owned(),
+        campaign: str_attr(item, "campaign").unwrap_or_default().to_owned(),
+        source: str_attr(item, "source").unwrap_or_default().to_owned(),
+    };
+    let mut plain: serde_json::Value = from_record(item.clone())?;
+    let counts = plain
+        .as_object_mut()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Tally { day, dims, counts })
+}

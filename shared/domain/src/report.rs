@@ -1,0 +1,194 @@
+//! The funnel in numbers: counts kept as the work happens, per day (JST) and per form,
+//! campaign and source, each written in the transaction of the effect it counts (a submission,
+//! a stage move, a band change, a hand-off), so a count is exact under retries exactly when the
+//! effect is. Reports add the days up.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::records::{Lead, LeadStatus, Stage};
+
+/// Submissions (form posts and imported rows).
+pub const SUBMISSIONS: &str = "submissions";
+pub const NEW_CONTACTS: &str = "new_contacts";
+pub const NEW_LEADS: &str = "new_leads";
+pub const SALES_READY: &str = "sales_ready";
+pub const HANDOFFS: &str = "handoffs";
+pub const CONVERTED: &str = "converted";
+pub const DISQUALIFIED: &str = "disqualified";
+
+/// Leads entering a stage (`stage_sales_acceptance`).
+pub fn stage_entered(stage: Stage) -> String {
+    format!("stage_{}", crate::segment::name_of(&stage))
+}
+
+/// Leads whose primary band became `band` (`band_hot`).
+pub fn band_entered(band: &str) -> String {
+    format!("band_{band}")
+}
+
+/// What a count is counted by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dims {
+    pub form: String,
+    /// `-` without a campaign.
+    pub campaign: String,
+    pub source: String,
+}
+
+impl Dims {
+    pub fn of(lead: &Lead) -> Dims {
+        Dims {
+            form: lead.form_id.clone(),
+            campaign: lead.campaign.clone().unwrap_or_else(|| "-".into()),
+            source: crate::segment::name_of(&lead.source),
+        }
+    }
+}
+
+/// The day a count belongs to: the calendar day in Japan.
+pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&chrono_tz::Asia::Tokyo).date_naive()
+}
+
+/// Counts to add, for one day and one set of dims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub day: NaiveDate,
+    pub dims: Dims,
+    pub counts: BTreeMap<String, i64>,
+}
+
+impl Tally {
+    pub fn new(at: DateTime<Utc>, dims: Dims) -> Tally {
+        Tally {
+            day: day_of(at),
+            dims,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(mut self, metric: impl Into<String>, n: i64) -> Tally {
+        if n != 0 {
+            *self.counts.entry(metric.into()).or_default() += n;
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// What a set of stage moves counts: each stage entered, and the closing outcomes.
+    pub fn moves(mut self, moves: &[crate::process::stage::StageChange]) -> Tally {
+        for m in moves {
+            if m.to != m.from {
+                self = self.add(stage_entered(m.to), 1);
+            }
+            if m.to_status != m.from_status {
+                self = match m.to_status {
+                    LeadStatus::Converted => self.add(CONVERTED, 1),
+                    LeadStatus::Disqualified => self.add(DISQUALIFIED, 1),
+                    _ => self,
+                };
+            }
+        }
+        self
+    }
+}
+
+/// How a report groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    Campaign,
+    Source,
+    Form,
+}
+
+/// One row of the funnel: the counts and the conversion rates between its steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FunnelRow {
+    pub group: String,
+    pub counts: BTreeMap<String, i64>,
+    /// inquiry → MQL, MQL → SAL, SAL → converted (`None` with nothing to divide by).
+    pub rates: BTreeMap<String, Option<f64>>,
+}
+
+/// The funnel over stored counts: one row per group (or `all`), in group order.
+pub fn funnel(tallies: &[Tally], by: Option<By>) -> Vec<FunnelRow> {
+    let mut rows: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for t in tallies {
+        let group = match by {
+            None => "all".to_owned(),
+            Some(By::Campaign) => t.dims.campaign.clone(),
+            Some(By::Source) => t.dims.source.clone(),
+            Some(By::Form) => t.dims.form.clone(),
+        };
+        let row = rows.entry(group).or_default();
+        for (k, v) in &t.counts {
+            *row.entry(k.clone()).or_default() += v;
+        }
+    }
+    rows.into_iter()
+        .map(|(group, counts)| {
+            let c = |k: &str| counts.get(k).copied().unwrap_or(0);
+            let rate = |num: i64, den: i64| (den > 0).then(|| num as f64 / den as f64);
+            let inquiries = c(NEW_LEADS);
+            let mql = c(&stage_entered(Stage::AutomatedMarketingQualification));
+            let sal = c(&stage_entered(Stage::SalesAcceptance));
+            let rates = BTreeMap::from([
+                ("inquiry_to_mql".to_owned(), rate(mql, inquiries)),
+                ("mql_to_sal".to_owned(), rate(sal, mql)),
+                ("sal_to_converted".to_owned(), rate(c(CONVERTED), sal)),
+            ]);
+            FunnelRow { group, counts, rates }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn dims(campaign: &str) -> Dims {
+        Dims {
+            form: "demo".into(),
+            campaign: campaign.into(),
+            source: "web_form".into(),
+        }
+    }
+
+    #[test]
+    fn the_funnel_adds_days_up_by_group_with_rates() {
+        // 2026-11-23 23:30 JST is still the 23rd in Japan, 14:30 UTC.
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 14, 30, 0).unwrap();
+        assert_eq!(day_of(at).to_string(), "2026-11-23");
+        assert_eq!(day_of(at + chrono::Duration::hours(1)).to_string(), "2026-11-24");
+        let t = [
+            Tally::new(at, dims("Ebook"))
+                .add(NEW_LEADS, 4)
+                .add(stage_entered(Stage::AutomatedMarketingQualification), 4),
+            Tally::new(at, dims("Ebook"))
+                .add(stage_entered(Stage::SalesAcceptance), 1)
+                .add(CONVERTED, 1),
+            Tally::new(at, dims("Seminar")).add(NEW_LEADS, 2),
+        ];
+        let all = funnel(&t, None);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].counts[NEW_LEADS], 6);
+        assert_eq!(all[0].rates["inquiry_to_mql"], Some(4.0 / 6.0));
+        let by = funnel(&t, Some(By::Campaign));
+        assert_eq!(
+            by.iter().map(|r| r.group.as_str()).collect::<Vec<_>>(),
+            ["Ebook", "Seminar"]
+        );
+        assert_eq!(by[0].rates["mql_to_sal"], Some(0.25));
+        assert_eq!(by[0].rates["sal_to_converted"], Some(1.0));
+        assert_eq!(by[1].rates["mql_to_sal"], None, "nothing to divide by");
+        assert!(Tally::new(at, dims("x")).add(HANDOFFS, 0).is_empty());
+    }
+}
