@@ -63,6 +63,7 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         functions: functions.clone(),
         schedules: env.stack.template.schedules(),
         emulator: endpoint().to_owned(),
+        records: env.stack.table().unwrap(),
     });
     tokio::spawn(leadflow_local::server::serve(listener, front, std::future::pending()));
     // The page is served from a port of this test's own: let the demo form accept that origin.
@@ -259,6 +260,22 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         "the rendered email shows its headers"
     );
     assert!(email.contains("様"), "the salutation");
+    // The funnel page: the two people, counted as they went (two submissions, two new leads,
+    // both moved to MQL by the process run).
+    c.goto(&format!("{site}/_local/report")).await.unwrap();
+    let report = c.source().await.unwrap();
+    assert!(report.contains("ファネル / Funnel"), "{report}");
+    let all = report.split("<h2>").nth(1).unwrap();
+    assert!(
+        all.contains(
+            "<td>all</td><td class=\"n\">2</td><td class=\"n\">2</td><td class=\"n\">2</td><td class=\"n\">2</td>"
+        ) || all.contains("<td>all</td><td class=n>2</td><td class=n>2</td><td class=n>2</td><td class=n>2</td>"),
+        "{all}"
+    );
+    if let Ok(dir) = std::env::var("LEADFLOW_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("report.png"), png).unwrap();
+    }
     c.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profile);
 }

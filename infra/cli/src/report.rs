@@ -4,8 +4,7 @@
 use chrono::NaiveDate;
 
 use leadflow_aws::counters;
-use leadflow_domain::records::Stage;
-use leadflow_domain::report::{self, funnel, By, FunnelRow};
+use leadflow_domain::report::{funnel, funnel_columns, By, FunnelRow, RATES};
 
 use crate::{Error, Target};
 
@@ -25,27 +24,6 @@ pub async fn report_funnel(
     let tallies = counters::read(&t.records(), from, to).await?;
     Ok(funnel(&tallies, by))
 }
-
-/// The columns of the funnel, in funnel order: (header, counter).
-pub fn funnel_columns() -> Vec<(&'static str, String)> {
-    vec![
-        ("submissions", report::SUBMISSIONS.to_owned()),
-        ("new contacts", report::NEW_CONTACTS.to_owned()),
-        ("new leads", report::NEW_LEADS.to_owned()),
-        ("MQL", report::stage_entered(Stage::AutomatedMarketingQualification)),
-        ("sales-ready", report::SALES_READY.to_owned()),
-        ("SAL", report::stage_entered(Stage::SalesAcceptance)),
-        ("hand-offs", report::HANDOFFS.to_owned()),
-        ("converted", report::CONVERTED.to_owned()),
-        ("disqualified", report::DISQUALIFIED.to_owned()),
-    ]
-}
-
-const RATES: [(&str, &str); 3] = [
-    ("inquiry→MQL", "inquiry_to_mql"),
-    ("MQL→SAL", "mql_to_sal"),
-    ("SAL→won", "sal_to_converted"),
-];
 
 fn percent(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))

@@ -160,3 +160,51 @@ pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
         t = leadflow_domain::escape_html(&text)
     ))
 }
+
+/// The local report page: the funnel of the last 30 days (JST), all leads and by campaign and
+/// source, from the counters the functions keep (what `leadflow report funnel` prints).
+pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, String> {
+    use leadflow_domain::report::{day_of, funnel, funnel_columns, By, RATES};
+    let to = day_of(chrono::Utc::now());
+    let from = to - chrono::Duration::days(29);
+    let tallies = leadflow_aws::counters::read(records, from, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cols = funnel_columns();
+    let mut body = String::new();
+    for (title, by) in [
+        ("全体 / All", None),
+        ("キャンペーン別 / By campaign", Some(By::Campaign)),
+        ("流入元別 / By source", Some(By::Source)),
+    ] {
+        body.push_str(&format!("<h2>{title}</h2><table><tr><th>group</th>"));
+        for (h, _) in &cols {
+            body.push_str(&format!("<th>{h}</th>"));
+        }
+        for (h, _) in RATES {
+            body.push_str(&format!("<th>{h}</th>"));
+        }
+        body.push_str("</tr>");
+        for row in funnel(&tallies, by) {
+            body.push_str(&format!("<tr><td>{}</td>", leadflow_domain::escape_html(&row.group)));
+            for (_, k) in &cols {
+                body.push_str(&format!("<td class=n>{}</td>", row.counts.get(k).copied().unwrap_or(0)));
+            }
+            for (_, k) in RATES {
+                let rate = row.rates.get(k).copied().flatten();
+                body.push_str(&format!(
+                    "<td class=n>{}</td>",
+                    rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+                ));
+            }
+            body.push_str("</tr>");
+        }
+        body.push_str("</table>");
+    }
+    Ok(format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow report</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse;margin-bottom:1rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.9rem}}td.n{{text-align:right}}</style></head><body>
+<h1>ファネル / Funnel {from} – {to} (JST)</h1>
+<p>Counted as the work happens (<code>leadflow report funnel</code>): submissions, new contacts and leads, stage entries, sales-ready, hand-offs, conversions. <a href="/_local/mailbox">mailbox</a></p>
+{body}</body></html>"#
+    ))
+}

@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         functions: functions.clone(),
         schedules: schedules.clone(),
         emulator: emulator.endpoint.clone(),
+        records: stack.table()?,
     });
     let mut tasks = Vec::new();
     // The SQS event source mappings: poll every second, as Lambda's pollers would.
@@ -78,6 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("leadflow is running locally");
     println!("  demo landing page   http://{addr}/");
     println!("  local mailbox       http://{addr}/_local/mailbox");
+    println!("  funnel report       http://{addr}/_local/report");
     println!("  intake API          http://{addr}/forms/demo/submissions");
     println!("  events API          http://{addr}/events  (site key pk_demo_site_2026)");
     for s in &schedules {

@@ -31,6 +31,8 @@ pub struct Front {
     pub schedules: Vec<Schedule>,
     /// The emulator, for the mailbox page.
     pub emulator: String,
+    /// The records table, for the report page.
+    pub records: leadflow_aws::table::Table,
 }
 
 fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -100,6 +102,12 @@ impl Front {
         if parts.method == hyper::Method::GET {
             if let Some(page) = crate::demo::page(path, query) {
                 return plain(StatusCode::OK, "text/html; charset=utf-8", page);
+            }
+            if path == "/_local/report" {
+                return match crate::demo::report(&self.records).await {
+                    Ok(page) => plain(StatusCode::OK, "text/html; charset=utf-8", page),
+                    Err(e) => plain(StatusCode::BAD_GATEWAY, "text/plain", e),
+                };
             }
             if path == "/_local/mailbox" || path.starts_with("/_local/mailbox/") {
                 return match crate::demo::mailbox(

@@ -149,6 +149,28 @@ pub fn funnel(tallies: &[Tally], by: Option<By>) -> Vec<FunnelRow> {
         .collect()
 }
 
+/// The columns of a funnel table, in funnel order: (header, counter).
+pub fn funnel_columns() -> Vec<(&'static str, String)> {
+    vec![
+        ("submissions", SUBMISSIONS.to_owned()),
+        ("new contacts", NEW_CONTACTS.to_owned()),
+        ("new leads", NEW_LEADS.to_owned()),
+        ("MQL", stage_entered(Stage::AutomatedMarketingQualification)),
+        ("sales-ready", SALES_READY.to_owned()),
+        ("SAL", stage_entered(Stage::SalesAcceptance)),
+        ("hand-offs", HANDOFFS.to_owned()),
+        ("converted", CONVERTED.to_owned()),
+        ("disqualified", DISQUALIFIED.to_owned()),
+    ]
+}
+
+/// The rates of a funnel table: (header, rate).
+pub const RATES: [(&str, &str); 3] = [
+    ("inquiry→MQL", "inquiry_to_mql"),
+    ("MQL→SAL", "mql_to_sal"),
+    ("SAL→won", "sal_to_converted"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
