@@ -826,3 +826,35 @@ async fn activity_add_records_a_call_by_a_configured_owner_on_the_given_day() {
     );
     assert!(ja.status.success(), "{}", String::from_utf8_lossy(&ja.stderr));
 }
+
+/// An import's checkpoint only skips rows the target really holds: the same file imported into
+/// a new stack (a restarted local run) starts from the first row instead of "resuming" past
+/// rows that are not there.
+#[tokio::test]
+async fn a_checkpoint_of_another_target_does_not_skip_rows() {
+    let dir = tempdir("elsewhere");
+    let file = dir.join("people.csv");
+    std::fs::write(
+        &file,
+        "email,last_name\na@example.jp,一\nb@example.jp,二\nc@example.jp,三\n",
+    )
+    .unwrap();
+    let first = TestEnv::new().await;
+    let r = import_contacts(&target(&first), &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(r.created, 3);
+    let again = import_contacts(&target(&first), &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
+    assert_eq!((again.created, again.resumed_from), (0, 3), "the same target: resumed");
+    let second = TestEnv::new().await;
+    let r = import_contacts(&target(&second), &file, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.created, r.resumed_from),
+        (3, 0),
+        "another target: from the first row"
+    );
+}

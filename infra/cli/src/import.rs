@@ -274,6 +274,15 @@ pub async fn import_contacts(
         },
         _ => 0,
     };
+    let done = if done > 0 && !resumable(t, &form.id, &run_id, done).await? {
+        eprintln!(
+            "{}: the target holds none of the rows this import did before (a new local run, or more than a day ago): starting from the first row (rows already there are matched, not doubled)",
+            state_path.display()
+        );
+        0
+    } else {
+        done
+    };
     let (decoded, encoding) = open_decoded(file)?;
     let newlines = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut reader = csv::ReaderBuilder::new()
@@ -460,4 +469,21 @@ pub async fn import_contacts(
     }
     report.finished = true;
     Ok(report)
+}
+
+/// Whether the target still holds what an earlier run of this import did: the receipt of one
+/// of its first accepted rows (one GetItem each, at most five; receipts are kept 24 hours).
+async fn resumable(t: &Target, form_id: &str, run_id: &str, done: usize) -> Result<bool, Error> {
+    let table = t.records();
+    for row in (1..=done).take(5) {
+        let digest = leadflow_domain::intake::idempotency_digest(form_id, &format!("import:{run_id}:{row}"));
+        if table
+            .get(leadflow_aws::keys::idempotency_receipt(&digest))
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -233,6 +233,11 @@ fn digest(parts: &[&str]) -> String {
     crate::digest::fields_hex(parts)
 }
 
+/// A client's idempotency key as its receipt is stored: scoped to the form, hashed.
+pub fn idempotency_digest(form_id: &str, key: &str) -> String {
+    digest(&[form_id, key])
+}
+
 /// The digest an email address is found by in the spam kept for inspection (erasure).
 pub fn email_digest(email: &str) -> String {
     digest(&["email", &email.trim().to_lowercase()])
@@ -259,7 +264,7 @@ pub fn lookup_request(
     let lead_key = key_for(&form.lead_match, form, sub).map_err(missing)?;
     let fingerprint = sub.fingerprint(&form.id);
     let dedup_key = digest(&[&form.id, contact_key.as_str(), &fingerprint]);
-    let idempotency_key = meta.idempotency_key.as_deref().map(|k| digest(&[&form.id, k]));
+    let idempotency_key = meta.idempotency_key.as_deref().map(|k| idempotency_digest(&form.id, k));
     Ok(LookupRequest {
         contact_key,
         lead_key,
