@@ -439,3 +439,38 @@ async fn a_new_segment_is_backfilled_by_the_stale_pass() {
     let again = scoring.rescore("stale").await.unwrap();
     assert_eq!((again.rescored, again.stale_pending), (0, false), "{again:?}");
 }
+
+/// Activities recorded before leads kept activity marks are given to them by `segment marks`:
+/// a walk over the scored leads that writes only where the marks differ.
+#[tokio::test]
+async fn segment_marks_gives_older_activities_to_the_leads() {
+    use leadflow_aws::keys;
+    use leadflow_aws::table::{s, to_av, Condition};
+    let env = TestEnv::new().await;
+    let t = target(&env);
+    let r = env
+        .post_json("demo", &json!({"email": "old-call@example.jp", "last_name": "旧"}), &[])
+        .await;
+    let lead = leadflow_domain::records::LeadId::parse(r.body["lead_id"].as_str().unwrap()).unwrap();
+    env.run_scoring().await;
+    // An activity item as an earlier version wrote it: no marks on the lead.
+    let activity: leadflow_domain::process::activity::Activity = serde_json::from_value(json!({
+        "type": "phone", "result": "continue", "actor": "sato", "at": "2026-11-20T01:00:00Z"
+    }))
+    .unwrap();
+    let mut item = leadflow_aws::table::key_item(keys::activity(lead, activity.at));
+    item.insert("type".into(), s("activity"));
+    item.insert("activity".into(), to_av(&activity).unwrap());
+    let table = env.stack.table().unwrap();
+    table.put(item, Condition::none()).await.unwrap();
+    assert_eq!(leadflow_cli::segment_marks(&t).await.unwrap(), (1, 1));
+    let lead_item = table.get(keys::lead(lead)).await.unwrap().unwrap();
+    let (_, marks) = leadflow_aws::segments::lead_segments(&lead_item).unwrap();
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0].at, activity.at);
+    assert_eq!(
+        leadflow_cli::segment_marks(&t).await.unwrap(),
+        (1, 0),
+        "nothing left to write"
+    );
+}

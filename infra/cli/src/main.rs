@@ -10,8 +10,8 @@ use leadflow_aws::config_dir;
 use leadflow_cli::{
     activity_add, dlq_list, dlq_replay, funnel_csv, import_contacts, lead_show, leads_export, list_add_named,
     list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_explanation,
-    render_funnel, render_lead, render_segment, report_funnel, segment_explain, segment_ls, segment_show, CsvEncoding,
-    ExportFrom, ImportOptions, LeadFilter, Target,
+    render_funnel, render_lead, render_segment, report_funnel, segment_explain, segment_ls, segment_marks,
+    segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -307,6 +307,10 @@ enum SegmentAction {
         #[command(flatten)]
         to: ExportTo,
     },
+    /// Gives every scored lead the activity marks segments count, from its recorded
+    /// activities (once, for activities recorded before marks were kept); then run the scoring
+    /// function's stale pass to settle memberships.
+    Marks,
 }
 
 #[derive(Subcommand)]
@@ -611,6 +615,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Segment { action } => match action {
+            SegmentAction::Marks => {
+                let (examined, written) = segment_marks(&t).await.map_err(s)?;
+                println!("{examined} leads examined, {written} given their activity marks");
+            }
             SegmentAction::Ls => {
                 for seg in segment_ls(&t).await.map_err(s)? {
                     println!("{}\t{}\t{}", seg.def.id, seg.def.name, seg.def.expression);

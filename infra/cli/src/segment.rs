@@ -163,3 +163,52 @@ pub fn render_segment(v: &Value) -> String {
     }
     s
 }
+
+/// `segment marks`: gives every scored lead the activity marks segments count, from its
+/// recorded activities (for activities recorded before marks were kept). A walk over every
+/// scored lead, 50 a page (one Query of each lead's activities; a write only where the marks
+/// differ). Afterwards a stale re-scoring pass settles the memberships.
+pub async fn segment_marks(t: &Target) -> Result<(usize, usize), Error> {
+    use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
+    use leadflow_domain::segment::{ActivityMark, MAX_MARKS};
+    let table = t.records();
+    let schedule = leadflow_aws::scoring::DynamoScoring::new(table.clone());
+    let (mut examined, mut written) = (0, 0);
+    let mut cursor = None;
+    loop {
+        let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
+        for (lead, _) in &page.leads {
+            examined += 1;
+            let items = table
+                .query(Query::partition(Index::Table, keys::lead_partition(*lead)).begins_with(keys::ACTIVITY_PREFIX))
+                .await?;
+            let mut marks: Vec<ActivityMark> = items
+                .iter()
+                .filter_map(|i| {
+                    attr::<leadflow_domain::process::activity::Activity>(i, "activity")
+                        .ok()
+                        .flatten()
+                })
+                .map(|a| ActivityMark::from(&a))
+                .collect();
+            marks.sort_by_key(|m| m.at);
+            let excess = marks.len().saturating_sub(MAX_MARKS);
+            marks.drain(..excess);
+            let Some(item) = table.get(keys::lead(*lead)).await? else {
+                continue;
+            };
+            let (_, kept) = leadflow_aws::segments::lead_segments(&item)?;
+            if kept != marks {
+                let update = leadflow_aws::table::Update::new()
+                    .set(leadflow_aws::segments::MARKS_ATTR, leadflow_aws::table::to_av(&marks)?)
+                    .if_exists();
+                table.update(keys::lead(*lead), update).await?;
+                written += 1;
+            }
+        }
+        cursor = page.next;
+        if cursor.is_none() {
+            return Ok((examined, written));
+        }
+    }
+}

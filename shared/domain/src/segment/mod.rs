@@ -15,7 +15,9 @@ use serde_json::Value;
 
 pub use expr::Expr;
 pub use history::InteractionDays;
-pub use membership::{upkeep, with_mark, ActivityMark, MembershipChange, Memberships, SegmentMember, Upkeep};
+pub use membership::{
+    upkeep, with_mark, ActivityMark, MembershipChange, Memberships, SegmentMember, Upkeep, MAX_MARKS,
+};
 
 use crate::records::{Contact, Lead};
 use crate::scoring::lead::LeadScoring;
