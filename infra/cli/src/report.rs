@@ -1,5 +1,5 @@
 //! `report funnel`: the counters of a date range (JST days) added up, by campaign, source or
-//! form, with conversion rates. 8 Queries a day, never a Scan.
+//! form, with conversion rates. 16 Queries a day, never a Scan.
 
 use chrono::NaiveDate;
 

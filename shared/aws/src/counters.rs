@@ -1,5 +1,5 @@
 //! Report counters in the records table: `COUNT#<day>#<shard>` / the dims (JSON), numbers added
-//! in the transaction of the effect they count. Eight shards a day (by lead id) keep one day's
+//! in the transaction of the effect they count. Sixteen shards a day (by lead id) keep one day's
 //! busiest counter from being one hot item.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use leadflow_domain::report::{Dims, Tally};
 use crate::keys::{self, Index};
 use crate::table::{from_record, str_attr, Counter, Item, Query, Table};
 
-pub const COUNT_SHARDS: u32 = 8;
+pub const COUNT_SHARDS: u32 = 16;
 
 fn partition(day: NaiveDate, shard: u32) -> String {
     format!("COUNT#{day}#{shard}")
@@ -44,7 +44,7 @@ pub fn counters(tally: &Tally, shard_by: &str) -> Vec<Counter> {
     }
 }
 
-/// Every counter of the days `from..=to` (8 Queries a day).
+/// Every counter of the days `from..=to` (16 Queries a day).
 pub async fn read(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<Tally>, StoreError> {
     let mut out = Vec::new();
     let mut day = from;
