@@ -504,3 +504,17 @@ pub fn weekday_10am_tokyo() -> chrono::DateTime<chrono::Utc> {
         day += Duration::days(1);
     }
 }
+
+/// An SES event as SNS delivers it to the engagement queue (no raw message delivery).
+pub fn ses_event(event_type: &str, message_id: &str, detail: Value) -> String {
+    let mut event = serde_json::json!({
+        "eventType": event_type,
+        "mail": {"timestamp": chrono::Utc::now().to_rfc3339(), "source": "news@example.jp", "messageId": message_id,
+                  "destination": ["someone@example.jp"], "tags": {"ses:configuration-set": ["leadflow-nurture"]}}
+    });
+    let key = event_type.to_lowercase();
+    event[key] = detail;
+    serde_json::json!({"Type": "Notification", "MessageId": uuid::Uuid::new_v4().to_string(), "TopicArn": "arn:aws:sns:us-east-1:123456789012:engagement",
+           "Message": event.to_string(), "Timestamp": chrono::Utc::now().to_rfc3339()})
+    .to_string()
+}

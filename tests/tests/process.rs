@@ -737,3 +737,87 @@ async fn two_activities_in_the_same_millisecond_are_both_kept() {
         .count();
     assert_eq!(kept, 2);
 }
+
+/// The email report, counted as SES reports: two nurture emails sent, both delivered, one
+/// opened twice and clicked (one unique open, one click), the other bounced; every event
+/// delivered twice changes nothing.
+#[tokio::test]
+async fn the_email_report_counts_sends_deliveries_unique_opens_clicks_and_bounces_once() {
+    use leadflow_tests::ses_event;
+    let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
+    env.process.clock = t0;
+    lead(&env, person("rep-a@example.jp", json!({}))).await;
+    lead(&env, person("rep-b@example.jp", json!({}))).await;
+    env.run_scoring().await;
+    let run = env.process.run().await.unwrap();
+    assert_eq!(run.emails, 2, "{run:?}");
+    let a = emails_to("rep-a@example.jp").await[0].message_id.clone();
+    let b = emails_to("rep-b@example.jp").await[0].message_id.clone();
+    let at = |m: i64| (Utc::now() - Duration::minutes(m)).to_rfc3339();
+    let events = [
+        ses_event(
+            "Delivery",
+            &a,
+            json!({"timestamp": at(9), "recipients": ["rep-a@example.jp"]}),
+        ),
+        ses_event(
+            "Delivery",
+            &b,
+            json!({"timestamp": at(9), "recipients": ["rep-b@example.jp"]}),
+        ),
+        ses_event(
+            "Open",
+            &a,
+            json!({"timestamp": at(5), "userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"}),
+        ),
+        ses_event(
+            "Open",
+            &a,
+            json!({"timestamp": at(3), "userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"}),
+        ),
+        ses_event(
+            "Click",
+            &a,
+            json!({"timestamp": at(2), "link": "https://example.jp/p", "userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"}),
+        ),
+        ses_event(
+            "Bounce",
+            &b,
+            json!({"bounceType": "Permanent", "bounceSubType": "General", "timestamp": at(8), "bouncedRecipients": [{"emailAddress": "rep-b@example.jp"}], "feedbackId": "f"}),
+        ),
+    ];
+    for e in &events {
+        env.send_raw("EngagementQueue", e).await;
+        env.send_raw("EngagementQueue", e).await;
+    }
+    env.run_scoring().await;
+    // The second open, in a later batch: still one unique open.
+    env.send_raw(
+        "EngagementQueue",
+        &ses_event(
+            "Open",
+            &a,
+            json!({"timestamp": at(1), "userAgent": "Mozilla/5.0", "ipAddress": "192.0.2.1"}),
+        ),
+    )
+    .await;
+    env.run_scoring().await;
+    let today = leadflow_domain::report::day_of(Utc::now());
+    let from = leadflow_domain::report::day_of(t0()).min(today);
+    let to = leadflow_domain::report::day_of(t0()).max(today);
+    let rows = leadflow_cli::report_email(&env.cli_target(), from, to).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+    use leadflow_domain::report::{BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT};
+    assert_eq!(
+        (c(SENT), c(DELIVERED), c(OPENED), c(CLICKED), c(BOUNCED), c(COMPLAINED)),
+        (2, 2, 1, 1, 1, 0),
+        "{r:?}"
+    );
+    assert_eq!(r.rates["open"], Some(0.5));
+    assert_eq!(r.rates["bounce"], Some(0.5));
+    let text = leadflow_cli::render_email(&rows);
+    assert!(text.contains("50.0%"), "{text}");
+}

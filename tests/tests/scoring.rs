@@ -18,19 +18,7 @@ async fn submit(env: &TestEnv, body: Value) -> (String, String) {
     )
 }
 
-fn ses(event_type: &str, message_id: &str, detail: Value) -> String {
-    let mut event = json!({
-        "eventType": event_type,
-        "mail": {"timestamp": Utc::now().to_rfc3339(), "source": "news@example.jp", "messageId": message_id,
-                  "destination": ["someone@example.jp"], "tags": {"ses:configuration-set": ["leadflow-nurture"]}}
-    });
-    let key = event_type.to_lowercase();
-    event[key] = detail;
-    // As SNS delivers it to SQS (no raw message delivery).
-    json!({"Type": "Notification", "MessageId": uuid::Uuid::new_v4().to_string(), "TopicArn": "arn:aws:sns:us-east-1:123456789012:engagement",
-           "Message": event.to_string(), "Timestamp": Utc::now().to_rfc3339()})
-    .to_string()
-}
+use leadflow_tests::ses_event as ses;
 
 fn open(message_id: &str, n: u32) -> String {
     let at = (Utc::now() - Duration::minutes(i64::from(n))).to_rfc3339();

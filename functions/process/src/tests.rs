@@ -135,6 +135,7 @@ impl SendLedger for Mem {
         contact: Option<ContactId>,
         key: &str,
         message_id: &str,
+        _: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let whose = if contact.is_some() { "lead's" } else { "internal" };
         self.ledger

@@ -18,7 +18,7 @@ use leadflow_domain::message::InteractionMessage;
 use leadflow_domain::ports::StoreError;
 use leadflow_domain::records::{Interaction, Suppression};
 use leadflow_domain::scoring::service::{
-    rescore_write, score_batch, RescorePass, RescoreSchedule, ScoreCommit, ScoringConfigSource, ScoringStore,
+    rescore_write, score_batch, EmailRef, RescorePass, RescoreSchedule, ScoreCommit, ScoringConfigSource, ScoringStore,
     SentEmails, Work,
 };
 
@@ -169,16 +169,22 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
                 Ok(sent) => {
                     for (id, e) in ses {
                         match sent.get(&e.message_id) {
-                            Some((lead_id, contact_id)) => work.push(Work::Arriving {
+                            Some(email) => work.push(Work::Arriving {
                                 message_id: id,
+                                email: email.ledger_key.clone().map(|ledger_key| EmailRef {
+                                    ses_message_id: e.message_id.clone(),
+                                    ledger_key,
+                                    opened_before: email.opened,
+                                    clicked_before: email.clicked,
+                                }),
                                 suppress: e.suppress.clone().map(|reason| Suppression {
                                     reason,
                                     at: e.occurred_at,
                                 }),
                                 interaction: Interaction {
                                     interaction_id: e.interaction_id,
-                                    lead_id: *lead_id,
-                                    contact_id: *contact_id,
+                                    lead_id: email.lead_id,
+                                    contact_id: email.contact_id,
                                     kind: e.kind,
                                     occurred_at: e.occurred_at,
                                     properties: e.properties,

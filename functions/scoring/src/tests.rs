@@ -14,7 +14,7 @@ use leadflow_domain::records::{Contact, ContactId, Interaction, InteractionId, I
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::scoring::service::{
     LeadSnapshot, Loaded, RescorePage, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringConfigSource,
-    ScoringStore, SentEmails, StoredInteraction,
+    ScoringStore, SentEmail, SentEmails, StoredInteraction,
 };
 use leadflow_domain::scoring::ScoringConfig;
 
@@ -120,10 +120,21 @@ impl ScoringStore for Mem {
 }
 
 impl SentEmails for Mem {
-    async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, (LeadId, ContactId)>, StoreError> {
+    async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, SentEmail>, StoreError> {
         Ok(ids
             .iter()
-            .filter_map(|i| self.emails.get(i).map(|v| (i.clone(), *v)))
+            .filter_map(|i| {
+                self.emails.get(i).map(|(lead_id, contact_id)| {
+                    let email = SentEmail {
+                        lead_id: *lead_id,
+                        contact_id: *contact_id,
+                        ledger_key: None,
+                        opened: false,
+                        clicked: false,
+                    };
+                    (i.clone(), email)
+                })
+            })
             .collect())
     }
 }

@@ -9,9 +9,9 @@ use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
     activity_add, dlq_list, dlq_replay, funnel_csv, import_contacts, lead_show, leads_export, list_add_named,
-    list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_explanation,
-    render_funnel, render_lead, render_segment, report_funnel, segment_explain, segment_ls, segment_marks,
-    segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
+    list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
+    render_explanation, render_funnel, render_lead, render_segment, report_email, report_funnel, segment_explain,
+    segment_ls, segment_marks, segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -270,6 +270,16 @@ enum ReportAction {
         /// CSV for Excel (UTF-8 with BOM).
         #[arg(long)]
         csv: bool,
+    },
+    /// Marketing email per program and step: sent, delivered, unique opens and clicks, bounces,
+    /// complaints, and their rates (days in JST, both included).
+    Email {
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -612,6 +622,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 println!("funnel {from} – {to} (JST)");
                 print!("{}", render_funnel(&rows));
+            }
+        }
+        Command::Report {
+            action: ReportAction::Email { from, to, json },
+        } => {
+            let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
+            let from = from.unwrap_or(to - chrono::Duration::days(29));
+            let rows = report_email(&t, from, to).await.map_err(s)?;
+            if json {
+                let v = serde_json::json!({"from": from, "to": to, "rows": rows});
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!("email {from} – {to} (JST)");
+                print!("{}", render_email(&rows));
             }
         }
         Command::Segment { action } => match action {

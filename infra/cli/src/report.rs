@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use leadflow_aws::counters;
-use leadflow_domain::report::{funnel, funnel_columns, By, FunnelRow, RATES};
+use leadflow_domain::report::{email_report, funnel, funnel_columns, By, EmailRow, FunnelRow, RATES};
 
 use crate::{Error, Target};
 
@@ -98,4 +98,54 @@ pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
     let mut out = "\u{feff}".as_bytes().to_vec();
     out.extend(w.into_inner().map_err(|e| e.to_string())?);
     Ok(out)
+}
+
+/// The email report of the days `from..=to`: per program and step, sent, delivered, unique
+/// opens and clicks, bounces and complaints, with their rates.
+pub async fn report_email(t: &Target, from: NaiveDate, to: NaiveDate) -> Result<Vec<EmailRow>, Error> {
+    if to < from {
+        return Err(format!("--to {to} is before --from {from}").into());
+    }
+    Ok(email_report(&counters::read_email(&t.records(), from, to).await?))
+}
+
+/// The email report as a table people read.
+pub fn render_email(rows: &[EmailRow]) -> String {
+    use leadflow_domain::report::{BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT};
+    let mut out = format!(
+        "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7}\n",
+        "program:step",
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "complaint",
+        "delivery",
+        "open",
+        "click",
+        "bounce"
+    );
+    for r in rows {
+        let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
+        let p = |k: &str| percent(r.rates.get(k).copied().flatten());
+        out.push_str(&format!(
+            "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7}\n",
+            format!("{}:{}", r.program, r.step),
+            c(SENT),
+            c(DELIVERED),
+            c(OPENED),
+            c(CLICKED),
+            c(BOUNCED),
+            c(COMPLAINED),
+            p("delivery"),
+            p("open"),
+            p("click"),
+            p("bounce"),
+        ));
+    }
+    if rows.is_empty() {
+        out.push_str("(no marketing email in these days)\n");
+    }
+    out
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 
 use leadflow_domain::ports::StoreError;
-use leadflow_domain::report::{Dims, Tally};
+use leadflow_domain::report::{Dims, EmailDims, EmailTally, Tally};
 
 use crate::keys::{self, Index};
 use crate::table::{from_record, str_attr, Counter, Item, Query, Table};
@@ -35,6 +35,25 @@ pub fn counter(tally: &Tally, shard_by: &str) -> Counter {
     }
 }
 
+/// Email counters sort apart from the funnel's in a day's partitions.
+const EMAIL_PREFIX: &str = "EMAIL";
+
+/// The counter an email tally adds to.
+pub fn email_counter(tally: &EmailTally, shard_by: &str) -> Counter {
+    let d = &tally.dims;
+    let sk = format!("{EMAIL_PREFIX}{}", serde_json::json!([d.program, d.step]));
+    Counter {
+        key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
+        adds: tally.counts.clone(),
+        sets: BTreeMap::from([
+            ("type".to_owned(), "email_counter".to_owned()),
+            ("day".to_owned(), tally.day.to_string()),
+            ("program".to_owned(), d.program.clone()),
+            ("step".to_owned(), d.step.clone()),
+        ]),
+    }
+}
+
 /// A tally's counter, none when it counts nothing.
 pub fn counters(tally: &Tally, shard_by: &str) -> Vec<Counter> {
     if tally.is_empty() {
@@ -44,8 +63,8 @@ pub fn counters(tally: &Tally, shard_by: &str) -> Vec<Counter> {
     }
 }
 
-/// Every counter of the days `from..=to` (16 Queries a day).
-pub async fn read(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<Tally>, StoreError> {
+/// Every counter item of the days `from..=to` (16 Queries a day), with its day.
+async fn items(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<(NaiveDate, Item)>, StoreError> {
     let mut out = Vec::new();
     let mut day = from;
     while day <= to {
@@ -54,12 +73,58 @@ pub async fn read(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<T
                 .query(Query::partition(Index::Table, partition(day, shard)))
                 .await?
             {
-                out.push(tally_of(day, &item)?);
+                out.push((day, item));
             }
         }
         day = day.succ_opt().unwrap_or(to + chrono::Duration::days(1));
     }
     Ok(out)
+}
+
+fn is_email(item: &Item) -> bool {
+    str_attr(item, keys::SK).is_some_and(|sk| sk.starts_with(EMAIL_PREFIX))
+}
+
+/// The funnel counters of the days `from..=to`.
+pub async fn read(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<Tally>, StoreError> {
+    items(table, from, to)
+        .await?
+        .into_iter()
+        .filter(|(_, i)| !is_email(i))
+        .map(|(day, i)| tally_of(day, &i))
+        .collect()
+}
+
+/// The email counters of the days `from..=to`.
+pub async fn read_email(table: &Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<EmailTally>, StoreError> {
+    items(table, from, to)
+        .await?
+        .into_iter()
+        .filter(|(_, i)| is_email(i))
+        .map(|(day, i)| {
+            Ok(EmailTally {
+                day,
+                dims: EmailDims {
+                    program: str_attr(&i, "program").unwrap_or_default().to_owned(),
+                    step: str_attr(&i, "step").unwrap_or_default().to_owned(),
+                },
+                counts: numbers(&i)?,
+            })
+        })
+        .collect()
+}
+
+/// The item's number attributes: the counts.
+fn numbers(item: &Item) -> Result<BTreeMap<String, i64>, StoreError> {
+    let plain: serde_json::Value = from_record(item.clone())?;
+    Ok(plain
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn tally_of(day: NaiveDate, item: &Item) -> Result<Tally, StoreError> {
@@ -68,14 +133,9 @@ fn tally_of(day: NaiveDate, item: &Item) -> Result<Tally, StoreError> {
         campaign: str_attr(item, "campaign").unwrap_or_default().to_owned(),
         source: str_attr(item, "source").unwrap_or_default().to_owned(),
     };
-    let mut plain: serde_json::Value = from_record(item.clone())?;
-    let counts = plain
-        .as_object_mut()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Tally { day, dims, counts })
+    Ok(Tally {
+        day,
+        dims,
+        counts: numbers(item)?,
+    })
 }

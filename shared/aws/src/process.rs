@@ -322,6 +322,7 @@ impl SendLedger for DynamoProcess {
         contact: Option<ContactId>,
         key_name: &str,
         message_id: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut items = vec![self.table.update_tx(
             keys::send_ledger(lead, key_name),
@@ -331,6 +332,9 @@ impl SendLedger for DynamoProcess {
             let mut m = email_message_item(message_id, lead, contact);
             m.insert("ledger_key".into(), s(key_name));
             items.push(self.table.put_tx(m, Condition::none())?);
+            let sent = leadflow_domain::report::EmailTally::new(now, key_name).add(leadflow_domain::report::SENT, 1);
+            let c = crate::counters::email_counter(&sent, &lead.to_string());
+            items.push(self.table.update_tx(c.key.clone(), c.update())?);
         }
         self.table.transact(items, None).await?;
         Ok(())

@@ -11,8 +11,8 @@ use leadflow_domain::ports::StoreError;
 use leadflow_domain::records::{Contact, ContactId, Interaction, InteractionId, LeadId};
 use leadflow_domain::scoring::lead::LeadScoring;
 use leadflow_domain::scoring::service::{
-    LeadSnapshot, Loaded, RescorePage, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringStore, SentEmails,
-    StoredInteraction,
+    LeadSnapshot, Loaded, RescorePage, RescorePass, RescoreSchedule, ScoreCommit, ScoreWrite, ScoringStore, SentEmail,
+    SentEmails, StoredInteraction,
 };
 
 use crate::keys::{self, sortable_time, Index, DUE_PK, DUE_SK, TTL};
@@ -69,6 +69,20 @@ impl DynamoScoring {
         slots.push(Slot::Lead);
         for item in crate::segments::change_items(&self.table, &w.upkeep)? {
             items.push(item);
+            slots.push(Slot::Other);
+        }
+        for (id, opened, clicked) in &w.email_marks {
+            // Opened or clicked now: a later open or click of this email is not counted again.
+            let mut mark = Update::new();
+            if *opened {
+                mark = mark.set_if_absent("opened_at", s(sortable_time(w.now)));
+            }
+            if *clicked {
+                mark = mark.set_if_absent("clicked_at", s(sortable_time(w.now)));
+            }
+            // The item was read for this event (no condition: a vanished item must not fail
+            // the lead's scoring).
+            items.push(self.table.update_tx(keys::email_message(id), mark)?);
             slots.push(Slot::Other);
         }
         for id in &w.confirm {
@@ -132,6 +146,14 @@ impl DynamoScoring {
     }
 }
 
+/// A scoring write's report counters: the funnel's, and the email events'.
+fn write_counters(w: &ScoreWrite) -> Vec<crate::table::Counter> {
+    let by = w.lead_id.to_string();
+    let mut out = crate::counters::counters(&w.tally, &by);
+    out.extend(w.email_tallies.iter().map(|t| crate::counters::email_counter(t, &by)));
+    out
+}
+
 /// A lead's re-scoring entry: due (on the due index) when its scores or segments next change
 /// by time alone.
 pub(crate) fn rescore_item(lead: LeadId, contact: ContactId, at: Option<DateTime<Utc>>) -> Item {
@@ -149,14 +171,26 @@ pub(crate) fn rescore_item(lead: LeadId, contact: ContactId, at: Option<DateTime
 }
 
 impl SentEmails for DynamoScoring {
-    async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, (LeadId, ContactId)>, StoreError> {
+    async fn email_messages(&self, ids: &[String]) -> Result<HashMap<String, SentEmail>, StoreError> {
         let found = self
             .table
             .get_many(ids.iter().map(|i| keys::email_message(i)).collect())
             .await?;
         Ok(found
             .values()
-            .filter_map(|item| Some((str_attr(item, "message_id")?.to_owned(), lead_and_contact(item)?)))
+            .filter_map(|item| {
+                let (lead_id, contact_id) = lead_and_contact(item)?;
+                Some((
+                    str_attr(item, "message_id")?.to_owned(),
+                    SentEmail {
+                        lead_id,
+                        contact_id,
+                        ledger_key: str_attr(item, "ledger_key").map(str::to_owned),
+                        opened: item.contains_key("opened_at"),
+                        clicked: item.contains_key("clicked_at"),
+                    },
+                ))
+            })
             .collect())
     }
 }
@@ -275,7 +309,7 @@ impl ScoringStore for DynamoScoring {
 
     async fn commit(&self, w: &ScoreWrite) -> Result<ScoreCommit, StoreError> {
         let (mut slots, mut items) = self.slots_and_items(w)?;
-        for c in crate::counters::counters(&w.tally, &w.lead_id.to_string()) {
+        for c in write_counters(w) {
             items.push(self.table.update_tx(c.key.clone(), c.update())?);
             slots.push(Slot::Other);
         }
@@ -306,7 +340,7 @@ impl ScoringStore for DynamoScoring {
             .map(|w| {
                 Ok(Packed {
                     items: self.slots_and_items(w)?.1,
-                    counters: crate::counters::counters(&w.tally, &w.lead_id.to_string()),
+                    counters: write_counters(w),
                     token: None,
                 })
             })

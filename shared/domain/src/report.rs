@@ -171,6 +171,99 @@ pub const RATES: [(&str, &str); 3] = [
     ("SAL→won", "sal_to_converted"),
 ];
 
+/// Marketing email counts, per nurture program and step (the send ledger's key: `warm:1`,
+/// `rule:<id>`).
+pub const SENT: &str = "sent";
+pub const DELIVERED: &str = "delivered";
+/// Unique: a message's first open (and first click) only.
+pub const OPENED: &str = "opened";
+pub const CLICKED: &str = "clicked";
+pub const BOUNCED: &str = "bounced";
+pub const COMPLAINED: &str = "complained";
+
+/// What an email count is counted by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EmailDims {
+    pub program: String,
+    pub step: String,
+}
+
+impl EmailDims {
+    /// From a send ledger key: `warm:1` is program `warm`, step `1`; `rule:<id>` program `rule`.
+    pub fn of_ledger_key(key: &str) -> EmailDims {
+        let (program, step) = key.split_once(':').unwrap_or((key, "-"));
+        EmailDims {
+            program: program.to_owned(),
+            step: step.to_owned(),
+        }
+    }
+}
+
+/// Email counts to add, for one day, program and step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTally {
+    pub day: NaiveDate,
+    pub dims: EmailDims,
+    pub counts: BTreeMap<String, i64>,
+}
+
+impl EmailTally {
+    pub fn new(at: DateTime<Utc>, ledger_key: &str) -> EmailTally {
+        EmailTally {
+            day: day_of(at),
+            dims: EmailDims::of_ledger_key(ledger_key),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(mut self, metric: &str, n: i64) -> EmailTally {
+        if n != 0 {
+            *self.counts.entry(metric.to_owned()).or_default() += n;
+        }
+        self
+    }
+}
+
+/// One row of the email report: a program's step, its counts and rates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EmailRow {
+    pub program: String,
+    pub step: String,
+    pub counts: BTreeMap<String, i64>,
+    /// delivered, bounced and complained per sent; opened and clicked per delivered.
+    pub rates: BTreeMap<String, Option<f64>>,
+}
+
+/// The email report: one row per program and step, in order.
+pub fn email_report(tallies: &[EmailTally]) -> Vec<EmailRow> {
+    let mut rows: BTreeMap<EmailDims, BTreeMap<String, i64>> = BTreeMap::new();
+    for t in tallies {
+        let row = rows.entry(t.dims.clone()).or_default();
+        for (k, v) in &t.counts {
+            *row.entry(k.clone()).or_default() += v;
+        }
+    }
+    rows.into_iter()
+        .map(|(d, counts)| {
+            let c = |k: &str| counts.get(k).copied().unwrap_or(0);
+            let rate = |num: i64, den: i64| (den > 0).then(|| num as f64 / den as f64);
+            let rates = BTreeMap::from([
+                ("delivery".to_owned(), rate(c(DELIVERED), c(SENT))),
+                ("open".to_owned(), rate(c(OPENED), c(DELIVERED))),
+                ("click".to_owned(), rate(c(CLICKED), c(DELIVERED))),
+                ("bounce".to_owned(), rate(c(BOUNCED), c(SENT))),
+                ("complaint".to_owned(), rate(c(COMPLAINED), c(SENT))),
+            ]);
+            EmailRow {
+                program: d.program,
+                step: d.step,
+                counts,
+                rates,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,12 +103,15 @@ pub trait SendLedger: Send + Sync {
     /// The email went out. For marketing email to the lead's contact, its SES message id is
     /// recorded so engagement events score the lead; internal email (`None`) is never the
     /// lead's engagement.
+    /// SES took the email (`contact`: a marketing email to the lead's contact, counted in the
+    /// email report and mapped back for SES events).
     fn sent(
         &self,
         lead: LeadId,
         contact: Option<ContactId>,
         key: &str,
         message_id: &str,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// SES refused before sending (throttled): the claim is withdrawn so a later run sends it,
     /// and the frequency-cap slot the claim took is given back (`give_back`: the contact, the

@@ -267,7 +267,7 @@ async fn send_once(
     match mailer.send(raw, to.address, Some(lead), to.audience).await {
         Ok(id) => {
             store
-                .sent(lead, None, key, &id)
+                .sent(lead, None, key, &id, cfg.now)
                 .await
                 .map_err(|e| MailError::Unavailable(e.to_string()))?;
             Ok(true)
@@ -381,7 +381,7 @@ async fn process_lead(
                 match sent {
                     Ok(message_id) => {
                         store
-                            .sent(lead_id, Some(contact.contact_id), &email.key, &message_id)
+                            .sent(lead_id, Some(contact.contact_id), &email.key, &message_id, cfg.now)
                             .await?;
                         report.emails += 1;
                         nurture.failed_attempts = 0;

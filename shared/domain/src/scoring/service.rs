@@ -77,6 +77,10 @@ pub struct ScoreWrite {
     pub upkeep: Upkeep,
     /// What the write counts for reports: the band entered, sales-ready.
     pub tally: crate::report::Tally,
+    /// Email events counted (per program and step), and the emails now opened or clicked
+    /// (SES message id, opened, clicked) so a later open is not counted again.
+    pub email_tallies: Vec<crate::report::EmailTally>,
+    pub email_marks: Vec<(String, bool, bool)>,
     pub now: DateTime<Utc>,
 }
 
@@ -117,12 +121,33 @@ pub trait ScoringStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
 }
 
-/// SES's message ids → the lead and contact each email was sent for.
+/// A marketing email leadflow sent, as SES events find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEmail {
+    pub lead_id: LeadId,
+    pub contact_id: ContactId,
+    /// The send ledger key (`warm:1`): the program and step it counts under.
+    pub ledger_key: Option<String>,
+    /// Opened, clicked before (the email report counts unique opens and clicks).
+    pub opened: bool,
+    pub clicked: bool,
+}
+
+/// SES's message ids → the emails they are.
 pub trait SentEmails: Send + Sync {
     fn email_messages(
         &self,
         message_ids: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, (LeadId, ContactId)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<String, SentEmail>, StoreError>> + Send;
+}
+
+/// The email an SES event is about, for the email report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailRef {
+    pub ses_message_id: String,
+    pub ledger_key: String,
+    pub opened_before: bool,
+    pub clicked_before: bool,
 }
 
 /// Which leads a re-scoring pass takes.
@@ -174,6 +199,8 @@ pub enum Work {
         message_id: String,
         interaction: Interaction,
         suppress: Option<Suppression>,
+        /// The email it is about (SES events of marketing email).
+        email: Option<EmailRef>,
     },
 }
 
@@ -361,6 +388,7 @@ async fn plan_lead<S: ScoringStore>(
     let mut create = Vec::new();
     let mut suppress = None;
     let mut visitors = Vec::new();
+    let mut emails = EmailCounts::default();
     // Two copies of one interaction in a batch (at-least-once delivery, SNS retries, the
     // outbox relay) are one: a transaction may touch an item only once.
     let mut seen: HashSet<InteractionId> = HashSet::new();
@@ -384,10 +412,14 @@ async fn plan_lead<S: ScoringStore>(
             Work::Arriving {
                 interaction,
                 suppress: s,
+                email,
                 ..
             } => {
                 if seen.insert(interaction.interaction_id) && !done.contains(&interaction.interaction_id) {
                     create.push(interaction.clone());
+                    if let Some(e) = email {
+                        emails.count(e, &interaction.kind, now);
+                    }
                 }
                 if s.is_some() && snapshot.contact.suppressed.is_none() {
                     suppress = s.clone();
@@ -432,6 +464,7 @@ async fn plan_lead<S: ScoringStore>(
     let mut outcome = rescore(config, &snapshot.contact, &snapshot.scoring, &inputs, &reason, now);
     let upkeep = keep_segments(config, snapshot, &mut outcome, now);
     let tally = tally(snapshot, &outcome, now);
+    let (email_tallies, email_marks) = emails.into_parts();
     Ok(Some(ScoreWrite {
         lead_id,
         contact_id: snapshot.contact.contact_id,
@@ -442,6 +475,8 @@ async fn plan_lead<S: ScoringStore>(
         link,
         suppress,
         tally,
+        email_tallies,
+        email_marks,
         upkeep,
         now,
     }))
@@ -449,6 +484,56 @@ async fn plan_lead<S: ScoringStore>(
 
 /// The lead's segments re-evaluated with its new scores and interaction counts; the re-scoring
 /// pass is due no later than the moment a window next changes them.
+/// The email events of one lead's write: counts per ledger key, unique opens and clicks.
+#[derive(Default)]
+struct EmailCounts {
+    tallies: BTreeMap<String, crate::report::EmailTally>,
+    /// SES message id → (opened now or before, clicked now or before, changed by this write).
+    seen: BTreeMap<String, (bool, bool, bool)>,
+}
+
+impl EmailCounts {
+    fn count(&mut self, e: &EmailRef, kind: &crate::records::InteractionKind, now: DateTime<Utc>) {
+        use crate::records::InteractionKind as K;
+        use crate::report as r;
+        let state = self
+            .seen
+            .entry(e.ses_message_id.clone())
+            .or_insert((e.opened_before, e.clicked_before, false));
+        let metric = match kind {
+            K::EmailDelivered => Some(r::DELIVERED),
+            K::EmailBounced => Some(r::BOUNCED),
+            K::EmailComplained => Some(r::COMPLAINED),
+            K::EmailOpened if !state.0 => {
+                *state = (true, state.1, true);
+                Some(r::OPENED)
+            }
+            K::EmailClicked if !state.1 => {
+                *state = (state.0, true, true);
+                Some(r::CLICKED)
+            }
+            _ => None,
+        };
+        if let Some(m) = metric {
+            let t = self
+                .tallies
+                .remove(&e.ledger_key)
+                .unwrap_or_else(|| crate::report::EmailTally::new(now, &e.ledger_key));
+            self.tallies.insert(e.ledger_key.clone(), t.add(m, 1));
+        }
+    }
+
+    fn into_parts(self) -> (Vec<crate::report::EmailTally>, Vec<(String, bool, bool)>) {
+        let marks = self
+            .seen
+            .into_iter()
+            .filter(|(_, (_, _, changed))| *changed)
+            .map(|(id, (opened, clicked, _))| (id, opened, clicked))
+            .collect();
+        (self.tallies.into_values().collect(), marks)
+    }
+}
+
 /// What a scoring write counts: the primary band entered, and sales-ready.
 fn tally(snapshot: &LeadSnapshot, outcome: &Outcome, now: DateTime<Utc>) -> crate::report::Tally {
     let band = outcome
@@ -562,6 +647,8 @@ pub fn rescore_write(config: &ScoringConfig, snapshot: &LeadSnapshot, reason: &s
         link: None,
         suppress: None,
         tally,
+        email_tallies: vec![],
+        email_marks: vec![],
         upkeep,
         now,
     }
