@@ -272,6 +272,16 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         ) || all.contains("<td>all</td><td class=n>2</td><td class=n>2</td><td class=n>2</td><td class=n>2</td>"),
         "{all}"
     );
+    // The two nurture emails, sent under their program's first step.
+    let email = report.split("メール / Email").nth(1).expect("the email table");
+    let row = email.split("<tr>").nth(2).expect("a program's row");
+    // (the browser writes the attribute back quoted)
+    let cells: Vec<&str> = row
+        .split("<td class=\"n\">")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap())
+        .collect();
+    assert_eq!(cells.first(), Some(&"2"), "sent: {row}");
     if let Ok(dir) = std::env::var("LEADFLOW_SCREENSHOTS") {
         let png = c.screenshot().await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join("report.png"), png).unwrap();

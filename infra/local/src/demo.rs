@@ -201,6 +201,46 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         }
         body.push_str("</table>");
     }
+    // Marketing email, per program and step.
+    use leadflow_domain::report::{email_report, BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT};
+    let emails = leadflow_aws::counters::read_email(records, from, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    body.push_str("<h2>メール / Email</h2><table><tr><th>program:step</th>");
+    for h in [
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "complained",
+        "delivery",
+        "open",
+        "click",
+        "bounce",
+    ] {
+        body.push_str(&format!("<th>{h}</th>"));
+    }
+    body.push_str("</tr>");
+    for r in email_report(&emails) {
+        body.push_str(&format!(
+            "<tr><td>{}:{}</td>",
+            leadflow_domain::escape_html(&r.program),
+            leadflow_domain::escape_html(&r.step)
+        ));
+        for k in [SENT, DELIVERED, OPENED, CLICKED, BOUNCED, COMPLAINED] {
+            body.push_str(&format!("<td class=n>{}</td>", r.counts.get(k).copied().unwrap_or(0)));
+        }
+        for k in ["delivery", "open", "click", "bounce"] {
+            let rate = r.rates.get(k).copied().flatten();
+            body.push_str(&format!(
+                "<td class=n>{}</td>",
+                rate.map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
+            ));
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</table>");
     Ok(format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow report</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse;margin-bottom:1rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.9rem}}td.n{{text-align:right}}</style></head><body>
 <h1>ファネル / Funnel {from} – {to} (JST)</h1>
