@@ -115,6 +115,42 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
         .unwrap();
     assert_eq!(again, rows);
 
+    // Where the leads are now: running totals kept with every move.
+    let now = leadflow_cli::report_stages(&t, Some(By::Campaign)).await.unwrap();
+    let g = |group: &str, k: &str| {
+        now.iter()
+            .find(|(g, _)| g == group)
+            .and_then(|(_, v)| v.get(k).copied())
+            .unwrap_or(0)
+    };
+    let in_mql = report::in_stage(Stage::AutomatedMarketingQualification);
+    let in_sal = report::in_stage(Stage::SalesAcceptance);
+    assert_eq!((g("Ebook", &in_mql), g("Ebook", &in_sal)), (2, 1), "{now:?}");
+    assert_eq!((g("Seminar", &in_mql), g("Seminar", &in_sal)), (2, 0), "{now:?}");
+    assert_eq!(
+        g("Ebook", &report::in_stage(Stage::Inquiry)),
+        0,
+        "nobody left in Inquiry"
+    );
+    use leadflow_domain::records::LeadStatus;
+    assert_eq!(
+        (
+            g("Ebook", &report::in_status(LeadStatus::Open)),
+            g("Ebook", &report::in_status(LeadStatus::Converted))
+        ),
+        (2, 1)
+    );
+    assert_eq!(g("Seminar", &report::in_status(LeadStatus::Disqualified)), 1);
+    assert_eq!(
+        g("Ebook", &report::in_band("cold")) + g("Seminar", &report::in_band("cold")),
+        5
+    );
+    let text = leadflow_cli::render_stages(&now);
+    assert!(
+        text.contains("Ebook\n  stage   automated_marketing_qualification 2, sales_acceptance 1"),
+        "{text}"
+    );
+
     let all = report_funnel(&t, today, today, None).await.unwrap();
     let text = render_funnel(&all);
     assert!(text.lines().next().unwrap().starts_with("group"), "{text}");

@@ -10,8 +10,9 @@ use leadflow_aws::config_dir;
 use leadflow_cli::{
     activity_add, dlq_list, dlq_replay, funnel_csv, import_contacts, lead_show, leads_export, list_add_named,
     list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
-    render_explanation, render_funnel, render_lead, render_segment, report_email, report_funnel, segment_explain,
-    segment_ls, segment_marks, segment_show, CsvEncoding, ExportFrom, ImportOptions, LeadFilter, Target,
+    render_explanation, render_funnel, render_lead, render_segment, render_stages, report_email, report_funnel,
+    report_stages, segment_explain, segment_ls, segment_marks, segment_show, CsvEncoding, ExportFrom, ImportOptions,
+    LeadFilter, Target,
 };
 
 #[derive(Parser)]
@@ -270,6 +271,14 @@ enum ReportAction {
         /// CSV for Excel (UTF-8 with BOM).
         #[arg(long)]
         csv: bool,
+    },
+    /// How many leads are in each stage, status and band now (running totals kept with every
+    /// move; 16 Queries).
+    Stages {
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        #[arg(long)]
+        json: bool,
     },
     /// Marketing email per program and step: sent, delivered, unique opens and clicks, bounces,
     /// complaints, and their rates (days in JST, both included).
@@ -605,11 +614,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
             let from = from.unwrap_or(to - chrono::Duration::days(29));
-            let by = by.map(|b| match b {
-                ReportBy::Campaign => leadflow_domain::report::By::Campaign,
-                ReportBy::Source => leadflow_domain::report::By::Source,
-                ReportBy::Form => leadflow_domain::report::By::Form,
-            });
+            let by = by.map(report_by);
             let rows = report_funnel(&t, from, to, by).await.map_err(s)?;
             if json {
                 let v = serde_json::json!({"from": from, "to": to, "rows": rows});
@@ -622,6 +627,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 println!("funnel {from} – {to} (JST)");
                 print!("{}", render_funnel(&rows));
+            }
+        }
+        Command::Report {
+            action: ReportAction::Stages { by, json },
+        } => {
+            let rows = report_stages(&t, by.map(report_by)).await.map_err(s)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            } else {
+                print!("{}", render_stages(&rows));
             }
         }
         Command::Report {
@@ -759,4 +774,12 @@ async fn export_to(t: &Target, from: &ExportFrom, filter: &LeadFilter, to: &Expo
         .map_err(|e| e.to_string())?;
     eprintln!("{n} leads exported");
     Ok(())
+}
+
+fn report_by(b: ReportBy) -> leadflow_domain::report::By {
+    match b {
+        ReportBy::Campaign => leadflow_domain::report::By::Campaign,
+        ReportBy::Source => leadflow_domain::report::By::Source,
+        ReportBy::Form => leadflow_domain::report::By::Form,
+    }
 }

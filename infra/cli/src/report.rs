@@ -149,3 +149,33 @@ pub fn render_email(rows: &[EmailRow]) -> String {
     }
     out
 }
+
+/// `report stages`: how many leads are in each stage, status and band now, per group.
+pub async fn report_stages(
+    t: &Target,
+    by: Option<By>,
+) -> Result<Vec<(String, std::collections::BTreeMap<String, i64>)>, Error> {
+    let gauges = counters::read_gauges(&t.records()).await?;
+    Ok(leadflow_domain::report::stages_now(&gauges, by).into_iter().collect())
+}
+
+/// `report stages` as people read it: one block per group, a line per stage, status and band.
+pub fn render_stages(rows: &[(String, std::collections::BTreeMap<String, i64>)]) -> String {
+    let mut out = String::new();
+    for (group, values) in rows {
+        out.push_str(&format!("{group}\n"));
+        for (prefix, title) in [("in_stage_", "stage"), ("in_status_", "status"), ("in_band_", "band")] {
+            let parts: Vec<String> = values
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|name| format!("{name} {v}")))
+                .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("  {title:<7} {}\n", parts.join(", ")));
+            }
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("(no leads counted yet)\n");
+    }
+    out
+}

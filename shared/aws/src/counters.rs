@@ -23,6 +23,7 @@ pub fn counter(tally: &Tally, shard_by: &str) -> Counter {
     let d = &tally.dims;
     let sk = serde_json::json!([d.form, d.campaign, d.source]).to_string();
     Counter {
+        group: format!("COUNT#{}|{sk}", tally.day),
         key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
         adds: tally.counts.clone(),
         sets: BTreeMap::from([
@@ -43,6 +44,7 @@ pub fn email_counter(tally: &EmailTally, shard_by: &str) -> Counter {
     let d = &tally.dims;
     let sk = format!("{EMAIL_PREFIX}{}", serde_json::json!([d.program, d.step]));
     Counter {
+        group: format!("COUNT#{}|{sk}", tally.day),
         key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
         adds: tally.counts.clone(),
         sets: BTreeMap::from([
@@ -54,13 +56,46 @@ pub fn email_counter(tally: &EmailTally, shard_by: &str) -> Counter {
     }
 }
 
-/// A tally's counter, none when it counts nothing.
+/// The running totals (leads in each stage, band and status now), per dims, over all days.
+fn gauge_partition(shard: u32) -> String {
+    format!("GAUGE#{shard}")
+}
+
+/// A tally's counters: the day's counts and the running totals; none when it counts nothing.
 pub fn counters(tally: &Tally, shard_by: &str) -> Vec<Counter> {
-    if tally.is_empty() {
-        vec![]
-    } else {
-        vec![counter(tally, shard_by)]
+    let mut out = Vec::new();
+    if !tally.counts.is_empty() {
+        out.push(counter(tally, shard_by));
     }
+    if !tally.now.is_empty() {
+        let mut c = counter(tally, shard_by);
+        c.key.0 = gauge_partition(keys::shard_of(shard_by, COUNT_SHARDS));
+        c.group = format!("GAUGE|{}", c.key.1);
+        c.adds = tally.now.clone();
+        c.sets.remove("day");
+        c.sets.insert("type".into(), "gauge".into());
+        out.push(c);
+    }
+    out
+}
+
+/// Every running total, per dims (16 Queries).
+pub async fn read_gauges(table: &Table) -> Result<Vec<(Dims, BTreeMap<String, i64>)>, StoreError> {
+    let mut out = Vec::new();
+    for shard in 0..COUNT_SHARDS {
+        for item in table
+            .query(Query::partition(Index::Table, gauge_partition(shard)))
+            .await?
+        {
+            let dims = Dims {
+                form: str_attr(&item, "form").unwrap_or_default().to_owned(),
+                campaign: str_attr(&item, "campaign").unwrap_or_default().to_owned(),
+                source: str_attr(&item, "source").unwrap_or_default().to_owned(),
+            };
+            out.push((dims, numbers(&item)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Every counter item of the days `from..=to` (16 Queries a day), with its day.
@@ -137,5 +172,6 @@ fn tally_of(day: NaiveDate, item: &Item) -> Result<Tally, StoreError> {
         day,
         dims,
         counts: numbers(item)?,
+        now: BTreeMap::new(),
     })
 }

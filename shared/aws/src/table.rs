@@ -350,8 +350,11 @@ impl Table {
         let mut members = 0;
         let mut token = None;
         for write in writes {
-            let fits = matches!(&write, Ok(w)
-                if packed.len() + counters.len() + w.items.len() + w.counters.len() <= MAX_ITEMS);
+            // A write's counter that merges with one already packed takes no room.
+            let fits = matches!(&write, Ok(w) if {
+                let new = w.counters.iter().filter(|c| !counters.iter().any(|k| k.group == c.group)).count();
+                packed.len() + counters.len() + w.items.len() + new <= MAX_ITEMS
+            });
             if !fits && members > 0 {
                 let result = self.flush(&mut packed, &mut counters, token.take()).await;
                 out.extend(std::iter::repeat_n(result, members));
@@ -368,7 +371,7 @@ impl Table {
                     }
                     packed.extend(w.items);
                     for c in w.counters {
-                        match counters.iter_mut().find(|k| k.key == c.key) {
+                        match counters.iter_mut().find(|k| k.group == c.group) {
                             Some(k) => k.merge(&c),
                             None => counters.push(c),
                         }
@@ -585,11 +588,13 @@ pub struct Packed {
     pub token: Option<String>,
 }
 
-/// Numbers added to one item (`ADD`), with attributes it keeps (`SET`): two counters on the
-/// same item in one transaction are one update.
+/// Numbers added to one item (`ADD`), with attributes it keeps (`SET`). Counters of one
+/// `group` (the same count, whichever shard item holds it) packed in one transaction are one
+/// update, of the first one's item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Counter {
     pub key: Key,
+    pub group: String,
     pub adds: std::collections::BTreeMap<String, i64>,
     pub sets: std::collections::BTreeMap<String, String>,
 }

@@ -498,6 +498,14 @@ pub fn decide(
         .add(
             crate::report::stage_entered(Stage::Inquiry),
             created(matches!(lead, LeadWrite::Create { .. })),
+        )
+        .gauge(
+            crate::report::in_stage(Stage::Inquiry),
+            created(matches!(lead, LeadWrite::Create { .. })),
+        )
+        .gauge(
+            crate::report::in_status(LeadStatus::Open),
+            created(matches!(lead, LeadWrite::Create { .. })),
         );
     Decision::Write(Box::new(IntakePlan {
         now,

@@ -24,6 +24,44 @@ pub fn stage_entered(stage: Stage) -> String {
     format!("stage_{}", crate::segment::name_of(&stage))
 }
 
+/// Leads in a stage now (`in_stage_sales_acceptance`).
+pub fn in_stage(stage: Stage) -> String {
+    format!("in_stage_{}", crate::segment::name_of(&stage))
+}
+
+/// Leads with a status now (`in_status_open`).
+pub fn in_status(status: LeadStatus) -> String {
+    format!("in_status_{}", crate::segment::name_of(&status))
+}
+
+/// Leads in a band now (`in_band_hot`).
+pub fn in_band(band: &str) -> String {
+    format!("in_band_{band}")
+}
+
+/// How many leads are in each stage, band and status now: the running totals summed, one row
+/// per group.
+pub fn stages_now(gauges: &[(Dims, BTreeMap<String, i64>)], by: Option<By>) -> BTreeMap<String, BTreeMap<String, i64>> {
+    let mut rows: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (dims, values) in gauges {
+        let group = match by {
+            None => "all".to_owned(),
+            Some(By::Campaign) => dims.campaign.clone(),
+            Some(By::Source) => dims.source.clone(),
+            Some(By::Form) => dims.form.clone(),
+        };
+        let row = rows.entry(group).or_default();
+        for (k, v) in values {
+            *row.entry(k.clone()).or_default() += v;
+        }
+    }
+    // A stage everyone has left reads 0: not listed.
+    for row in rows.values_mut() {
+        row.retain(|_, v| *v != 0);
+    }
+    rows
+}
+
 /// Leads whose primary band became `band` (`band_hot`).
 pub fn band_entered(band: &str) -> String {
     format!("band_{band}")
@@ -59,6 +97,10 @@ pub struct Tally {
     pub day: NaiveDate,
     pub dims: Dims,
     pub counts: BTreeMap<String, i64>,
+    /// Changes to how many leads are in each stage, band and status now (`in_stage_inquiry`
+    /// +1, `in_band_cold` −1): running totals, kept apart from the day's counts.
+    #[serde(default)]
+    pub now: BTreeMap<String, i64>,
 }
 
 impl Tally {
@@ -67,7 +109,18 @@ impl Tally {
             day: day_of(at),
             dims,
             counts: BTreeMap::new(),
+            now: BTreeMap::new(),
         }
+    }
+
+    /// `n` more (or fewer) leads are in `what` now.
+    pub fn gauge(mut self, what: impl Into<String>, n: i64) -> Tally {
+        let e = self.now.entry(what.into()).or_default();
+        *e += n;
+        if *e == 0 {
+            self.now.retain(|_, v| *v != 0);
+        }
+        self
     }
 
     pub fn add(mut self, metric: impl Into<String>, n: i64) -> Tally {
@@ -78,14 +131,17 @@ impl Tally {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.counts.is_empty() && self.now.is_empty()
     }
 
     /// What a set of stage moves counts: each stage entered, and the closing outcomes.
     pub fn moves(mut self, moves: &[crate::process::stage::StageChange]) -> Tally {
         for m in moves {
             if m.to != m.from {
-                self = self.add(stage_entered(m.to), 1);
+                self = self
+                    .add(stage_entered(m.to), 1)
+                    .gauge(in_stage(m.from), -1)
+                    .gauge(in_stage(m.to), 1);
             }
             if m.to_status != m.from_status {
                 self = match m.to_status {
@@ -93,6 +149,9 @@ impl Tally {
                     LeadStatus::Disqualified => self.add(DISQUALIFIED, 1),
                     _ => self,
                 };
+                self = self
+                    .gauge(in_status(m.from_status), -1)
+                    .gauge(in_status(m.to_status), 1);
             }
         }
         self

@@ -543,7 +543,12 @@ fn tally(snapshot: &LeadSnapshot, outcome: &Outcome, now: DateTime<Utc>) -> crat
         .filter(|b| outcome.band_changed && !b.is_empty());
     let mut t = crate::report::Tally::new(now, crate::report::Dims::of(&snapshot.lead));
     if let Some(b) = band {
-        t = t.add(crate::report::band_entered(b), 1);
+        t = t
+            .add(crate::report::band_entered(b), 1)
+            .gauge(crate::report::in_band(b), 1);
+        if let Some(before) = snapshot.scoring.band.as_deref().filter(|b| !b.is_empty()) {
+            t = t.gauge(crate::report::in_band(before), -1);
+        }
     }
     t.add(crate::report::SALES_READY, i64::from(outcome.became_sales_ready))
 }
