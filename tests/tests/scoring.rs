@@ -881,7 +881,7 @@ async fn a_flood_of_public_events_cannot_buy_a_hand_off() {
 }
 
 /// A burst of one lead's events in one batch never makes a write larger than a transaction:
-/// the first 30 are scored, the rest go back to the queue (batch item failures) and are scored
+/// the first 20 are scored, the rest go back to the queue (batch item failures) and are scored
 /// with the next batch, each once.
 #[tokio::test]
 async fn a_burst_of_one_leads_events_is_scored_in_transactions_that_fit() {
@@ -911,7 +911,7 @@ async fn a_burst_of_one_leads_events_is_scored_in_transactions_that_fit() {
         .iter()
         .map(|f| f["itemIdentifier"].as_str().unwrap())
         .collect();
-    assert_eq!(failed.len(), 10, "{r}");
+    assert_eq!(failed.len(), 20, "{r}");
     // The queue delivers them again: scored then, and nothing twice.
     let again: Vec<(&str, &str)> = msgs.iter().filter(|(id, _)| failed.contains(id)).cloned().collect();
     let r = env.scoring.handle(sqs_event(&again)).await.unwrap();

@@ -106,6 +106,9 @@ pub async fn report_email(t: &Target, from: NaiveDate, to: NaiveDate) -> Result<
     if to < from {
         return Err(format!("--to {to} is before --from {from}").into());
     }
+    if (to - from).num_days() > 366 {
+        return Err("a report covers at most 366 days".into());
+    }
     Ok(email_report(&counters::read_email(&t.records(), from, to).await?))
 }
 

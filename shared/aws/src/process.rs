@@ -336,8 +336,17 @@ impl SendLedger for DynamoProcess {
             let c = crate::counters::email_counter(&sent, &lead.to_string());
             items.push(self.table.update_tx(c.key.clone(), c.update())?);
         }
-        self.table.transact(items, None).await?;
-        Ok(())
+        // The token makes the SDK's own retries idempotent (a lost reply does not count twice);
+        // a transaction cancelled by a concurrent one on the shared counter is tried again.
+        let token = leadflow_domain::digest::fields_hex(&["sent", message_id])[..32].to_owned();
+        for attempt in 0..5 {
+            let token = format!("{token}-{attempt}");
+            if self.table.transact(items.clone(), Some(token)).await?.committed() {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(StoreError::Unavailable("the sent record kept conflicting".into()))
     }
 
     async fn release(&self, lead: LeadId, key_name: &str, give_back: Option<SlotGiveBack>) -> Result<(), StoreError> {

@@ -73,13 +73,19 @@ impl DynamoScoring {
         }
         for (id, opened, clicked) in &w.email_marks {
             // Opened or clicked now: a later open or click of this email is not counted again.
+            // Only if still unmarked: another batch that counted this email's first open
+            // meanwhile refuses this write, and the lead is scored again with fresh marks.
             let mut mark = Update::new();
+            let mut unmarked = Vec::new();
             if *opened {
                 mark = mark.set_if_absent("opened_at", s(sortable_time(w.now)));
+                unmarked.push("attribute_not_exists({opened_at})");
             }
             if *clicked {
                 mark = mark.set_if_absent("clicked_at", s(sortable_time(w.now)));
+                unmarked.push("attribute_not_exists({clicked_at})");
             }
+            let mark = mark.when(&unmarked.join(" AND "), &[]);
             // The item was read for this event (no condition: a vanished item must not fail
             // the lead's scoring).
             items.push(self.table.update_tx(keys::email_message(id), mark)?);

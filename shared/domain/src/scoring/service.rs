@@ -20,13 +20,17 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// Leads scored at once within a batch.
 pub const CONCURRENCY: usize = 4;
 /// A lead's write fits one transaction (at most 100 items): the lead, up to `MAX_WORKS_PER_LEAD`
-/// interactions confirmed or stored, `MAX_LINK` anonymous ones linked (each stored and its
-/// visitor copy marked), the link, the re-scoring entry, the score history, a suppression, and
-/// up to `segment::MAX_CHANGES` membership changes (two items each): 96 at the most.
-pub const MAX_LINK: usize = 20;
+/// interactions confirmed or stored (20), `MAX_LINK` anonymous ones linked (each stored and its
+/// visitor copy marked: 30), the link, the re-scoring entry, the score history (2), a
+/// suppression, up to `segment::MAX_CHANGES` membership changes (two items each: 20), the report
+/// counters (2), and for at most `MAX_SES_PER_LEAD` SES events an email mark and an email
+/// counter each (20): 98 at the most.
+pub const MAX_LINK: usize = 15;
 /// Interactions of one lead taken from one batch; the rest go back to the queue and are
 /// scored with a later batch (a burst of one lead's events never makes an oversized write).
-pub const MAX_WORKS_PER_LEAD: usize = 30;
+pub const MAX_WORKS_PER_LEAD: usize = 20;
+/// Of those, SES events (each may add an email mark and an email counter).
+pub const MAX_SES_PER_LEAD: usize = 10;
 
 /// What scoring needs of a lead.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,10 +260,17 @@ pub async fn score_batch<S: ScoringStore>(
     }
     let mut report = BatchReport::default();
     for (_, works) in groups.values_mut() {
-        if works.len() > MAX_WORKS_PER_LEAD {
-            let later = works.split_off(MAX_WORKS_PER_LEAD);
-            report.failed.extend(later.iter().map(|w| w.message_id().to_owned()));
+        let (mut taken, mut ses) = (Vec::new(), 0);
+        for w in std::mem::take(works) {
+            let arriving = matches!(w, Work::Arriving { .. });
+            if taken.len() < MAX_WORKS_PER_LEAD && (!arriving || ses < MAX_SES_PER_LEAD) {
+                ses += usize::from(arriving);
+                taken.push(w);
+            } else {
+                report.failed.push(w.message_id().to_owned());
+            }
         }
+        *works = taken;
     }
     let leads: Vec<(LeadId, ContactId)> = groups.iter().map(|(l, (c, _))| (*l, *c)).collect();
     let stored: Vec<(LeadId, InteractionId)> = groups
@@ -418,7 +429,8 @@ async fn plan_lead<S: ScoringStore>(
                 if seen.insert(interaction.interaction_id) && !done.contains(&interaction.interaction_id) {
                     create.push(interaction.clone());
                     if let Some(e) = email {
-                        emails.count(e, &interaction.kind, now);
+                        // Counted on the day it happened, however late SES's event arrives.
+                        emails.count(e, &interaction.kind, interaction.occurred_at);
                     }
                 }
                 if s.is_some() && snapshot.contact.suppressed.is_none() {
