@@ -259,19 +259,6 @@ pub async fn score_batch<S: ScoringStore>(
         groups.entry(lead).or_insert_with(|| (contact, Vec::new())).1.push(w);
     }
     let mut report = BatchReport::default();
-    for (_, works) in groups.values_mut() {
-        let (mut taken, mut ses) = (Vec::new(), 0);
-        for w in std::mem::take(works) {
-            let arriving = matches!(w, Work::Arriving { .. });
-            if taken.len() < MAX_WORKS_PER_LEAD && (!arriving || ses < MAX_SES_PER_LEAD) {
-                ses += usize::from(arriving);
-                taken.push(w);
-            } else {
-                report.failed.push(w.message_id().to_owned());
-            }
-        }
-        *works = taken;
-    }
     let leads: Vec<(LeadId, ContactId)> = groups.iter().map(|(l, (c, _))| (*l, *c)).collect();
     let stored: Vec<(LeadId, InteractionId)> = groups
         .values()
@@ -297,6 +284,15 @@ pub async fn score_batch<S: ScoringStore>(
             return report;
         }
     };
+    // A lead's interactions beyond what one write holds are scored after its first write, in
+    // further writes of their own, one after the other (never handed back to the queue, where a
+    // burst would be received again and again).
+    let mut overflow: Vec<(LeadId, Vec<Work>)> = Vec::new();
+    for (lead_id, (_, works)) in groups.iter_mut() {
+        let mut chunks = chunks_that_fit(std::mem::take(works)).into_iter();
+        *works = chunks.next().unwrap_or_default();
+        overflow.extend(chunks.map(|c| (*lead_id, c)));
+    }
     let mut results: Vec<(Vec<String>, Result<GroupReport, StoreError>)> = Vec::new();
     // Each lead's first attempt, then one packed commit for all of them.
     let mut planned: Vec<(LeadId, Vec<Work>, GroupReport, ScoreWrite)> = Vec::new();
@@ -354,6 +350,10 @@ pub async fn score_batch<S: ScoringStore>(
         .collect()
         .await;
     results.extend(retried);
+    for (lead_id, works) in overflow {
+        let ids = works.iter().map(|w| w.message_id().to_owned()).collect();
+        results.push((ids, score_lead(store, config, lead_id, works, &loaded, now).await));
+    }
     for (ids, result) in results {
         match result {
             Ok(g) => {
@@ -370,6 +370,24 @@ pub async fn score_batch<S: ScoringStore>(
         }
     }
     report
+}
+
+/// A lead's work in pieces that each fit one write: at most `MAX_WORKS_PER_LEAD` interactions,
+/// of them at most `MAX_SES_PER_LEAD` SES events.
+fn chunks_that_fit(works: Vec<Work>) -> Vec<Vec<Work>> {
+    let mut chunks: Vec<(Vec<Work>, usize)> = Vec::new();
+    for w in works {
+        let arriving = usize::from(matches!(w, Work::Arriving { .. }));
+        let fits = |(c, ses): &(Vec<Work>, usize)| c.len() < MAX_WORKS_PER_LEAD && ses + arriving <= MAX_SES_PER_LEAD;
+        match chunks.iter_mut().find(|c| fits(c)) {
+            Some((c, ses)) => {
+                c.push(w);
+                *ses += arriving;
+            }
+            None => chunks.push((vec![w], arriving)),
+        }
+    }
+    chunks.into_iter().map(|(c, _)| c).collect()
 }
 
 /// What a committed write scored, into the lead's report.
