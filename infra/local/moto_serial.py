@@ -661,11 +661,16 @@ class _ParsedCondition:
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 
 
+@functools.lru_cache(maxsize=1024)
+def _placeholders(expr):
+    return frozenset(_PLACEHOLDER.findall(expr)) if expr else frozenset()
+
+
 def _condition_parser(expr, names, values):
     # Keyed by the names and values the condition uses: an update's values (often whole maps)
     # come in the same dictionary, and would make every key new and costly to build.
     try:
-        used = set(_PLACEHOLDER.findall(expr)) if expr else set()
+        used = _placeholders(expr)
         names = {k: v for k, v in (names or {}).items() if k in used}
         values = {k: v for k, v in (values or {}).items() if k in used}
         key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
