@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use leadflow_aws::counters;
-use leadflow_domain::report::{email_report, funnel, funnel_columns, By, EmailRow, FunnelRow, RATES};
+use leadflow_domain::report::{email_report, funnel, funnel_columns, percent, By, EmailRow, FunnelRow, RATES};
 
 use crate::{Error, Target};
 
@@ -23,10 +23,6 @@ pub async fn report_funnel(
     }
     let tallies = counters::read(&t.records(), from, to).await?;
     Ok(funnel(&tallies, by))
-}
-
-fn percent(r: Option<f64>) -> String {
-    r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
 /// The funnel as a table people read.

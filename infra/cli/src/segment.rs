@@ -43,22 +43,19 @@ pub async fn segment_explain(t: &Target, name: &str, who: &str, now: chrono::Dat
         if only.is_some_and(|o| o != lead_id) {
             continue;
         }
-        let items = table
-            .query(Query::partition(Index::Table, keys::lead_partition(lead_id)))
-            .await?;
-        let Some(lead_item) = items.iter().find(|i| str_attr(i, keys::SK) == Some("LEAD")) else {
+        let Some(lead_item) = table.get(keys::lead(lead_id)).await? else {
             continue;
         };
-        let lead: Lead = from_record(lead_item.clone())?;
-        let scoring: LeadScoring = attr(lead_item, "scoring")?.unwrap_or_default();
+        let scoring: LeadScoring = attr(&lead_item, "scoring")?.unwrap_or_default();
         // What the writers count: the marks kept on the lead (the newest activities).
-        let (_, activities) = leadflow_aws::segments::lead_segments(lead_item)?;
+        let (_, activities) = leadflow_aws::segments::lead_segments(&lead_item)?;
+        let lead: Lead = from_record(lead_item.clone())?;
         let facts = Facts {
             contact: &contact,
             lead: &lead,
             scoring: &scoring,
             grade: scoring.primary_grade(),
-            owner: str_attr(lead_item, "owner"),
+            owner: str_attr(&lead_item, "owner"),
             activities: &activities,
             now,
         };
@@ -170,7 +167,7 @@ pub fn render_segment(v: &Value) -> String {
 /// differ). Afterwards a stale re-scoring pass settles the memberships.
 pub async fn segment_marks(t: &Target) -> Result<(usize, usize), Error> {
     use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
-    use leadflow_domain::segment::{ActivityMark, MAX_MARKS};
+    use leadflow_domain::segment::{newest_marks, ActivityMark};
     let table = t.records();
     let schedule = leadflow_aws::scoring::DynamoScoring::new(table.clone());
     let (mut examined, mut written) = (0, 0);
@@ -182,18 +179,17 @@ pub async fn segment_marks(t: &Target) -> Result<(usize, usize), Error> {
             let items = table
                 .query(Query::partition(Index::Table, keys::lead_partition(*lead)).begins_with(keys::ACTIVITY_PREFIX))
                 .await?;
-            let mut marks: Vec<ActivityMark> = items
-                .iter()
-                .filter_map(|i| {
-                    attr::<leadflow_domain::process::activity::Activity>(i, "activity")
-                        .ok()
-                        .flatten()
-                })
-                .map(|a| ActivityMark::from(&a))
-                .collect();
-            marks.sort_by_key(|m| m.at);
-            let excess = marks.len().saturating_sub(MAX_MARKS);
-            marks.drain(..excess);
+            let marks = newest_marks(
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        attr::<leadflow_domain::process::activity::Activity>(i, "activity")
+                            .ok()
+                            .flatten()
+                    })
+                    .map(|a| ActivityMark::from(&a))
+                    .collect(),
+            );
             let Some(item) = table.get(keys::lead(*lead)).await? else {
                 continue;
             };

@@ -192,10 +192,7 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
             }
             for (_, k) in RATES {
                 let rate = row.rates.get(k).copied().flatten();
-                body.push_str(&format!(
-                    "<td class=n>{}</td>",
-                    rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
-                ));
+                body.push_str(&format!("<td class=n>{}</td>", leadflow_domain::report::percent(rate)));
             }
             body.push_str("</tr>");
         }
@@ -233,10 +230,7 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         }
         for k in ["delivery", "open", "click", "bounce"] {
             let rate = r.rates.get(k).copied().flatten();
-            body.push_str(&format!(
-                "<td class=n>{}</td>",
-                rate.map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
-            ));
+            body.push_str(&format!("<td class=n>{}</td>", leadflow_domain::report::percent(rate)));
         }
         body.push_str("</tr>");
     }

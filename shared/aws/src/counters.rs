@@ -18,22 +18,38 @@ fn partition(day: NaiveDate, shard: u32) -> String {
     format!("COUNT#{day}#{shard}")
 }
 
+/// A day's counter of one count (`sk`), in the shard of `shard_by` (the lead's id), with the
+/// attributes it keeps.
+fn day_counter(
+    day: NaiveDate,
+    shard_by: &str,
+    sk: String,
+    adds: &BTreeMap<String, i64>,
+    kept: [(&str, &str); 3],
+) -> Counter {
+    let mut sets = BTreeMap::from([("day".to_owned(), day.to_string())]);
+    sets.extend(kept.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Counter {
+        group: format!("COUNT#{day}|{sk}"),
+        key: (partition(day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
+        adds: adds.clone(),
+        sets,
+    }
+}
+
 /// The counter a tally adds to (`shard_by`: the lead's id).
 pub fn counter(tally: &Tally, shard_by: &str) -> Counter {
     let d = &tally.dims;
     let sk = serde_json::json!([d.form, d.campaign, d.source]).to_string();
-    Counter {
-        group: format!("COUNT#{}|{sk}", tally.day),
-        key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
-        adds: tally.counts.clone(),
-        sets: BTreeMap::from([
-            ("type".to_owned(), "counter".to_owned()),
-            ("day".to_owned(), tally.day.to_string()),
-            ("form".to_owned(), d.form.clone()),
-            ("campaign".to_owned(), d.campaign.clone()),
-            ("source".to_owned(), d.source.clone()),
-        ]),
-    }
+    let mut c = day_counter(
+        tally.day,
+        shard_by,
+        sk,
+        &tally.counts,
+        [("form", &d.form), ("campaign", &d.campaign), ("source", &d.source)],
+    );
+    c.sets.insert("type".into(), "counter".into());
+    c
 }
 
 /// Email counters sort apart from the funnel's in a day's partitions.
@@ -43,17 +59,13 @@ const EMAIL_PREFIX: &str = "EMAIL";
 pub fn email_counter(tally: &EmailTally, shard_by: &str) -> Counter {
     let d = &tally.dims;
     let sk = format!("{EMAIL_PREFIX}{}", serde_json::json!([d.program, d.step]));
-    Counter {
-        group: format!("COUNT#{}|{sk}", tally.day),
-        key: (partition(tally.day, keys::shard_of(shard_by, COUNT_SHARDS)), sk),
-        adds: tally.counts.clone(),
-        sets: BTreeMap::from([
-            ("type".to_owned(), "email_counter".to_owned()),
-            ("day".to_owned(), tally.day.to_string()),
-            ("program".to_owned(), d.program.clone()),
-            ("step".to_owned(), d.step.clone()),
-        ]),
-    }
+    day_counter(
+        tally.day,
+        shard_by,
+        sk,
+        &tally.counts,
+        [("type", "email_counter"), ("program", &d.program), ("step", &d.step)],
+    )
 }
 
 /// The running totals (leads in each stage, band and status now), per dims, over all days.
@@ -87,12 +99,7 @@ pub async fn read_gauges(table: &Table) -> Result<Vec<(Dims, BTreeMap<String, i6
             .query(Query::partition(Index::Table, gauge_partition(shard)))
             .await?
         {
-            let dims = Dims {
-                form: str_attr(&item, "form").unwrap_or_default().to_owned(),
-                campaign: str_attr(&item, "campaign").unwrap_or_default().to_owned(),
-                source: str_attr(&item, "source").unwrap_or_default().to_owned(),
-            };
-            out.push((dims, numbers(&item)?));
+            out.push((dims_of(&item), numbers(&item)?));
         }
     }
     Ok(out)
@@ -162,15 +169,20 @@ fn numbers(item: &Item) -> Result<BTreeMap<String, i64>, StoreError> {
         .unwrap_or_default())
 }
 
+/// The form, campaign and source a funnel counter or running total keeps.
+fn dims_of(item: &Item) -> Dims {
+    let text = |k| str_attr(item, k).unwrap_or_default().to_owned();
+    Dims {
+        form: text("form"),
+        campaign: text("campaign"),
+        source: text("source"),
+    }
+}
+
 fn tally_of(day: NaiveDate, item: &Item) -> Result<Tally, StoreError> {
-    let dims = Dims {
-        form: str_attr(item, "form").unwrap_or_default().to_owned(),
-        campaign: str_attr(item, "campaign").unwrap_or_default().to_owned(),
-        source: str_attr(item, "source").unwrap_or_default().to_owned(),
-    };
     Ok(Tally {
         day,
-        dims,
+        dims: dims_of(item),
         counts: numbers(item)?,
         now: BTreeMap::new(),
     })

@@ -44,13 +44,7 @@ pub fn in_band(band: &str) -> String {
 pub fn stages_now(gauges: &[(Dims, BTreeMap<String, i64>)], by: Option<By>) -> BTreeMap<String, BTreeMap<String, i64>> {
     let mut rows: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (dims, values) in gauges {
-        let group = match by {
-            None => "all".to_owned(),
-            Some(By::Campaign) => dims.campaign.clone(),
-            Some(By::Source) => dims.source.clone(),
-            Some(By::Form) => dims.form.clone(),
-        };
-        let row = rows.entry(group).or_default();
+        let row = rows.entry(dims.group(by)).or_default();
         for (k, v) in values {
             *row.entry(k.clone()).or_default() += v;
         }
@@ -77,6 +71,16 @@ pub struct Dims {
 }
 
 impl Dims {
+    /// The row a report puts these counts in (`all` without grouping).
+    pub fn group(&self, by: Option<By>) -> String {
+        match by {
+            None => "all".to_owned(),
+            Some(By::Campaign) => self.campaign.clone(),
+            Some(By::Source) => self.source.clone(),
+            Some(By::Form) => self.form.clone(),
+        }
+    }
+
     pub fn of(lead: &Lead) -> Dims {
         Dims {
             form: lead.form_id.clone(),
@@ -158,6 +162,11 @@ impl Tally {
     }
 }
 
+/// A rate as a report prints it: `33.3%`, or `-` with nothing to divide by.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
 /// How a report groups its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,13 +189,7 @@ pub struct FunnelRow {
 pub fn funnel(tallies: &[Tally], by: Option<By>) -> Vec<FunnelRow> {
     let mut rows: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for t in tallies {
-        let group = match by {
-            None => "all".to_owned(),
-            Some(By::Campaign) => t.dims.campaign.clone(),
-            Some(By::Source) => t.dims.source.clone(),
-            Some(By::Form) => t.dims.form.clone(),
-        };
-        let row = rows.entry(group).or_default();
+        let row = rows.entry(t.dims.group(by)).or_default();
         for (k, v) in &t.counts {
             *row.entry(k.clone()).or_default() += v;
         }

@@ -42,12 +42,16 @@ impl From<&Activity> for ActivityMark {
 /// The marks with one more activity, oldest first, at most [`MAX_MARKS`].
 pub fn with_mark(marks: &[ActivityMark], activity: &Activity) -> Vec<ActivityMark> {
     let mut out = marks.to_vec();
-    let mark = ActivityMark::from(activity);
-    let at = out.partition_point(|m| m.at <= mark.at);
-    out.insert(at, mark);
-    let excess = out.len().saturating_sub(MAX_MARKS);
-    out.drain(..excess);
-    out
+    out.push(ActivityMark::from(activity));
+    newest_marks(out)
+}
+
+/// Marks in time order, the newest [`MAX_MARKS`] of them.
+pub fn newest_marks(mut marks: Vec<ActivityMark>) -> Vec<ActivityMark> {
+    marks.sort_by_key(|m| m.at);
+    let excess = marks.len().saturating_sub(MAX_MARKS);
+    marks.drain(..excess);
+    marks
 }
 
 /// A lead joining or leaving a segment.

@@ -16,7 +16,7 @@ use serde_json::Value;
 pub use expr::Expr;
 pub use history::InteractionDays;
 pub use membership::{
-    upkeep, with_mark, ActivityMark, MembershipChange, Memberships, SegmentMember, Upkeep, MAX_MARKS,
+    newest_marks, upkeep, with_mark, ActivityMark, MembershipChange, Memberships, SegmentMember, Upkeep, MAX_MARKS,
 };
 
 use crate::records::{Contact, Lead};
