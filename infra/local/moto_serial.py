@@ -321,75 +321,110 @@ def _key_of_put(table, args, kwargs):
 # --- UpdateItem: the plain updates the project writes, applied directly -------------------
 # moto parses every update expression anew, deep-copies it, walks it with ten validators and an
 # executor, and re-measures the whole item on every attribute it sets: two thirds of a scoring
-# transaction's time. The project's updates are mostly `SET #a = :v, #m.#f = :v REMOVE #b`
-# (shared/aws/src/expr.rs). Those are applied here, with moto's condition check, after the
-# checks moto's validators would make of such an update; any other update (functions,
-# arithmetic, ADD, nested paths, a key attribute, a type clash with an index key, a map that is
-# not there) goes moto's way, which raises moto's own errors.
+# transaction's time. The project's updates are `SET #a = :v, #m.#f = :v, #n = #n + :v,
+# #k = if_not_exists(#k, :v) REMOVE #b ADD #c :v` (shared/aws/src/expr.rs). Those are applied
+# here, with moto's condition check, after the checks moto's validators would make of such an
+# update; any other update (other functions, decimals, sets, nested paths, a key attribute, a
+# type clash with an index key, a map or a number that is not there) goes moto's way, which
+# raises moto's own errors.
 
-_NAME = re.compile(r"#[A-Za-z0-9_]+")
-_VALUE = re.compile(r":[A-Za-z0-9_]+")
+_N, _V = r"(#[A-Za-z0-9_]+)", r"(:[A-Za-z0-9_]+)"
+_CLAUSE = re.compile(r"(?:^| )(SET|REMOVE|ADD) ")
+_SET_ACTIONS = (
+    ("set", re.compile(rf"{_N}(?:\.{_N})? = {_V}")),
+    ("inc", re.compile(rf"{_N} = {_N} \+ {_V}")),
+    ("keep", re.compile(rf"{_N} = if_not_exists\({_N}, {_V}\)")),
+)
+_REMOVE_ACTION = re.compile(_N)
+_ADD_ACTION = re.compile(rf"{_N} {_V}")
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+
+
+def _actions(body, patterns):
+    """A clause's comma-separated actions, each as (kind, groups), or None if one is not plain."""
+    out = []
+    for action in re.split(r", (?![^(]*\))", body):
+        for kind, pattern in patterns:
+            m = pattern.fullmatch(action)
+            if m:
+                out.append((kind, m.groups()))
+                break
+        else:
+            return None
+    return out
 
 
 @functools.lru_cache(maxsize=1024)
 def _plain_update(expr):
-    """`SET #a = :v, #m.#f = :w REMOVE #b, #c` exactly as the project's builder writes it, as
-    (((name, field or None, value), ...), (name, ...)); None for anything else."""
-    words = expr.split()
-    sets, removes = [], []
-    i = 0
-    if words[:1] == ["SET"]:
-        i = 1
-        while True:
-            if len(words) < i + 3 or words[i + 1] != "=":
-                return None
-            path, value = words[i].split("."), words[i + 2]
-            last = value.endswith(",")
-            value = value.rstrip(",")
-            if len(path) > 2 or not all(_NAME.fullmatch(p) for p in path) or not _VALUE.fullmatch(value):
-                return None
-            sets.append((path[0], path[1] if len(path) == 2 else None, value))
-            i += 3
-            if not last:
-                break
-    if words[i:i + 1] == ["REMOVE"]:
-        i += 1
-        while True:
-            if len(words) <= i:
-                return None
-            name = words[i]
-            last = name.endswith(",")
-            name = name.rstrip(",")
-            if not _NAME.fullmatch(name):
-                return None
-            removes.append(name)
-            i += 1
-            if not last:
-                break
-    if i != len(words) or not (sets or removes):
+    """The updates the project's builder writes (shared/aws/src/expr.rs): `SET #a = :v,
+    #m.#f = :v, #n = #n + :v, #k = if_not_exists(#k, :v) REMOVE #b ADD #c :v`, as a list of
+    (kind, top name, field or None, value) with kind set/inc/keep/remove/add; None for
+    anything else."""
+    parts = _CLAUSE.split(expr)
+    if parts[0] != "" or len(parts) < 3:
         return None
-    return tuple(sets), tuple(removes)
+    clauses = list(zip(parts[1::2], parts[2::2]))
+    if [c for c, _ in clauses] != sorted({c for c, _ in clauses}, key=["SET", "REMOVE", "ADD"].index):
+        return None  # a clause twice, or out of the builder's order
+    plan = []
+    for clause, body in clauses:
+        if clause == "SET":
+            actions = _actions(body, _SET_ACTIONS)
+            if actions is None:
+                return None
+            for kind, g in actions:
+                if kind == "set":
+                    plan.append(("set", g[0], g[1], g[2]))
+                elif g[0] != g[1]:
+                    return None  # `#a = #b + :v`: moto's way
+                else:
+                    plan.append((kind, g[0], None, g[2]))
+        elif clause == "REMOVE":
+            actions = _actions(body, (("remove", _REMOVE_ACTION),))
+            if actions is None:
+                return None
+            plan.extend(("remove", g[0], None, None) for _, g in actions)
+        else:
+            actions = _actions(body, (("add", _ADD_ACTION),))
+            if actions is None:
+                return None
+            plan.extend(("add", g[0], None, g[1]) for _, g in actions)
+    return tuple(plan)
 
 
 def _resolved_update(table, plan, names, values):
     """The update with names and values in place, or None when moto must judge it."""
-    sets, removes = plan
     try:
-        sets = [(names[a], names[f] if f else None, values[v]) for a, f, v in sets]
-        removes = [names[a] for a in removes]
+        update = [
+            (kind, names[a], names[f] if f else None, values[v] if v else None) for kind, a, f, v in plan
+        ]
     except (KeyError, TypeError):
         return None
-    tops = [a for a, _, _ in sets] + removes
+    tops = [a for _, a, _, _ in update]
     if len(set(tops)) != len(tops) or any(a in table.table_key_attrs for a in tops):
         return None  # overlapping paths, or a key attribute: moto's errors
     declared = {d["AttributeName"]: d["AttributeType"] for d in table.attr}
-    for a, f, v in sets:
+    for kind, a, f, v in update:
+        if kind == "remove":
+            continue
         if type(v) is not dict or len(v) != 1:
             return None
         (t, value), = v.items()
-        if f is None and a in declared and (t != declared[a] or value == ""):
+        if kind in ("inc", "add"):
+            if t != "N" or type(value) is not str or not _INTEGER.fullmatch(value) or a in declared:
+                return None  # sets, decimals, an index key: moto's way
+        elif f is None and a in declared and (t != declared[a] or value == ""):
             return None  # an index key of the wrong type, or empty
-    return sets, removes
+    return update
+
+
+def _number(item_attr):
+    """An attribute's integer value, None if it is absent, False if it is anything else."""
+    if item_attr is None:
+        return None
+    if item_attr.type == "N" and _INTEGER.fullmatch(item_attr.value):
+        return int(item_attr.value)
+    return False
 
 
 # The update expressions moto still parses (each Update of a transaction is parsed once to check
@@ -425,9 +460,16 @@ def _update_item(
     if update is not None:
         hash_value, range_value = self.get_keys_value(table, key)
         item = table.get_item(hash_value, range_value)
-        sets, removes = update
-        maps = {a: item.attrs.get(a) if item is not None else None for a, f, _ in sets if f is not None}
-        if all(m is not None and m.type == "M" for m in maps.values()):
+        old = item.attrs if item is not None else {}
+        maps = {a for kind, a, f, _ in update if f is not None}
+        plain = all(old.get(a) is not None and old[a].type == "M" for a in maps)
+        # `#n = #n + :v` needs a number there; ADD a number, a number or nothing.
+        plain = plain and all(
+            _number(old.get(a)) not in (None, False) if kind == "inc" else _number(old.get(a)) is not False
+            for kind, a, _, _ in update
+            if kind in ("inc", "add")
+        )
+        if plain:
             condition = _filter_expression(
                 condition_expression, expression_attribute_names, expression_attribute_values
             )
@@ -435,18 +477,23 @@ def _update_item(
                 if options.get("return_values_on_condition_check_failure") == "ALL_OLD" and item is not None:
                     raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
                 raise ConditionalCheckFailed
-            attrs = dict(item.attrs) if item is not None else {}
+            attrs = dict(old)
             for a in maps:
                 copied = DynamoType.__new__(DynamoType)
                 copied.type, copied.value = "M", dict(attrs[a].value)
                 attrs[a] = copied
-            for a, f, v in sets:
-                if f is None:
+            for kind, a, f, v in update:
+                if kind == "remove":
+                    attrs.pop(a, None)
+                elif kind == "keep":
+                    if a not in attrs:
+                        attrs[a] = DynamoType(v)
+                elif kind in ("inc", "add"):
+                    attrs[a] = DynamoType({"N": str((_number(attrs.get(a)) or 0) + int(v["N"]))})
+                elif f is None:
                     attrs[a] = DynamoType(v)
                 else:
                     attrs[a].value[f] = DynamoType(v)
-            for a in removes:
-                attrs.pop(a, None)
             if sum(bytesize(k) + v.size() for k, v in attrs.items()) > 405000:
                 raise ItemSizeToUpdateTooLarge()
             if item is None:

@@ -57,8 +57,8 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     assert_eq!(kept["v"].as_s().unwrap(), "before");
 }
 
-/// Plain updates (`SET #a = :v, #m.#f = :v REMOVE #b`) are applied by the emulator directly;
-/// everything else goes moto's way. Both must behave as DynamoDB does: conditions, a field of a
+/// Plain updates (`SET #a = :v, #m.#f = :v, #n = #n + :v, #k = if_not_exists(#k, :v) REMOVE #b
+/// ADD #c :v`) are applied by the emulator directly; everything else goes moto's way. Both must behave as DynamoDB does: conditions, a field of a
 /// map that is not there, key attributes, and undo when a transaction is cancelled.
 #[tokio::test]
 async fn plain_and_other_updates_keep_dynamodb_semantics() {
@@ -111,11 +111,88 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
         .await
         .is_err());
 
-    // A cancelled transaction undoes a plain update and one moto runs (a counter).
+    // Counters and first values: ADD creates and adds, `n = n + v` needs a number there,
+    // if_not_exists keeps the first value; a string is not a counter.
+    let counted = table
+        .update(
+            key.clone(),
+            Update::new()
+                .add("c", 2)
+                .set_if_absent("first", s("a"))
+                .when("attribute_exists(pk)", &[]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            counted["c"].as_n().unwrap().as_str(),
+            counted["first"].as_s().unwrap().as_str()
+        ),
+        ("2", "a")
+    );
+    let counted = table
+        .update(
+            key.clone(),
+            Update::new()
+                .add("c", -5)
+                .increment("c2", 1)
+                .set_if_absent("first", s("b")),
+        )
+        .await;
+    assert!(counted.is_err(), "c2 + 1 with no c2 is refused");
+    let counted = table
+        .update(key.clone(), Update::new().add("c", -5).set_if_absent("first", s("b")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            counted["c"].as_n().unwrap().as_str(),
+            counted["first"].as_s().unwrap().as_str()
+        ),
+        ("-3", "a")
+    );
+    let counted = table
+        .update(key.clone(), Update::new().increment("c", 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted["c"].as_n().unwrap(), "7");
+    assert!(table.update(key.clone(), Update::new().add("first", 1)).await.is_err());
+    assert!(table
+        .update(key.clone(), Update::new().increment("first", 1))
+        .await
+        .is_err());
+    let fresh = table
+        .update(
+            ("EMU#counter".to_owned(), "X".to_owned()),
+            Update::new().add("n", 1).add("m", 3),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (fresh["n"].as_n().unwrap().as_str(), fresh["m"].as_n().unwrap().as_str()),
+        ("1", "3")
+    );
+    let left = table.get(key.clone()).await.unwrap().unwrap();
+    assert_eq!(left["c"].as_n().unwrap(), "7", "refused updates changed nothing");
+
+    // A cancelled transaction undoes a plain update and one moto runs (adding to a decimal).
+    let dec_key = ("EMU#dec".to_owned(), "X".to_owned());
+    table
+        .update(
+            dec_key.clone(),
+            Update::new().set("dec", AttributeValue::N("1.5".into())),
+        )
+        .await
+        .unwrap();
     let items = vec![
         table
             .update_tx(key.clone(), Update::new().set_in("m", "a", s("changed")).add("n", 5))
             .unwrap(),
+        table.update_tx(dec_key.clone(), Update::new().add("dec", 1)).unwrap(),
         table
             .update_tx(
                 ("EMU#missing".to_owned(), "X".to_owned()),
@@ -125,8 +202,10 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
     ];
     assert_eq!(
         table.transact(items, None).await.unwrap(),
-        Transact::Cancelled(vec![false, true])
+        Transact::Cancelled(vec![false, false, true])
     );
+    let dec = table.get(dec_key).await.unwrap().unwrap();
+    assert_eq!(dec["dec"].as_n().unwrap(), "1.5", "moto's change is undone");
     let kept = table.get(key).await.unwrap().unwrap();
     assert_eq!(kept["m"].as_m().unwrap()["a"].as_s().unwrap(), "1");
     assert!(!kept.contains_key("n"), "the counter's change is undone");
