@@ -34,6 +34,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping
 
+import orjson
 import moto.backends as moto_backends
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.exceptions import ConditionalCheckFailed, ItemSizeTooLarge, ItemSizeToUpdateTooLarge
@@ -82,16 +83,18 @@ def _transact_write_items(self, transact_items):
         except Exception:
             continue  # moto reports what is wrong with this operation
         # The item and its attributes as they are: nothing changes an item's attributes in place
-        # (a put stores a new item, an update gives the item new attributes; see _update_item).
+        # (a put stores a new item, an update gives the item new attributes; see _update_item),
+        # so its state is its instance dictionary (attributes built or not; see _item_init).
         before = table.get_item(hash_key, range_key)
-        snapshot.append((table, hash_key, range_key, before, before.attrs if before is not None else None))
+        snapshot.append((table, hash_key, range_key, before, dict(before.__dict__) if before is not None else None))
     try:
         return _moto_transact(self, transact_items)
     except Exception:
         # Newest first, so an item named twice ends as it was before the transaction.
-        for table, hash_key, range_key, before, attrs in reversed(snapshot):
+        for table, hash_key, range_key, before, state in reversed(snapshot):
             if before is not None:
-                before.attrs = attrs
+                before.__dict__.clear()
+                before.__dict__.update(state)
             if before is None:
                 table.delete_item(hash_key, range_key)
             elif range_key is not None:
@@ -173,9 +176,9 @@ class _Gsis:
     def _add(self, item):
         pk = (item.hash_key, item.range_key)
         for name, (hashes, ranges, needed) in self.schemas.items():
-            if all(item.attrs.get(a) is not None for a in needed):
-                h = tuple((item.attrs[a].type, item.attrs[a].value) for a in hashes)
-                sort = item.attrs[ranges[0]] if len(ranges) == 1 else None
+            if all(_attr(item, a) is not None for a in needed):
+                h = tuple(_attr(item, a) for a in hashes)
+                sort = DynamoType(dict((_attr(item, ranges[0]),))) if len(ranges) == 1 else None
                 self.parts[name].setdefault(h, {})[pk] = sort
                 self.where[name][pk] = h
 
@@ -630,6 +633,15 @@ DynamoType.__init__ = _dynamo_type_init
 def _item_init(self, hash_key, range_key, attrs):
     self.hash_key = hash_key
     self.range_key = range_key
+    if type(attrs) is dict and all(type(v) is dict for v in attrs.values()):
+        # Kept as the JSON it came in (a put's item, an item read back from rest) and built only
+        # when something reads its attributes: most items a put stores are never read before
+        # they are written back to rest. The JSON is never smaller than the DynamoDB size.
+        text = orjson.dumps(attrs)
+        if len(text) <= 400000:
+            self.__dict__["_raw"] = attrs
+            self.__dict__["_json"] = text
+            return
     # Built whole (dict.update does not check each key), then measured once.
     built = LimitedSizeDict({_intern(key): DynamoType(value) for key, value in attrs.items()})
     if sum(bytesize(k) + v.size() for k, v in built.items()) > 405000:
@@ -637,6 +649,45 @@ def _item_init(self, hash_key, range_key, attrs):
     self.attrs = built
 
 
+def _item_attrs(self):
+    built = self.__dict__.get("_attrs")
+    if built is None:
+        raw = self.__dict__.pop("_raw")
+        built = self.__dict__["_attrs"] = LimitedSizeDict(
+            {_intern(key): DynamoType(value) for key, value in raw.items()}
+        )
+        del self.__dict__["_json"]
+    return built
+
+
+def _set_item_attrs(self, attrs):
+    self.__dict__.pop("_raw", None)
+    self.__dict__.pop("_json", None)
+    self.__dict__["_attrs"] = attrs
+
+
+_moto_item_to_json = Item.to_json
+
+
+def _item_to_json(self, root_attr_name="Attributes"):
+    raw = self.__dict__.get("_raw")
+    if raw is not None:
+        return {root_attr_name: raw}
+    return _moto_item_to_json(self, root_attr_name)
+
+
+def _attr(item, name):
+    """An attribute's (type, value), without building the item; None when it has none."""
+    raw = item.__dict__.get("_raw")
+    if raw is not None:
+        v = raw.get(name)
+        return next(iter(v.items())) if v else None
+    v = item.attrs.get(name)
+    return (v.type, v.value) if v is not None else None
+
+
+Item.attrs = property(_item_attrs, _set_item_attrs)
+Item.to_json = _item_to_json
 Item.__init__ = _item_init
 
 
@@ -685,7 +736,7 @@ _moto_condition_parser = dynamodb_comparisons.create_condition_expression_parser
 
 @functools.lru_cache(maxsize=4096)
 def _parsed_condition(expr, names, values):
-    parser = _moto_condition_parser(expr, json.loads(names), json.loads(values))
+    parser = _moto_condition_parser(expr, orjson.loads(names), orjson.loads(values))
     op = parser.parse()
     return op, tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found)
 
@@ -720,7 +771,7 @@ def _condition_parser(expr, names, values):
         used = _placeholders(expr)
         names = {k: v for k, v in (names or {}).items() if k in used}
         values = {k: v for k, v in (values or {}).items() if k in used}
-        key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+        key = (expr, orjson.dumps(names, option=orjson.OPT_SORT_KEYS), orjson.dumps(values, option=orjson.OPT_SORT_KEYS))
     except (TypeError, ValueError, AttributeError):
         return _moto_condition_parser(expr, names, values)
     return _ParsedCondition(*_parsed_condition(*key))
@@ -759,7 +810,7 @@ def _parse_parameters(self, request):
         body = request.data or b"{}"
         # A binary value is `{"B":"…"}` or `{"BS":[…]}` (an attribute named B would be `"B":{`).
         if b'"B":"' not in body and b'"BS":[' not in body:
-            self.params = json.loads(body)
+            self.params = orjson.loads(body)
             return
     _moto_parse_parameters(self, request)
 
@@ -785,7 +836,7 @@ def _without_nulls(value, depth=2):
 def _execute_result(self, context):
     if context.operation_model.name in _PLAIN_JSON_OPERATIONS and isinstance(self.result, dict):
         try:
-            body = json.dumps(_without_nulls(self.result), separators=(",", ":"))
+            body = orjson.dumps(_without_nulls(self.result))
         except (TypeError, ValueError):
             pass
         else:
@@ -832,8 +883,8 @@ _touched = []  # cache keys read or written by the current request
 
 def _encode(item):
     # zlib at its fastest level halves an item again (~10 µs an item).
-    text = json.dumps(item.to_json()["Attributes"], ensure_ascii=False, separators=(",", ":"))
-    return zlib.compress(text.encode(), 1)
+    text = item.__dict__.get("_json")
+    return zlib.compress(text if text is not None else orjson.dumps(item.to_json()["Attributes"]), 1)
 
 
 class _Partition(MutableMapping):
@@ -862,8 +913,10 @@ class _Partition(MutableMapping):
             raise KeyError(range_key)
         entry = self._cached(value)
         if entry is None:
-            attrs = json.loads(zlib.decompress(self.blobs[value]))
-            item = Item(self.hash_key, DynamoType({self.range_type: value}), attrs)
+            text = zlib.decompress(self.blobs[value])
+            item = Item.__new__(Item)
+            item.hash_key, item.range_key = self.hash_key, DynamoType({self.range_type: value})
+            item.__dict__["_raw"], item.__dict__["_json"] = orjson.loads(text), text
             entry = _cache[(self, value)] = [item, False]
         _touched.append((self, value))
         return entry[0]
