@@ -16,7 +16,9 @@ use leadflow_aws::catalog::DynamoForms;
 use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::form::FormDefinition;
-use leadflow_domain::intake::{lookup_request, IntakeError, IntakeOutcome, IntakeService, IntakeStore, SubmissionMeta};
+use leadflow_domain::intake::{
+    lookup_request, submission_keys, IntakeError, IntakeOutcome, IntakeService, IntakeStore, SubmissionMeta,
+};
 use leadflow_domain::ports::FormCatalog;
 use leadflow_domain::submission::{validate, RawSubmission, RawValue, Validated};
 
@@ -199,6 +201,84 @@ fn fingerprint(path: &Path) -> Result<String, Error> {
     Ok(hex::encode(&digest[..8]))
 }
 
+/// Chunks being written at once: one is written while the next is read and sent, so the
+/// store is never waiting for the file.
+const IN_FLIGHT: usize = 2;
+
+type Results = Vec<Result<IntakeOutcome, IntakeError>>;
+
+fn refuse(out: &mut csv::Writer<std::fs::File>, line: u64, why: &str, values: &[String]) -> csv::Result<()> {
+    let mut record = vec![line.to_string(), why.to_owned()];
+    record.extend(values.iter().cloned());
+    out.write_record(&record)
+}
+
+/// What an import keeps while it runs: its counts, its errors file, its checkpoint.
+struct Settle<'a> {
+    t: &'a Target,
+    list: Option<&'a leadflow_domain::lists::ListName>,
+    source: String,
+    report: ImportReport,
+    errors_out: csv::Writer<std::fs::File>,
+    state: String,
+    run_id: String,
+}
+
+/// A chunk being written, with the people it touches.
+struct Writing {
+    rows: Vec<(usize, Row)>,
+    keys: HashSet<String>,
+    results: tokio::task::JoinHandle<Results>,
+}
+
+impl Writing {
+    /// Waits for the chunk, counts it, lists its people, and moves the checkpoint past it
+    /// (chunks are settled in the file's order).
+    async fn settle(self, s: &mut Settle<'_>) -> Result<(), Error> {
+        let results = self.results.await.map_err(|e| format!("import chunk: {e}"))?;
+        let mut listed = Vec::new();
+        for ((n, row), result) in self.rows.iter().zip(results) {
+            s.report.rows += 1;
+            match result {
+                Ok(IntakeOutcome::Accepted { receipt, .. }) => {
+                    listed.push((receipt.lead_id, receipt.contact_id));
+                    if receipt.contact == leadflow_domain::intake::Resolution::Created {
+                        s.report.created += 1;
+                    } else {
+                        s.report.matched += 1;
+                    }
+                }
+                Ok(IntakeOutcome::Spam { .. }) => {
+                    s.report.errors += 1;
+                    refuse(
+                        &mut s.errors_out,
+                        row.line,
+                        "the form's honeypot column is filled",
+                        &row.values,
+                    )?;
+                }
+                Err(IntakeError::Invalid(errs)) => {
+                    s.report.errors += 1;
+                    refuse(&mut s.errors_out, row.line, &describe(&errs), &row.values)?;
+                }
+                Err(e) => {
+                    s.errors_out.flush()?;
+                    return Err(format!("row {n}: {e}; rerun to resume").into());
+                }
+            }
+        }
+        if let Some(list) = s.list {
+            // Before the checkpoint: a resumed run lists the chunk again (harmless).
+            crate::list::list_add(s.t, list, &listed, &s.source).await?;
+        }
+        if let Some((last, _)) = self.rows.last() {
+            std::fs::write(&s.state, format!("{} {last}", s.run_id))?;
+        }
+        s.errors_out.flush()?;
+        Ok(())
+    }
+}
+
 /// One row read from the file: its line, its values as given, and the submission made of them.
 struct Row {
     line: u64,
@@ -261,10 +341,11 @@ pub async fn import_contacts(
     if opts.nurture {
         form.nurture = Some(true);
     }
-    let service = IntakeService::new(
+    let form = std::sync::Arc::new(form);
+    let service = std::sync::Arc::new(IntakeService::new(
         DynamoIntake::new(t.records()),
         SqsQueue::new(t.clients.sqs.clone(), &t.scoring_queue_url),
-    );
+    ));
     let run_id = fingerprint(file)?;
     let state_path = PathBuf::from(format!("{}.import-state", file.display()));
     let done: usize = match (opts.dry_run, std::fs::read_to_string(&state_path)) {
@@ -325,17 +406,26 @@ pub async fn import_contacts(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let mut report = ImportReport {
-        resumed_from: done,
-        encoding,
-        dry_run: opts.dry_run,
-        ..Default::default()
+    let mut settle = Settle {
+        t,
+        list: opts.list.as_ref(),
+        source: format!(
+            "import:{}",
+            file.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        report: ImportReport {
+            resumed_from: done,
+            encoding,
+            dry_run: opts.dry_run,
+            ..Default::default()
+        },
+        errors_out,
+        state: format!("{}", state_path.display()),
+        run_id: run_id.clone(),
     };
-    let refuse = |out: &mut csv::Writer<std::fs::File>, line: u64, why: &str, values: &[String]| {
-        let mut record = vec![line.to_string(), why.to_owned()];
-        record.extend(values.iter().cloned());
-        out.write_record(&record)
-    };
+    let mut writing: std::collections::VecDeque<Writing> = std::collections::VecDeque::new();
     let mut seen = HashSet::new();
     let mut row_no = 0usize;
     let mut chunk: Vec<(usize, Row)> = Vec::with_capacity(IMPORT_CHUNK);
@@ -365,9 +455,9 @@ pub async fn import_contacts(
                         let line = e
                             .position()
                             .map_or(row_no as u64 + 1, |p| line_at(&newlines.borrow(), p.byte()));
-                        refuse(&mut errors_out, line, &format!("unreadable row: {e}"), &[])?;
-                        report.rows += 1;
-                        report.errors += 1;
+                        refuse(&mut settle.errors_out, line, &format!("unreadable row: {e}"), &[])?;
+                        settle.report.rows += 1;
+                        settle.report.errors += 1;
                     }
                 }
             }
@@ -375,19 +465,30 @@ pub async fn import_contacts(
         if chunk.len() == IMPORT_CHUNK || (next.is_none() && !chunk.is_empty()) {
             if opts.dry_run {
                 for (_, row) in &chunk {
-                    report.rows += 1;
+                    settle.report.rows += 1;
                     match classify(&service, &form, row, &mut seen).await? {
-                        Ok(true) => report.matched += 1,
-                        Ok(false) => report.created += 1,
+                        Ok(true) => settle.report.matched += 1,
+                        Ok(false) => settle.report.created += 1,
                         Err(why) => {
-                            report.errors += 1;
-                            refuse(&mut errors_out, row.line, &why, &row.values)?;
+                            settle.report.errors += 1;
+                            refuse(&mut settle.errors_out, row.line, &why, &row.values)?;
                         }
                     }
                 }
+                chunk.clear();
+                settle.errors_out.flush()?;
             } else {
+                let rows = std::mem::take(&mut chunk);
+                let keys: HashSet<String> = rows.iter().flat_map(|(_, r)| submission_keys(&form, &r.raw)).collect();
+                // A person of a chunk still being written: that chunk first, so rows of one
+                // person are committed in the file's order.
+                if writing.iter().any(|w| !w.keys.is_disjoint(&keys)) {
+                    while let Some(w) = writing.pop_front() {
+                        w.settle(&mut settle).await?;
+                    }
+                }
                 let now = Utc::now();
-                let rows: Vec<(RawSubmission, SubmissionMeta)> = chunk
+                let submissions: Vec<(RawSubmission, SubmissionMeta)> = rows
                     .iter()
                     .map(|(n, row)| {
                         // A stable key per row: a resumed run replays rows it already did instead of doubling them.
@@ -400,53 +501,19 @@ pub async fn import_contacts(
                         (row.raw.clone(), meta)
                     })
                     .collect();
-                let results = service.submit_many(&form, &rows).await;
-                let mut listed = Vec::new();
-                for ((n, row), result) in chunk.iter().zip(results) {
-                    report.rows += 1;
-                    match result {
-                        Ok(IntakeOutcome::Accepted { receipt, .. }) => {
-                            listed.push((receipt.lead_id, receipt.contact_id));
-                            if receipt.contact == leadflow_domain::intake::Resolution::Created {
-                                report.created += 1;
-                            } else {
-                                report.matched += 1;
-                            }
-                        }
-                        Ok(IntakeOutcome::Spam { .. }) => {
-                            report.errors += 1;
-                            refuse(
-                                &mut errors_out,
-                                row.line,
-                                "the form's honeypot column is filled",
-                                &row.values,
-                            )?;
-                        }
-                        Err(IntakeError::Invalid(errs)) => {
-                            report.errors += 1;
-                            refuse(&mut errors_out, row.line, &describe(&errs), &row.values)?;
-                        }
-                        Err(e) => {
-                            errors_out.flush()?;
-                            return Err(format!("row {n}: {e}; rerun to resume").into());
-                        }
+                let (service, form) = (service.clone(), form.clone());
+                writing.push_back(Writing {
+                    rows,
+                    keys,
+                    results: tokio::spawn(async move { service.submit_many(&form, &submissions).await }),
+                });
+                if writing.len() >= IN_FLIGHT {
+                    if let Some(w) = writing.pop_front() {
+                        w.settle(&mut settle).await?;
                     }
                 }
-                if let Some(list) = &opts.list {
-                    // Before the checkpoint: a resumed run lists the chunk again (harmless).
-                    let source = format!(
-                        "import:{}",
-                        file.file_name()
-                            .map(|f| f.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                    );
-                    crate::list::list_add(t, list, &listed, &source).await?;
-                }
-                let last = chunk.last().map(|(n, _)| *n).unwrap_or(row_no);
-                std::fs::write(&state_path, format!("{run_id} {last}"))?;
             }
-            errors_out.flush()?;
-            chunk.clear();
+            let report = &settle.report;
             bar.set_position(records.reader().position().byte());
             let rate = report.rows as f64 / started.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!(
@@ -454,16 +521,24 @@ pub async fn import_contacts(
                 report.rows + done,
                 report.errors
             ));
-            if stop_after.is_some_and(|s| report.rows >= s) {
-                return Ok(report);
+            let sent: usize = writing.iter().map(|w| w.rows.len()).sum();
+            if stop_after.is_some_and(|s| report.rows + sent >= s) {
+                while let Some(w) = writing.pop_front() {
+                    w.settle(&mut settle).await?;
+                }
+                return Ok(settle.report);
             }
         }
         if next.is_none() {
             break;
         }
     }
+    while let Some(w) = writing.pop_front() {
+        w.settle(&mut settle).await?;
+    }
+    let mut report = settle.report;
     bar.finish_with_message(format!("{} rows, {} refused", report.rows, report.errors));
-    errors_out.flush()?;
+    settle.errors_out.flush()?;
     if !opts.dry_run {
         std::fs::write(&state_path, format!("{run_id} {row_no}"))?;
     }

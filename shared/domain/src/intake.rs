@@ -253,6 +253,26 @@ impl SpamRecord {
     }
 }
 
+/// A submission's contact and lead keys, as submissions that share a person are told apart.
+fn match_keys(req: &LookupRequest) -> [String; 2] {
+    [
+        format!("ckey:{}", req.contact_key.as_str()),
+        format!("lkey:{}", req.lead_key.as_str()),
+    ]
+}
+
+/// The records a submission would be matched on (its contact and lead keys); none when it is
+/// not a valid one. Two submissions that share one must be committed in the order they came.
+pub fn submission_keys(form: &FormDefinition, raw: &RawSubmission) -> Vec<String> {
+    match validate(form, raw) {
+        Ok(Validated::Valid(sub)) => match lookup_request(form, &sub, &SubmissionMeta::default()) {
+            Ok(req) => match_keys(&req).to_vec(),
+            Err(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
 /// The keys of a valid submission; `Err` names a strategy field it lacks.
 pub fn lookup_request(
     form: &FormDefinition,
@@ -704,10 +724,7 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
         for ((i, sub, req), found) in pending.into_iter().zip(found) {
             let (_, meta) = &rows[i];
             // Two rows of one chunk that share a key: the later one sees the earlier one's records.
-            let keys = [
-                format!("ckey:{}", req.contact_key.as_str()),
-                format!("lkey:{}", req.lead_key.as_str()),
-            ];
+            let keys = match_keys(&req);
             if keys.iter().any(|k| touched.contains(k)) {
                 one_by_one.push(i);
                 continue;
