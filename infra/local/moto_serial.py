@@ -47,6 +47,7 @@ import moto.dynamodb.responses as dynamodb_responses
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 import moto.dynamodb.comparisons as dynamodb_comparisons
 import moto.dynamodb.models.table as dynamodb_table
+import moto.dynamodb.models.utilities as dynamodb_utilities
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.core.utils import camelcase_to_underscores
@@ -688,6 +689,47 @@ def _attr(item, name):
 
 Item.attrs = property(_item_attrs, _set_item_attrs)
 Item.to_json = _item_to_json
+
+
+class _Json(dict):
+    """An item's attributes as the DynamoDB JSON they are kept in, answered as they are."""
+
+
+def _plain(item):
+    """The unbuilt item's JSON, if it has no binary values (moto's answers decode those)."""
+    text = item.__dict__.get("_json")
+    if text is None or b'{"B":' in text or b'{"BS":' in text:
+        return None
+    return item.__dict__["_raw"]
+
+
+_moto_item_size = Item.size
+_moto_describe_attrs = Item.describe_attrs
+
+
+def _item_size(self):
+    # Read answers measure items against their 16 MB limit: an unbuilt item's JSON is never
+    # smaller than its size, and well under the limit.
+    text = self.__dict__.get("_json")
+    return len(text) if text is not None else _moto_item_size(self)
+
+
+def _describe_attrs(self, attributes=None):
+    raw = None if attributes else _plain(self)
+    return {"Item": _Json(raw)} if raw is not None else _moto_describe_attrs(self, attributes)
+
+
+_moto_dynamo_to_dict = dynamodb_utilities.dynamo_to_dict
+
+
+def _dynamo_to_dict(obj):
+    return obj if type(obj) is _Json else _moto_dynamo_to_dict(obj)
+
+
+Item.size = _item_size
+Item.describe_attrs = _describe_attrs
+dynamodb_utilities.dynamo_to_dict = _dynamo_to_dict
+dynamodb_responses.dynamo_to_dict = _dynamo_to_dict
 Item.__init__ = _item_init
 
 
