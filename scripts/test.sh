@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "== cfn-lint template.yaml"
-.venv/bin/cfn-lint template.yaml
+echo "== cfn-lint template.yaml infra/events/webhook.yaml"
+.venv/bin/cfn-lint template.yaml infra/events/webhook.yaml
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

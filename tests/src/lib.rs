@@ -118,6 +118,11 @@ pub async fn logged_clients(requests: &RequestLog) -> Clients {
                 .interceptor(requests.clone())
                 .build(),
         ),
+        eventbridge: aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
     }
 }
 
@@ -154,6 +159,7 @@ impl TestEnv {
             scoring_dlq_url: self.queue("ScoringDeadLetterQueue").url,
             engagement_dlq_url: self.queue("EngagementDeadLetterQueue").url,
             schedule_dlq_url: self.queue("ScheduleDeadLetterQueue").url,
+            event_bus: self.stack.settings().unwrap().event_bus,
         }
     }
 

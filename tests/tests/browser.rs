@@ -64,6 +64,7 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         schedules: env.stack.template.schedules(),
         emulator: endpoint().to_owned(),
         records: env.stack.table().unwrap(),
+        events: Default::default(),
     });
     tokio::spawn(leadflow_local::server::serve(listener, front, std::future::pending()));
     // The page is served from a port of this test's own: let the demo form accept that origin.

@@ -9,14 +9,23 @@ fn person(email: &str) -> Value {
 }
 
 #[tokio::test]
-async fn new_person_creates_contact_lead_interaction_and_message_in_three_requests() {
+async fn new_person_creates_contact_lead_interaction_message_and_event_in_five_requests() {
     let env = TestEnv::new().await;
     // First request of a cold container also reads the form definition.
     let r = env.post_json("demo", &person("first@example.jp"), &[]).await;
     assert_eq!(r.status, 201, "{}", r.body);
+    // The lookup, the write (with its lead.created outbox entry), the event published and its
+    // entry removed, the scoring message.
     assert_eq!(
         env.requests.take(),
-        ["GetItem", "BatchGetItem", "TransactWriteItems", "SendMessage"]
+        [
+            "GetItem",
+            "BatchGetItem",
+            "TransactWriteItems",
+            "PutEvents",
+            "BatchWriteItem",
+            "SendMessage"
+        ]
     );
 
     let r = env
@@ -29,7 +38,13 @@ async fn new_person_creates_contact_lead_interaction_and_message_in_three_reques
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
         env.requests.take(),
-        ["BatchGetItem", "TransactWriteItems", "SendMessage"],
+        [
+            "BatchGetItem",
+            "TransactWriteItems",
+            "PutEvents",
+            "BatchWriteItem",
+            "SendMessage"
+        ],
         "new person, warm container"
     );
     assert_eq!(r.body["contact"], "created");
@@ -108,9 +123,18 @@ async fn same_email_on_another_form_is_the_same_contact_with_a_new_lead() {
         .await;
     assert_eq!(b.status, 201, "{}", b.body);
     // GetItem: the webinar form is new to this container.
+    // The lookup, the write (with its lead.created outbox entry), the event published and its
+    // entry removed, the scoring message.
     assert_eq!(
         env.requests.take(),
-        ["GetItem", "BatchGetItem", "TransactWriteItems", "SendMessage"]
+        [
+            "GetItem",
+            "BatchGetItem",
+            "TransactWriteItems",
+            "PutEvents",
+            "BatchWriteItem",
+            "SendMessage"
+        ]
     );
     assert_eq!(b.body["contact"], "matched");
     assert_eq!(b.body["lead"], "created");

@@ -692,7 +692,7 @@ async fn an_import_fills_a_list_that_is_shown_exported_shrunk_and_forgets_an_era
 /// per ~nine people with their report counters, a SendMessageBatch per ten scoring messages
 /// (docs/BENCHMARKS.md).
 #[tokio::test]
-async fn an_import_chunk_of_100_new_people_costs_27_requests() {
+async fn an_import_chunk_of_100_new_people_costs_38_requests() {
     let env = TestEnv::new().await;
     let t = target(&env);
     let dir = tempdir("cost");
@@ -718,7 +718,10 @@ async fn an_import_chunk_of_100_new_people_costs_27_requests() {
         "10 items a person and the day's counters (merged per item), 100 a transaction: {ops:?}"
     );
     assert_eq!(count("SendMessageBatch"), 10, "{ops:?}");
-    assert_eq!(ops.len(), 27, "{ops:?}");
+    // 100 lead.created events, ten a request, then the 12 transactions' outbox entries removed.
+    assert_eq!(count("PutEvents"), 10, "{ops:?}");
+    assert_eq!(count("BatchWriteItem"), 1, "{ops:?}");
+    assert_eq!(ops.len(), 38, "{ops:?}");
     assert_eq!(
         env.drain_queue().await.len(),
         IMPORT_CHUNK,

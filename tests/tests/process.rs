@@ -153,11 +153,12 @@ async fn requests_per_lead_and_per_email() {
     // The scoring configuration's read takes the segment definitions too (one partition).
     assert_eq!(
         fixed,
-        8 + 1 + 16,
-        "the outbox shards, the segments, the due shards: {ops:?}"
+        8 + 8 + 1 + 16,
+        "the interaction outbox shards, the events outbox shards, the segments, the due shards: {ops:?}"
     );
     let per_lead: Vec<&String> = ops.iter().filter(|o| *o != "Query").collect();
-    // 3 config reads; lease (UpdateItem), contact (GetItem); claim, send, mark sent; save.
+    // 3 config reads; lease (UpdateItem), contact (GetItem); claim, send, mark sent; save, its
+    // events (the move to MQL) published and their outbox entry removed.
     assert_eq!(
         per_lead,
         [
@@ -169,7 +170,9 @@ async fn requests_per_lead_and_per_email() {
             "TransactWriteItems",
             "POST /v2/email/outbound-emails",
             "TransactWriteItems",
-            "TransactWriteItems"
+            "TransactWriteItems",
+            "PutEvents",
+            "BatchWriteItem"
         ],
         "{ops:?}"
     );

@@ -1,13 +1,19 @@
 //! The funnel in numbers, counted as the work happens: a known mix through the real functions
 //! (two campaigns, a replayed submission, scoring delivered twice, process runs, a manual move to
 //! sales acceptance, a conversion, a disqualification) gives exact counts and rates, and
-//! duplicate deliveries change nothing.
+//! duplicate deliveries change nothing; each change's domain event is published once.
 
 use leadflow_cli::{funnel_csv, render_funnel, report_funnel};
+use leadflow_domain::events as ev;
 use leadflow_domain::records::Stage;
 use leadflow_domain::report::{self, By};
 use leadflow_tests::TestEnv;
 use serde_json::{json, Value};
+
+fn unsubscribe_token(_env: &TestEnv, contact: &str) -> String {
+    let contact = leadflow_domain::records::ContactId::parse(contact).unwrap();
+    leadflow_domain::process::unsubscribe::token(leadflow_local::LOCAL_UNSUBSCRIBE_SECRET.as_bytes(), contact)
+}
 
 async fn stage(env: &TestEnv, lead: &str, body: Value) {
     let r = env
@@ -30,6 +36,7 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     seminar["redirect"] = Value::Null;
     env.put_form(seminar).await;
     let mut leads = Vec::new();
+    let mut contacts = Vec::new();
     for (form, email) in [
         ("demo", "f-1@example.jp"),
         ("demo", "f-2@example.jp"),
@@ -47,6 +54,7 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
         leads.push(r.body["lead_id"].as_str().unwrap().to_owned());
+        contacts.push(r.body["contact_id"].as_str().unwrap().to_owned());
     }
     // A client retry of the first submission: answered from its receipt, counted once.
     let replay = env
@@ -74,6 +82,66 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     .await;
     stage(&env, &leads[0], json!({"move": "convert", "reason": "won"})).await;
     stage(&env, &leads[3], json!({"move": "disqualify", "reason": "student"})).await;
+    // f-2 unsubscribes by the one-click link, twice.
+    for _ in 0..2 {
+        let r = env
+            .send(
+                "POST",
+                &format!("/unsubscribe?token={}", unsubscribe_token(&env, &contacts[1])),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                b"List-Unsubscribe=One-Click",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    // The domain events of all that, each once, with its schema version.
+    let events = env.stack.take_events().await.unwrap();
+    let of = |kind: &str, lead: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == kind && e.lead_id.is_some_and(|l| l.to_string() == lead))
+            .count()
+    };
+    let ids: std::collections::BTreeSet<_> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "each event once");
+    assert!(events
+        .iter()
+        .all(|e| e.schema_version == ev::SCHEMA_VERSION && ev::ALL.contains(&e.kind.as_str())));
+    for (i, lead) in leads.iter().enumerate() {
+        assert_eq!(of(ev::LEAD_CREATED, lead), 1, "{lead}");
+        assert_eq!(of(ev::LEAD_SCORED, lead), 1, "scored once, though delivered twice");
+        let moves = match i {
+            0 => 3, // to MQL, to sales acceptance, converted
+            3 => 2, // to MQL, disqualified
+            _ => 1,
+        };
+        assert_eq!(of(ev::LEAD_STAGE_CHANGED, lead), moves, "{lead}");
+        assert_eq!(of(ev::LEAD_CONVERTED, lead), usize::from(i == 0));
+    }
+    let created = events
+        .iter()
+        .find(|e| e.kind == ev::LEAD_CREATED && e.lead_id.is_some_and(|l| l.to_string() == leads[0]))
+        .unwrap();
+    assert_eq!(created.data["contact"]["email"], "f-1@example.jp");
+    assert_eq!(created.data["contact"]["last_name"], "数");
+    assert_eq!(created.data["campaign"], "Ebook");
+    let scored = events
+        .iter()
+        .find(|e| e.kind == ev::LEAD_SCORED && e.lead_id.is_some_and(|l| l.to_string() == leads[0]))
+        .unwrap();
+    assert_eq!(scored.data["band"], "cold");
+    assert!(scored.data.get("contact").is_none(), "ids only beyond lead.created");
+    let converted = events.iter().find(|e| e.kind == ev::LEAD_CONVERTED).unwrap();
+    assert_eq!(converted.data["reason"], "won");
+    let unsubscribed: Vec<_> = events.iter().filter(|e| e.kind == ev::CONTACT_UNSUBSCRIBED).collect();
+    assert_eq!(unsubscribed.len(), 1, "the second unsubscribe changed nothing");
+    assert_eq!(unsubscribed[0].contact_id.to_string(), contacts[1]);
+    assert_eq!(
+        events.iter().filter(|e| e.kind == ev::LEAD_HANDED_OFF).count(),
+        0,
+        "no lead of this mix is sales-ready"
+    );
 
     let t = env.cli_target();
     let today = report::day_of(chrono::Utc::now());
@@ -114,6 +182,8 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
         .await
         .unwrap();
     assert_eq!(again, rows);
+    let more = env.stack.take_events().await.unwrap();
+    assert!(more.is_empty(), "duplicate deliveries publish nothing: {more:?}");
 
     // Where the leads are now: running totals kept with every move.
     let now = leadflow_cli::report_stages(&t, Some(By::Campaign)).await.unwrap();
@@ -157,4 +227,45 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     assert!(text.contains("all") && text.contains("100.0%"), "{text}");
     let csv = String::from_utf8(funnel_csv(&all).unwrap()).unwrap();
     assert!(csv.starts_with('\u{feff}') && csv.contains("inquiry_to_mql"), "{csv}");
+}
+
+fn three_minutes_on() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::minutes(3)
+}
+
+/// A write whose events the bus refused keeps them in its outbox entry; the process run's
+/// relay publishes them (same ids) once they are due, and only once.
+#[tokio::test]
+async fn events_a_failed_publish_left_in_the_outbox_are_relayed_once() {
+    use leadflow_aws::table::{key_item, Condition};
+    let mut env = TestEnv::new().await;
+    let settings = env.stack.settings().unwrap();
+    let refused = env.stack.clients.records(&settings.table, Some("no-such-bus"));
+    let contact = leadflow_domain::records::ContactId::generate();
+    let event = ev::unsubscribed(contact, chrono::Utc::now(), "test");
+    let item = refused
+        .put_tx(key_item(("EVTEST#1".into(), "X".into())), Condition::none())
+        .unwrap();
+    let written = refused
+        .transact_events(vec![item], None, std::slice::from_ref(&event))
+        .await;
+    assert!(
+        written.unwrap().committed(),
+        "the write stands though its publish failed"
+    );
+    assert!(env.stack.take_events().await.unwrap().is_empty(), "the bus refused it");
+    // Not due yet (its writer may still be publishing): the run leaves it.
+    env.process.run().await.unwrap();
+    assert!(env.stack.take_events().await.unwrap().is_empty());
+    env.process.clock = three_minutes_on;
+    env.process.run().await.unwrap();
+    let relayed = env.stack.take_events().await.unwrap();
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(
+        relayed[0].event_id, event.event_id,
+        "the same id: consumers de-duplicate by it"
+    );
+    assert_eq!(relayed[0].kind, ev::CONTACT_UNSUBSCRIBED);
+    env.process.run().await.unwrap();
+    assert!(env.stack.take_events().await.unwrap().is_empty(), "relayed once");
 }

@@ -797,7 +797,7 @@ async fn a_stale_pass_keeps_a_cursor_and_finishes_over_more_than_one_page() {
 }
 
 #[tokio::test]
-async fn a_batch_of_ten_over_three_leads_costs_one_read_and_one_write() {
+async fn a_batch_of_ten_over_three_leads_costs_one_read_one_write_and_one_publish() {
     let env = TestEnv::new().await;
     let mut leads = Vec::new();
     for i in 0..3 {
@@ -833,8 +833,15 @@ async fn a_batch_of_ten_over_three_leads_costs_one_read_and_one_write() {
     ops.sort();
     assert_eq!(
         ops,
-        ["BatchGetItem", "GetItem", "Query", "TransactWriteItems"],
-        "one read, the three leads' writes packed in one transaction; GetItem and Query: the scoring configuration and the segments, once per container a minute"
+        [
+            "BatchGetItem",
+            "BatchWriteItem",
+            "GetItem",
+            "PutEvents",
+            "Query",
+            "TransactWriteItems"
+        ],
+        "one read, the three leads' writes packed in one transaction, their lead.scored events published at once and the transaction's outbox entry removed; GetItem and Query: the scoring configuration and the segments, once per container a minute"
     );
     // Each lead got its own interactions: the form (behaviour), then its downloads.
     let downloads = |i: usize| (0..7).filter(|j| j % 3 == i).count();

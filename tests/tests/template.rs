@@ -165,6 +165,19 @@ fn observed(log: &RequestLog, env: &TestEnv) -> BTreeSet<(String, String)> {
                         .unwrap_or_default(),
                 ));
             }
+            "PutEvents" => {
+                for e in body["Entries"].as_array().unwrap() {
+                    let bus = e["EventBusName"].as_str().unwrap_or("");
+                    let logical = env
+                        .stack
+                        .provisioned
+                        .others
+                        .iter()
+                        .find(|(_, name)| name.as_str() == bus)
+                        .map_or_else(|| format!("unknown bus {bus}"), |(id, _)| id.clone());
+                    out.insert(("events:PutEvents".into(), logical));
+                }
+            }
             "POST /v2/email/outbound-emails" => {
                 out.insert(("ses:SendEmail".into(), "SES".into()));
             }
@@ -524,4 +537,51 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The functions publish to the stack's own bus, and the optional webhook stack (a nested
+/// stack only when `WebhookUrl` is given) sends the chosen leadflow events to an API
+/// destination with retries and a dead-letter queue, the event's detail as the body.
+#[test]
+fn the_events_bus_feeds_the_functions_and_the_optional_webhook_retries_into_a_dlq() {
+    let root = leadflow_local::workspace_root();
+    let t: Yaml = serde_yaml::from_str(&std::fs::read_to_string(root.join("template.yaml")).unwrap()).unwrap();
+    let r = &t["Resources"];
+    assert_eq!(r["LeadflowBus"]["Type"], "AWS::Events::EventBus");
+    let bus_env = &t["Globals"]["Function"]["Environment"]["Variables"][leadflow_aws::config::EVENT_BUS_ENV];
+    assert_eq!(target(bus_env).as_deref(), Some("LeadflowBus"), "{bus_env:?}");
+    for f in ["IntakeFunction", "ScoringFunction", "ProcessFunction"] {
+        assert!(
+            policies(f)
+                .iter()
+                .any(|(a, res)| a.contains("events:PutEvents") && res.contains("LeadflowBus")),
+            "{f} may publish to the bus"
+        );
+    }
+    let nested = &r["WebhookEvents"];
+    assert_eq!(nested["Type"], "AWS::CloudFormation::Stack");
+    assert_eq!(nested["Condition"], "HasWebhook");
+    let url = nested["Properties"]["TemplateURL"].as_str().unwrap();
+    let w: Yaml = serde_yaml::from_str(&std::fs::read_to_string(root.join(url)).unwrap()).unwrap();
+    let params = w["Parameters"].as_mapping().unwrap();
+    for p in nested["Properties"]["Parameters"].as_mapping().unwrap().keys() {
+        assert!(params.contains_key(p), "the webhook stack takes {p:?}");
+    }
+    let rule = &w["Resources"]["WebhookRule"]["Properties"];
+    assert_eq!(rule["EventPattern"]["source"][0], leadflow_domain::events::SOURCE);
+    let to = &rule["Targets"][0];
+    assert_eq!(to["InputPath"], "$.detail");
+    assert!(to["RetryPolicy"]["MaximumEventAgeInSeconds"].as_u64().unwrap() >= 3600);
+    assert!(target(&to["DeadLetterConfig"]["Arn"]).is_some());
+    assert_eq!(
+        w["Resources"]["WebhookDestination"]["Type"],
+        "AWS::Events::ApiDestination"
+    );
+    let default_types = w["Parameters"]["EventTypes"]["Default"].as_str().unwrap();
+    for ty in default_types.split(',') {
+        assert!(
+            leadflow_domain::events::ALL.contains(&ty),
+            "{ty} is an event leadflow publishes"
+        );
+    }
 }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub table: String,
     /// The configuration table (forms, sites).
     pub config_table: String,
+    /// The events bus (`EVENT_BUS_NAME`); unset: no domain events.
+    pub event_bus: Option<String>,
     pub scoring_queue_url: String,
     /// The key unsubscribe links are signed with; unsubscribe routes answer 503 without it.
     pub unsubscribe_secret: Option<String>,
@@ -60,6 +62,7 @@ impl Settings {
         Ok(Settings {
             table: env.required("TABLE_NAME")?,
             config_table: env.required("CONFIG_TABLE_NAME")?,
+            event_bus: env.optional(leadflow_aws::config::EVENT_BUS_ENV),
             scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
             unsubscribe_secret: env.optional("UNSUBSCRIBE_SECRET"),
         })
@@ -74,7 +77,7 @@ impl AwsIntake {
             forms: DynamoForms::new(clients.table(&settings.config_table)),
             sites: DynamoSites::new(clients.table(&settings.config_table)),
             service: IntakeService::new(
-                DynamoIntake::new(clients.table(&settings.table)),
+                DynamoIntake::new(clients.records(&settings.table, settings.event_bus.as_deref())),
                 SqsQueue::new(clients.sqs.clone(), &settings.scoring_queue_url),
             ),
             clock: Utc::now,

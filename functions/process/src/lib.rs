@@ -62,6 +62,8 @@ pub type AwsProcess =
 pub struct Settings {
     pub table: String,
     pub config_table: String,
+    /// The events bus (`EVENT_BUS_NAME`); unset: no domain events.
+    pub event_bus: Option<String>,
     pub scoring_queue_url: String,
     pub sender: String,
     pub configuration_set: Option<String>,
@@ -75,6 +77,7 @@ impl Settings {
         Ok(Settings {
             table: env.required("TABLE_NAME")?,
             config_table: env.required("CONFIG_TABLE_NAME")?,
+            event_bus: env.optional(leadflow_aws::config::EVENT_BUS_ENV),
             scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
             sender: env.required("SENDER_EMAIL")?,
             configuration_set: env.optional("CONFIGURATION_SET"),
@@ -106,9 +109,9 @@ pub enum ProcessError {
 impl AwsProcess {
     pub fn new(clients: &Clients, s: &Settings) -> Self {
         Process {
-            store: DynamoProcess::new(clients.table(&s.table)),
+            store: DynamoProcess::new(clients.records(&s.table, s.event_bus.as_deref())),
             mailer: SesMailer::new(clients.sesv2.clone(), &s.sender, s.configuration_set.clone()),
-            outbox: DynamoIntake::new(clients.table(&s.table)),
+            outbox: DynamoIntake::new(clients.records(&s.table, s.event_bus.as_deref())),
             queue: SqsQueue::new(clients.sqs.clone(), &s.scoring_queue_url),
             config: DynamoProcessConfig::new(clients.table(&s.config_table)),
             scoring_config: DynamoScoringConfig::new(clients.table(&s.config_table), CONFIG_CACHE_TTL),
@@ -193,6 +196,7 @@ where
         let started = Instant::now();
         let now = (self.clock)();
         let relayed = outbox::relay(&self.outbox, &self.queue, now, 500).await?;
+        let events_relayed = self.outbox.relay_events(now, 500).await?;
         let (nurture, routing) = self.documents().await?;
         let scoring = self.scoring_config.scoring_config().await?;
         let run_id = uuid::Uuid::now_v7().to_string();
@@ -211,6 +215,7 @@ where
         let report = run(&self.store, &self.mailer, &cfg).await?;
         tracing::info!(
             relayed = relayed.published,
+            events_relayed,
             due = report.due,
             leads = report.leads,
             moves = report.moves,

@@ -46,6 +46,8 @@ pub type AwsScoring = Scoring<DynamoScoring, DynamoScoringConfig>;
 pub struct Settings {
     pub table: String,
     pub config_table: String,
+    /// The events bus (`EVENT_BUS_NAME`); unset: no domain events.
+    pub event_bus: Option<String>,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
         Ok(Settings {
             table: env.required("TABLE_NAME")?,
             config_table: env.required("CONFIG_TABLE_NAME")?,
+            event_bus: env.optional(leadflow_aws::config::EVENT_BUS_ENV),
         })
     }
 }
@@ -98,7 +101,7 @@ pub struct RescoreReport {
 impl AwsScoring {
     pub fn new(clients: &Clients, settings: &Settings) -> Self {
         Scoring {
-            store: DynamoScoring::new(clients.table(&settings.table)),
+            store: DynamoScoring::new(clients.records(&settings.table, settings.event_bus.as_deref())),
             config: DynamoScoringConfig::new(clients.table(&settings.config_table), CONFIG_CACHE_TTL),
             clock: Utc::now,
             rescore_page: RESCORE_PAGE,

@@ -46,6 +46,10 @@ struct Cli {
     /// The stack's ScheduleDeadLetterQueueUrl output (scheduled runs that could not be delivered).
     #[arg(long, global = true, env = "LEADFLOW_SCHEDULE_DLQ_URL")]
     schedule_dlq_url: Option<String>,
+    /// The stack's EventBusName output: the tool's own writes (stage moves, activities,
+    /// imports) publish their domain events there, as the functions' do.
+    #[arg(long, global = true, env = "LEADFLOW_EVENT_BUS")]
+    event_bus: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -409,6 +413,7 @@ async fn target(cli: &Cli) -> Result<Target, String> {
         .unwrap_or_default(),
         schedule_dlq_url: queue(&cli.schedule_dlq_url, "ScheduleDeadLetterQueue", "schedule-dlq-url")
             .unwrap_or_default(),
+        event_bus: name(&cli.event_bus, "LeadflowBus", "event-bus").ok(),
     })
 }
 

@@ -26,6 +26,9 @@ pub struct Target {
     pub engagement_dlq_url: String,
     /// Failed scheduled invocations (process runs, re-scoring); empty when not known.
     pub schedule_dlq_url: String,
+    /// The domain events bus the tool's writes (moves, activities, imports) publish to; `None`:
+    /// they publish nothing.
+    pub event_bus: Option<String>,
 }
 
 /// An item as JSON (`null` if it cannot be read).
@@ -61,7 +64,7 @@ pub(crate) fn record_json(item: &Item) -> Value {
 impl Target {
     /// The records table.
     pub fn records(&self) -> Table {
-        self.clients.table(&self.table)
+        self.clients.records(&self.table, self.event_bus.as_deref())
     }
 
     /// The configuration table.

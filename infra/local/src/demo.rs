@@ -242,3 +242,64 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
 {body}</body></html>"#
     ))
 }
+
+/// The local events page: the domain events published to the bus, newest first, as a CRM or
+/// chat subscribed to it would receive them (`detail`; docs/events.md).
+pub fn events(seen: &[leadflow_domain::events::DomainEvent], kind: &str) -> String {
+    use leadflow_domain::escape_html as esc;
+    let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("JST");
+    let mut body = String::from("<p>");
+    for k in std::iter::once("").chain(leadflow_domain::events::ALL) {
+        let label = if k.is_empty() { "all" } else { k };
+        let count = seen.iter().filter(|e| k.is_empty() || e.kind == k).count();
+        body.push_str(&format!(
+            "<a href=\"/_local/events?type={k}\">{label}</a> ({count}) &nbsp; "
+        ));
+    }
+    body.push_str("</p><table><tr><th>time (JST)</th><th>type</th><th>lead</th><th>event id</th><th>detail</th></tr>");
+    for e in seen
+        .iter()
+        .rev()
+        .filter(|e| kind.is_empty() || e.kind == kind)
+        .take(200)
+    {
+        let detail = serde_json::to_string_pretty(e).unwrap_or_default();
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><details><summary>{}</summary><pre>{}</pre></details></td></tr>",
+            e.time.with_timezone(&jst).format("%Y-%m-%d %H:%M:%S"),
+            esc(&e.kind),
+            e.lead_id.map(|l| l.to_string()).unwrap_or_default(),
+            esc(&e.event_id),
+            esc(&summary(e)),
+            esc(&detail)
+        ));
+    }
+    body.push_str("</table>");
+    format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow events</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.85rem;vertical-align:top;text-align:left}}pre{{margin:0;font-size:.8rem}}</style></head><body>
+<h1>イベント / Domain events</h1>
+<p>What the local run published to its EventBridge bus (schema version {v}, docs/events.md) — what a CRM, Slack or kintone connected by a rule would receive. Newest first, the last {n} kept. <a href="/_local/report">report</a> · <a href="/_local/mailbox">mailbox</a></p>
+{body}</body></html>"#,
+        v = leadflow_domain::events::SCHEMA_VERSION,
+        n = seen.len(),
+    )
+}
+
+/// One line of what an event says.
+fn summary(e: &leadflow_domain::events::DomainEvent) -> String {
+    let d = &e.data;
+    let s = |k: &str| {
+        d.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    match e.kind.as_str() {
+        "lead.created" => format!("form {} · campaign {}", s("form_id"), s("campaign")),
+        "lead.scored" => format!("score {} · band {}", s("score"), s("band")),
+        "lead.stage_changed" => format!("{} → {} ({})", s("from"), s("to"), s("reason")),
+        "lead.handed_off" => format!("owner {} · due {}", s("owner"), s("due_at")),
+        "lead.converted" => s("reason"),
+        "segment.joined" | "segment.left" => s("segment"),
+        _ => s("how"),
+    }
+}

@@ -58,7 +58,13 @@ impl Stack {
             .insert("UnsubscribeSecret".into(), LOCAL_UNSUBSCRIBE_SECRET.into());
         template.overrides.insert("PublicBaseUrl".into(), public_url.into());
         let provisioned = template
-            .provision(prefix, &clients.dynamodb, &clients.sqs, &clients.sesv2)
+            .provision(
+                prefix,
+                &clients.dynamodb,
+                &clients.sqs,
+                &clients.sesv2,
+                &clients.eventbridge,
+            )
             .await?;
         let stack = Stack {
             template,
@@ -180,9 +186,60 @@ impl Stack {
             .map_err(|e| LocalError::Other(format!("IntakeFunction: {e}")))
     }
 
-    /// The records table.
+    /// The records table (its writes publish their domain events to the stack's bus).
     pub fn table(&self) -> Result<Table, LocalError> {
-        Ok(self.clients.table(&self.settings()?.table))
+        let s = self.settings()?;
+        Ok(self.clients.records(&s.table, s.event_bus.as_deref()))
+    }
+
+    /// The domain events published since the last call (each once), from the local capture
+    /// queue: what a CRM subscribed to the bus would have received.
+    pub async fn take_events(&self) -> Result<Vec<leadflow_domain::events::DomainEvent>, LocalError> {
+        let Some(capture) = &self.provisioned.event_capture else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&capture.url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| LocalError::Other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(out);
+            }
+            let mut done = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                // The body is the EventBridge event; its detail is ours.
+                let detail = m
+                    .body()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                    .and_then(|v| serde_json::from_value(v.get("detail")?.clone()).ok());
+                out.extend(detail);
+                if let Some(h) = m.receipt_handle() {
+                    done.push(
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(h)
+                            .build()
+                            .map_err(|e| LocalError::Other(e.to_string()))?,
+                    );
+                }
+            }
+            self.clients
+                .sqs
+                .delete_message_batch()
+                .queue_url(&capture.url)
+                .set_entries(Some(done))
+                .send()
+                .await
+                .map_err(|e| LocalError::Other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        }
     }
 
     /// The configuration table.

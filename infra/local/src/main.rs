@@ -44,8 +44,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         schedules: schedules.clone(),
         emulator: emulator.endpoint.clone(),
         records: stack.table()?,
+        events: Default::default(),
     });
     let mut tasks = Vec::new();
+    // What the bus delivered, for the events page (a rule on the bus feeds a local queue).
+    {
+        let (stack, front) = (stack.clone(), front.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match stack.take_events().await {
+                    Ok(got) if !got.is_empty() => {
+                        if let Ok(mut kept) = front.events.lock() {
+                            kept.extend(got);
+                            let excess = kept.len().saturating_sub(server::EVENTS_KEPT);
+                            kept.drain(..excess);
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading the local events queue failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
     // The SQS event source mappings: poll every second, as Lambda's pollers would.
     {
         let (stack, functions) = (stack.clone(), functions.clone());
@@ -80,6 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  demo landing page   http://{addr}/");
     println!("  local mailbox       http://{addr}/_local/mailbox");
     println!("  funnel report       http://{addr}/_local/report");
+    println!("  domain events       http://{addr}/_local/events");
     println!("  intake API          http://{addr}/forms/demo/submissions");
     println!("  events API          http://{addr}/events  (site key pk_demo_site_2026)");
     for s in &schedules {

@@ -33,7 +33,12 @@ pub struct Front {
     pub emulator: String,
     /// The records table, for the report page.
     pub records: leadflow_aws::table::Table,
+    /// The domain events the bus delivered (the newest [`EVENTS_KEPT`]), for the events page.
+    pub events: Arc<std::sync::Mutex<std::collections::VecDeque<leadflow_domain::events::DomainEvent>>>,
 }
+
+/// Events the local events page keeps.
+pub const EVENTS_KEPT: usize = 1000;
 
 fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
@@ -108,6 +113,19 @@ impl Front {
                     Ok(page) => plain(StatusCode::OK, "text/html; charset=utf-8", page),
                     Err(e) => plain(StatusCode::BAD_GATEWAY, "text/plain", e),
                 };
+            }
+            if path == "/_local/events" {
+                let kind = query.split('&').find_map(|p| p.strip_prefix("type=")).unwrap_or("");
+                let seen: Vec<_> = self
+                    .events
+                    .lock()
+                    .map(|q| q.iter().cloned().collect())
+                    .unwrap_or_default();
+                return plain(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    crate::demo::events(&seen, kind),
+                );
             }
             if path == "/_local/mailbox" || path.starts_with("/_local/mailbox/") {
                 return match crate::demo::mailbox(

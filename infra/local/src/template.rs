@@ -49,8 +49,11 @@ pub struct QueueInfo {
 pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, QueueInfo>,
-    /// `!Ref` values of other resources (SES identities and configuration sets).
+    /// `!Ref` values of other resources (SES identities and configuration sets, event buses).
     pub others: BTreeMap<String, String>,
+    /// Local only: every event published to the template's buses, captured in this queue (a
+    /// rule on each bus) for the local events page and the tests.
+    pub event_capture: Option<QueueInfo>,
 }
 
 /// A function as the template declares it.
@@ -380,8 +383,54 @@ impl Template {
         ddb: &aws_sdk_dynamodb::Client,
         sqs: &aws_sdk_sqs::Client,
         sesv2: &aws_sdk_sesv2::Client,
+        events: &aws_sdk_eventbridge::Client,
     ) -> Result<Provisioned, TemplateError> {
         let mut p = Provisioned::default();
+        let buses = self.of_type("AWS::Events::EventBus");
+        if !buses.is_empty() {
+            let name = format!("{prefix}EventsCapture");
+            let aws = |e: String| TemplateError::Aws(name.clone(), e);
+            let out = sqs
+                .create_queue()
+                .queue_name(&name)
+                .send()
+                .await
+                .map_err(|e| aws(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            let url = out.queue_url.ok_or_else(|| aws("no queue URL".into()))?;
+            let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+            p.event_capture = Some(QueueInfo { name, url, arn });
+        }
+        for (id, _) in buses {
+            let name = format!("{prefix}{id}");
+            let aws = |e: String| TemplateError::Aws(name.clone(), e);
+            // Idempotent: a restarted local run finds its bus.
+            let _ = events.create_event_bus().name(&name).send().await;
+            if let Some(capture) = &p.event_capture {
+                let rule = format!("{prefix}{id}-capture");
+                events
+                    .put_rule()
+                    .name(&rule)
+                    .event_bus_name(&name)
+                    .event_pattern(r#"{"source":["leadflow"]}"#)
+                    .send()
+                    .await
+                    .map_err(|e| aws(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+                let target = aws_sdk_eventbridge::types::Target::builder()
+                    .id("capture")
+                    .arn(&capture.arn)
+                    .build()
+                    .map_err(|e| aws(e.to_string()))?;
+                events
+                    .put_targets()
+                    .rule(&rule)
+                    .event_bus_name(&name)
+                    .targets(target)
+                    .send()
+                    .await
+                    .map_err(|e| aws(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+            }
+            p.others.insert(id, name);
+        }
         for (id, _) in self.of_type("AWS::SES::ConfigurationSet") {
             p.others.insert(id.clone(), format!("{prefix}{id}"));
         }

@@ -13,7 +13,16 @@ impl Clients {
     pub fn table(&self, name: &str) -> crate::table::Table {
         crate::table::Table::new(self.dynamodb.clone(), name)
     }
+
+    /// The records table: its writes publish their domain events to `bus` (none: no events).
+    pub fn records(&self, name: &str, bus: Option<&str>) -> crate::table::Table {
+        self.table(name)
+            .with_events(bus.map(|b| crate::bus::EventBus::new(self.eventbridge.clone(), b)))
+    }
 }
+
+/// The environment variable naming the events bus (`!Ref LeadflowBus`); unset: no events.
+pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
 
 /// Environment variables, from the process or from any lookup (a template's resolved map).
 pub struct Env<F>(pub F);
@@ -70,6 +79,7 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sesv2: aws_sdk_sesv2::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl Clients {
@@ -83,6 +93,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             sesv2: aws_sdk_sesv2::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
         }
     }
 }

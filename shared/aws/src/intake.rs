@@ -331,6 +331,7 @@ impl IntakeStore for DynamoIntake {
                 Ok(Packed {
                     items: self.transaction_items(p)?,
                     counters: crate::counters::counters(&p.tally, &p.receipt.lead_id.to_string()),
+                    events: leadflow_domain::events::of_intake(p),
                     token: Some(p.interaction.interaction_id.to_string()),
                 })
             })
@@ -386,12 +387,25 @@ impl Outbox for DynamoIntake {
             .await?;
         Ok(())
     }
+
+    async fn relay_events(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        Ok(crate::bus::relay(&self.table, now, limit).await?.published)
+    }
 }
 
 impl Unsubscribes for DynamoIntake {
     async fn unsubscribe(&self, contact: ContactId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let update = Update::new().set_if_absent("unsubscribed_at", to_av(&now)?).if_exists();
-        Ok(self.table.update(keys::contact(contact), update).await?.is_some())
+        // The first unsubscribe, with its event; a repeated one (or none to unsubscribe) changes
+        // nothing and says whether the contact exists.
+        let first = Update::new()
+            .set("unsubscribed_at", to_av(&now)?)
+            .when("attribute_exists(pk) AND attribute_not_exists({unsubscribed_at})", &[]);
+        let items = vec![self.table.update_tx(keys::contact(contact), first)?];
+        let event = leadflow_domain::events::unsubscribed(contact, now, "link");
+        if self.table.transact_events(items, None, &[event]).await?.committed() {
+            return Ok(true);
+        }
+        Ok(self.table.get(keys::contact(contact)).await?.is_some())
     }
 }
 

@@ -1,6 +1,7 @@
 //! leadflow's AWS adapters. Each implements narrow ports of the domain over one [`table::Table`]
 //! handle (or an SQS / SES client); the domain never sees an AWS type.
 
+pub mod bus;
 pub mod catalog;
 pub mod config;
 pub mod config_dir;

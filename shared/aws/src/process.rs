@@ -159,7 +159,8 @@ impl LeadApiStore for DynamoProcess {
         items.extend(self.history_items(lead, std::slice::from_ref(change), change.at)?);
         items.extend(crate::segments::change_items(&self.table, upkeep)?);
         items.extend(self.counter_items(tally, lead)?);
-        Ok(self.table.transact(items, None).await?.committed())
+        let events = leadflow_domain::events::of_lead_move(change, upkeep);
+        Ok(self.table.transact_events(items, None, &events).await?.committed())
     }
 
     async fn record_activity(
@@ -197,7 +198,8 @@ impl LeadApiStore for DynamoProcess {
             };
             items.extend(crate::lists::DynamoLists::new(self.table.clone()).add_tx(&list, &member, activity.at)?);
         }
-        if self.table.transact(items, None).await?.committed() {
+        let events = leadflow_domain::events::of_segments(upkeep);
+        if self.table.transact_events(items, None, &events).await?.committed() {
             Ok(())
         } else {
             // The lead was erased while the request ran: nothing is recorded, and the caller hears so.
@@ -277,7 +279,8 @@ impl LeaseStore for DynamoProcess {
             item.insert(DUE_SK.into(), s(dsk));
             items.push(self.table.put_tx(item, Condition::absent())?);
         }
-        if !self.table.transact(items, None).await?.committed() {
+        let events = leadflow_domain::events::of_save(w);
+        if !self.table.transact_events(items, None, &events).await?.committed() {
             // Our lease expired and another run took the lead: its save wins; nothing is lost
             // (emails are in the ledger), the lead is handled by that run.
             tracing::warn!(lead_id = %w.lead_id, "lease lost before saving; the other run's save stands");

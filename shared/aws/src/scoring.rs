@@ -319,7 +319,8 @@ impl ScoringStore for DynamoScoring {
             items.push(self.table.update_tx(c.key.clone(), c.update())?);
             slots.push(Slot::Other);
         }
-        let outcome = self.table.transact(items, None).await?;
+        let events = leadflow_domain::events::of_scoring(w);
+        let outcome = self.table.transact_events(items, None, &events).await?;
         if outcome.committed() {
             return Ok(ScoreCommit::Committed);
         }
@@ -347,6 +348,7 @@ impl ScoringStore for DynamoScoring {
                 Ok(Packed {
                     items: self.slots_and_items(w)?.1,
                     counters: write_counters(w),
+                    events: leadflow_domain::events::of_scoring(w),
                     token: None,
                 })
             })

@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, from_item, to_attribute_value, to_item};
 
+use chrono::Utc;
+use leadflow_domain::events::DomainEvent;
 use leadflow_domain::ports::StoreError;
 
 pub use crate::expr::{Condition, Update};
@@ -183,6 +185,8 @@ impl Query {
 pub struct Table {
     client: Client,
     name: Arc<str>,
+    /// Where the domain events of this table's writes go (`None`: nowhere, and no outbox).
+    bus: Option<crate::bus::EventBus>,
 }
 
 impl Table {
@@ -190,7 +194,19 @@ impl Table {
         Table {
             client,
             name: Arc::from(name.as_ref()),
+            bus: None,
         }
+    }
+
+    /// Writes through [`Table::transact_events`] and [`Table::transact_packed`] publish their
+    /// domain events to `bus`.
+    pub fn with_events(mut self, bus: Option<crate::bus::EventBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    pub fn bus(&self) -> Option<&crate::bus::EventBus> {
+        self.bus.as_ref()
     }
 
     pub fn name(&self) -> &str {
@@ -333,6 +349,37 @@ impl Table {
         }
     }
 
+    /// One atomic write with the domain events it makes: they ride in the write (one outbox
+    /// entry), are published after the commit and the entry removed; what a failed publish
+    /// leaves is published by [`crate::bus::relay`].
+    pub async fn transact_events(
+        &self,
+        items: Vec<TransactWriteItem>,
+        token: Option<String>,
+        events: &[DomainEvent],
+    ) -> Result<Transact, StoreError> {
+        let (out, entry) = self.transact_outboxed(items, token, events).await?;
+        if let Some(key) = entry.filter(|_| out.committed()) {
+            crate::bus::published(self, &[(key, events)]).await;
+        }
+        Ok(out)
+    }
+
+    /// One atomic write with its events' outbox entry; the entry's key if it has one.
+    async fn transact_outboxed(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+        token: Option<String>,
+        events: &[DomainEvent],
+    ) -> Result<(Transact, Option<Key>), StoreError> {
+        let entry = crate::bus::entry(self.bus.as_ref(), events, Utc::now())?;
+        let key = entry.as_ref().map(|(k, _)| k.clone());
+        if let Some((_, item)) = entry {
+            items.push(self.put_tx(item, Condition::none())?);
+        }
+        Ok((self.transact(items, token).await?, key))
+    }
+
     /// Independent writes, each all-or-nothing, packed in order into as few transactions as
     /// hold them (100 actions each; a write is never split). Each write's token is used when
     /// it opens a transaction; its counters are merged with the transaction's other writes'
@@ -347,28 +394,37 @@ impl Table {
         let mut out = Vec::new();
         let mut packed: Vec<TransactWriteItem> = Vec::new();
         let mut counters: Vec<Counter> = Vec::new();
+        let mut events: Vec<DomainEvent> = Vec::new();
         let mut members = 0;
         let mut token = None;
+        // The transaction's events take one item (its outbox entry), whatever their number.
+        let outbox = |events: &[DomainEvent]| usize::from(self.bus.is_some() && !events.is_empty());
+        // The events of the committed transactions, published together at the end.
+        let mut outboxed: Vec<(Key, Vec<DomainEvent>)> = Vec::new();
         for write in writes {
             // A write's counter that merges with one already packed takes no room.
             let fits = matches!(&write, Ok(w) if {
                 let new = w.counters.iter().filter(|c| !counters.iter().any(|k| k.group == c.group)).count();
-                packed.len() + counters.len() + w.items.len() + new <= MAX_ITEMS
+                let entry = outbox(&events).max(outbox(&w.events));
+                packed.len() + counters.len() + w.items.len() + new + entry <= MAX_ITEMS
             });
             if !fits && members > 0 {
-                let result = self.flush(&mut packed, &mut counters, token.take()).await;
+                let result = self
+                    .flush(&mut packed, &mut counters, &mut events, token.take(), &mut outboxed)
+                    .await;
                 out.extend(std::iter::repeat_n(result, members));
                 members = 0;
             }
             match write {
                 Err(e) => out.push(Err(e)),
-                Ok(w) if w.items.len() + w.counters.len() > MAX_ITEMS => {
+                Ok(w) if w.items.len() + w.counters.len() + outbox(&w.events) > MAX_ITEMS => {
                     out.push(Err(corrupt("a write holds more actions than one transaction")))
                 }
                 Ok(w) => {
                     if members == 0 {
                         token = w.token;
                     }
+                    events.extend(w.events);
                     packed.extend(w.items);
                     for c in w.counters {
                         match counters.iter_mut().find(|k| k.group == c.group) {
@@ -381,9 +437,13 @@ impl Table {
             }
         }
         if members > 0 {
-            let result = self.flush(&mut packed, &mut counters, token).await;
+            let result = self
+                .flush(&mut packed, &mut counters, &mut events, token, &mut outboxed)
+                .await;
             out.extend(std::iter::repeat_n(result, members));
         }
+        let outboxed: Vec<(Key, &[DomainEvent])> = outboxed.iter().map(|(k, e)| (k.clone(), e.as_slice())).collect();
+        crate::bus::published(self, &outboxed).await;
         out
     }
 
@@ -391,13 +451,20 @@ impl Table {
         &self,
         packed: &mut Vec<TransactWriteItem>,
         counters: &mut Vec<Counter>,
+        events: &mut Vec<DomainEvent>,
         token: Option<String>,
+        outboxed: &mut Vec<(Key, Vec<DomainEvent>)>,
     ) -> Result<bool, StoreError> {
         let mut items = std::mem::take(packed);
+        let events = std::mem::take(events);
         for c in std::mem::take(counters) {
             items.push(self.update_tx(c.key.clone(), c.update())?);
         }
-        Ok(self.transact(items, token).await?.committed())
+        let (out, entry) = self.transact_outboxed(items, token, &events).await?;
+        if let Some(key) = entry.filter(|_| out.committed()) {
+            outboxed.push((key, events));
+        }
+        Ok(out.committed())
     }
 
     /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
@@ -585,6 +652,8 @@ mod tests {
 pub struct Packed {
     pub items: Vec<TransactWriteItem>,
     pub counters: Vec<Counter>,
+    /// The domain events the write makes (they ride in its transaction's outbox entry).
+    pub events: Vec<DomainEvent>,
     pub token: Option<String>,
 }
 

@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod email;
 pub mod engagement;
+pub mod events;
 pub mod form;
 pub mod history;
 pub mod intake;

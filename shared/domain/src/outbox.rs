@@ -31,6 +31,12 @@ pub trait Outbox: Send + Sync {
         message: &InteractionMessage,
         next_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Publishes the domain events ([`crate::events`]) whose writer could not: outbox entries
+    /// due at or before `now`, at most `limit`. How many events went out. (No events: none.)
+    fn relay_events(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        let _ = (now, limit);
+        async { Ok(0) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub const CONCURRENCY: usize = 4;
 /// visitor copy marked: 30), the link, the re-scoring entry, the score history (2), a
 /// suppression, up to `segment::MAX_CHANGES` membership changes (two items each: 20), the report
 /// counters (2), and for at most `MAX_SES_PER_LEAD` SES events an email mark and an email
-/// counter each (20): 98 at the most.
+/// counter each (20), and the outbox entry of its domain events (1): 99 at the most.
 pub const MAX_LINK: usize = 15;
 /// Interactions of one lead taken from one batch; the rest go back to the queue and are
 /// scored with a later batch (a burst of one lead's events never makes an oversized write).
