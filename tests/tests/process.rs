@@ -291,8 +291,27 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
     )
     .await;
     env.run_scoring().await;
+    env.stack.take_events().await.unwrap();
     let report = env.process.run().await.unwrap();
     assert_eq!(report.handoffs, 1, "{report:?}");
+    // Its events: the moves and the hand-off, once; a second run hands nothing off again.
+    let events = env.stack.take_events().await.unwrap();
+    let handed: Vec<_> = events.iter().filter(|e| e.kind == "lead.handed_off").collect();
+    assert_eq!(handed.len(), 1, "{events:?}");
+    assert_eq!(handed[0].lead_id.unwrap().to_string(), hot);
+    assert!(handed[0].data["owner"].as_str().is_some_and(|o| !o.is_empty()));
+    assert!(handed[0].data["task_id"].as_str().is_some());
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "lead.stage_changed" && e.data["reason"].as_str().is_some()));
+    env.process.run().await.unwrap();
+    assert!(env
+        .stack
+        .take_events()
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.kind != "lead.handed_off"));
 
     // Stage history, exactly: scored, then sales-ready skipping telemarketing.
     let mut history: Vec<_> = env

@@ -197,6 +197,21 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
     env.run_scoring().await;
     let shown = segment_show(&t, "hot", 100).await.unwrap();
     assert_eq!(shown["count"], 2, "{shown}");
+    // segment.joined, once for each lead that joined, with why.
+    let seg = |events: &[leadflow_domain::events::DomainEvent], kind: &str| {
+        let mut v: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind == kind && e.data["segment"] == "hot")
+            .map(|e| e.lead_id.unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let events = env.stack.take_events().await.unwrap();
+    let mut joined = vec![leads[0].clone(), leads[1].clone()];
+    joined.sort();
+    assert_eq!(seg(&events, "segment.joined"), joined);
+    assert!(seg(&events, "segment.left").is_empty());
     let mut in_hot: Vec<&str> = shown["members"]
         .as_array()
         .unwrap()
@@ -260,6 +275,9 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
     let b = render_lead(&lead_show(&t, &leads[1]).await.unwrap());
     assert!(b.contains("left hot: ") && b.contains("3 ✓ activities >= 1: 1"), "{b}");
     assert!(b.contains("segments: none"), "{b}");
+    let events = env.stack.take_events().await.unwrap();
+    assert_eq!(seg(&events, "segment.left"), [leads[1].clone()], "{events:?}");
+    assert!(seg(&events, "segment.joined").is_empty());
 
     // 31 days on, A's views have left the window: the due re-scoring pass takes A out.
     env.scoring.clock = || Utc::now() + Duration::days(31);
@@ -267,6 +285,8 @@ async fn writers_keep_hot_membership_current_with_why_and_history() {
     assert!(pass.rescored >= 1, "{pass:?}");
     let shown = segment_show(&t, "hot", 100).await.unwrap();
     assert_eq!(shown["count"], 0, "{shown}");
+    let events = env.stack.take_events().await.unwrap();
+    assert_eq!(seg(&events, "segment.left"), [leads[0].clone()], "{events:?}");
     let a = render_lead(&lead_show(&t, &leads[0]).await.unwrap());
     assert!(
         a.contains("left hot: 1 ✗ interactions page_viewed within 30 days >= 15: 0"),
