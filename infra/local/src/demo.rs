@@ -257,15 +257,18 @@ pub fn events(seen: &[leadflow_domain::events::DomainEvent], kind: &str) -> Stri
         ));
     }
     body.push_str("</p><table><tr><th>time (JST)</th><th>type</th><th>lead</th><th>event id</th><th>detail</th></tr>");
-    for e in seen
+    for (i, e) in seen
         .iter()
         .rev()
         .filter(|e| kind.is_empty() || e.kind == kind)
         .take(200)
+        .enumerate()
     {
         let detail = serde_json::to_string_pretty(e).unwrap_or_default();
+        // The newest shows its whole detail: what a webhook's body would be.
+        let open = if i == 0 { " open" } else { "" };
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><details><summary>{}</summary><pre>{}</pre></details></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><details{open}><summary>{}</summary><pre>{}</pre></details></td></tr>",
             e.time.with_timezone(&jst).format("%Y-%m-%d %H:%M:%S"),
             esc(&e.kind),
             e.lead_id.map(|l| l.to_string()).unwrap_or_default(),
@@ -278,10 +281,11 @@ pub fn events(seen: &[leadflow_domain::events::DomainEvent], kind: &str) -> Stri
     format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow events</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.85rem;vertical-align:top;text-align:left}}pre{{margin:0;font-size:.8rem}}</style></head><body>
 <h1>イベント / Domain events</h1>
-<p>What the local run published to its EventBridge bus (schema version {v}, docs/events.md) — what a CRM, Slack or kintone connected by a rule would receive. Newest first, the last {n} kept. <a href="/_local/report">report</a> · <a href="/_local/mailbox">mailbox</a></p>
+<p>What the local run published to its EventBridge bus (schema version {v}, docs/events.md) — what a CRM, Slack or kintone connected by a rule would receive. Newest first; {n} received (the newest {kept} are kept). <a href="/_local/report">report</a> · <a href="/_local/mailbox">mailbox</a></p>
 {body}</body></html>"#,
         v = leadflow_domain::events::SCHEMA_VERSION,
         n = seen.len(),
+        kept = crate::server::EVENTS_KEPT,
     )
 }
 
@@ -297,7 +301,14 @@ fn summary(e: &leadflow_domain::events::DomainEvent) -> String {
         "lead.created" => format!("form {} · campaign {}", s("form_id"), s("campaign")),
         "lead.scored" => format!("score {} · band {}", s("score"), s("band")),
         "lead.stage_changed" => format!("{} → {} ({})", s("from"), s("to"), s("reason")),
-        "lead.handed_off" => format!("owner {} · due {}", s("owner"), s("due_at")),
+        "lead.handed_off" => {
+            let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("JST");
+            let due = s("due_at")
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .map(|t| t.with_timezone(&jst).format("%Y-%m-%d %H:%M JST").to_string())
+                .unwrap_or_default();
+            format!("owner {} · due {due}", s("owner"))
+        }
         "lead.converted" => s("reason"),
         "segment.joined" | "segment.left" => s("segment"),
         _ => s("how"),
