@@ -39,40 +39,43 @@ impl EventBus {
         }
     }
 
-    /// Publishes every event (ten a request); an error if any entry was refused, so the
-    /// caller keeps the outbox entry and the relay publishes them all again.
+    /// Publishes every event (ten a request, the requests at once); an error if any entry was
+    /// refused, so the caller keeps the outbox entry and the relay publishes them all again.
     pub async fn publish(&self, events: &[DomainEvent]) -> Result<(), StoreError> {
-        for chunk in events.chunks(PUT_EVENTS_MAX) {
-            let entries = chunk
-                .iter()
-                .map(|e| {
-                    Ok(PutEventsRequestEntry::builder()
-                        .event_bus_name(&*self.name)
-                        .source(SOURCE)
-                        .detail_type(&e.kind)
-                        .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(
-                            e.time.timestamp_millis(),
-                        ))
-                        .detail(serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                        .build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let out = self
-                .client
-                .put_events()
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| crate::store_error("PutEvents", e))?;
-            let failed = out.failed_entry_count();
-            if failed > 0 {
-                let codes: Vec<&str> = out.entries().iter().filter_map(|e| e.error_code()).collect();
-                return Err(StoreError::Unavailable(format!(
-                    "PutEvents: {failed} of {} entries refused ({})",
-                    chunk.len(),
-                    codes.join(", ")
-                )));
-            }
+        let sent = futures::future::join_all(events.chunks(PUT_EVENTS_MAX).map(|chunk| self.put(chunk))).await;
+        sent.into_iter().collect()
+    }
+
+    async fn put(&self, chunk: &[DomainEvent]) -> Result<(), StoreError> {
+        let entries = chunk
+            .iter()
+            .map(|e| {
+                Ok(PutEventsRequestEntry::builder()
+                    .event_bus_name(&*self.name)
+                    .source(SOURCE)
+                    .detail_type(&e.kind)
+                    .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(
+                        e.time.timestamp_millis(),
+                    ))
+                    .detail(serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                    .build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let out = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| crate::store_error("PutEvents", e))?;
+        let failed = out.failed_entry_count();
+        if failed > 0 {
+            let codes: Vec<&str> = out.entries().iter().filter_map(|e| e.error_code()).collect();
+            return Err(StoreError::Unavailable(format!(
+                "PutEvents: {failed} of {} entries refused ({})",
+                chunk.len(),
+                codes.join(", ")
+            )));
         }
         Ok(())
     }
