@@ -171,6 +171,11 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     assert_eq!(row("Ebook").rates["sal_to_converted"], Some(1.0));
     assert_eq!(row("Seminar").rates["mql_to_sal"], Some(0.0));
     assert_eq!(row("Seminar").rates["sal_to_converted"], None);
+    // Every step of this mix took less than a day; nobody converted in Seminar.
+    for step in ["inquiry_to_mql", "mql_to_sal", "sal_to_converted"] {
+        assert_eq!(row("Ebook").median_days[step], Some(0.0), "{step}");
+    }
+    assert_eq!(row("Seminar").median_days["sal_to_converted"], None);
 
     // Everything delivered again, the process run again: not one count moves.
     for m in &messages {
@@ -215,9 +220,9 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
         g("Ebook", &report::in_band("cold")) + g("Seminar", &report::in_band("cold")),
         5
     );
-    let text = leadflow_cli::render_stages(&now);
+    let text = leadflow_cli::render_stages(&now, report::epoch_day(chrono::Utc::now()));
     assert!(
-        text.contains("Ebook\n  stage   automated_marketing_qualification 2, sales_acceptance 1"),
+        text.contains("Ebook\n  stage   automated_marketing_qualification 2 (0.0 days), sales_acceptance 1 (0.0 days)"),
         "{text}"
     );
 

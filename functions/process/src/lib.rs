@@ -341,7 +341,7 @@ where
             now,
         );
         let tally = leadflow_domain::report::Tally::new(now, leadflow_domain::report::Dims::of(&view.lead))
-            .moves(std::slice::from_ref(&change));
+            .moves(std::slice::from_ref(&change), view.stage_since);
         match self.store.move_lead(lead, &change, &upkeep, &tally).await {
             Ok(true) => json_response(
                 StatusCode::OK,

@@ -301,6 +301,7 @@ fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
         nurture: NurtureState::default(),
         owner: None,
         last_sales_activity_at: None,
+        stage_since: now(),
         contact_sends: vec![],
         contact_send_seq: 0,
         scoring: Default::default(),

@@ -641,7 +641,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
             } else {
-                print!("{}", render_stages(&rows));
+                print!(
+                    "{}",
+                    render_stages(&rows, leadflow_domain::report::epoch_day(chrono::Utc::now()))
+                );
             }
         }
         Command::Report {

@@ -4,7 +4,9 @@
 use chrono::NaiveDate;
 
 use leadflow_aws::counters;
-use leadflow_domain::report::{email_report, funnel, funnel_columns, percent, By, EmailRow, FunnelRow, RATES};
+use leadflow_domain::report::{
+    days, email_report, funnel, funnel_columns, percent, By, EmailRow, FunnelRow, MEDIANS, RATES,
+};
 
 use crate::{Error, Target};
 
@@ -31,6 +33,7 @@ pub fn render_funnel(rows: &[FunnelRow]) -> String {
     let mut header = vec!["group".to_owned()];
     header.extend(cols.iter().map(|(h, _)| (*h).to_owned()));
     header.extend(RATES.iter().map(|(h, _)| (*h).to_owned()));
+    header.extend(MEDIANS.iter().map(|(h, _)| (*h).to_owned()));
     let mut table = vec![header];
     for r in rows {
         let mut line = vec![r.group.clone()];
@@ -39,6 +42,11 @@ pub fn render_funnel(rows: &[FunnelRow]) -> String {
                 .map(|(_, k)| r.counts.get(k).copied().unwrap_or(0).to_string()),
         );
         line.extend(RATES.iter().map(|(_, k)| percent(r.rates.get(*k).copied().flatten())));
+        line.extend(
+            MEDIANS
+                .iter()
+                .map(|(_, k)| days(r.median_days.get(*k).copied().flatten())),
+        );
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -75,6 +83,7 @@ pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
     let mut header = vec!["group".to_owned()];
     header.extend(cols.iter().map(|(h, _)| (*h).to_owned()));
     header.extend(RATES.iter().map(|(_, k)| (*k).to_owned()));
+    header.extend(MEDIANS.iter().map(|(_, k)| format!("median_days_{k}")));
     w.write_record(&header)?;
     for r in rows {
         let mut line = vec![r.group.clone()];
@@ -88,6 +97,13 @@ pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
                 .copied()
                 .flatten()
                 .map_or(String::new(), |x| format!("{x:.4}"))
+        }));
+        line.extend(MEDIANS.iter().map(|(_, k)| {
+            r.median_days
+                .get(*k)
+                .copied()
+                .flatten()
+                .map_or(String::new(), |x| format!("{x:.1}"))
         }));
         w.write_record(&line)?;
     }
@@ -158,15 +174,25 @@ pub async fn report_stages(
     Ok(leadflow_domain::report::stages_now(&gauges, by).into_iter().collect())
 }
 
-/// `report stages` as people read it: one block per group, a line per stage, status and band.
-pub fn render_stages(rows: &[(String, std::collections::BTreeMap<String, i64>)]) -> String {
+/// `report stages` as people read it: one block per group, a line per stage (with the average
+/// days its leads have been there on `today`, a day number), status and band.
+pub fn render_stages(rows: &[(String, std::collections::BTreeMap<String, i64>)], today: i64) -> String {
     let mut out = String::new();
     for (group, values) in rows {
         out.push_str(&format!("{group}\n"));
         for (prefix, title) in [("in_stage_", "stage"), ("in_status_", "status"), ("in_band_", "band")] {
             let parts: Vec<String> = values
                 .iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|name| format!("{name} {v}")))
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix(prefix)?;
+                    let stage = serde_json::from_value::<leadflow_domain::records::Stage>(name.into()).ok();
+                    Some(
+                        match stage.and_then(|s| leadflow_domain::report::days_in_stage(values, s, today)) {
+                            Some(d) => format!("{name} {v} ({} days)", days(Some(d))),
+                            None => format!("{name} {v}"),
+                        },
+                    )
+                })
                 .collect();
             if !parts.is_empty() {
                 out.push_str(&format!("  {title:<7} {}\n", parts.join(", ")));

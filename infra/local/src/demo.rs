@@ -164,7 +164,7 @@ pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
 /// The local report page: the funnel of the last 30 days (JST), all leads and by campaign and
 /// source, from the counters the functions keep (what `leadflow report funnel` prints).
 pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, String> {
-    use leadflow_domain::report::{day_of, funnel, funnel_columns, By, RATES};
+    use leadflow_domain::report::{day_of, funnel, funnel_columns, By, MEDIANS, RATES};
     let to = day_of(chrono::Utc::now());
     let from = to - chrono::Duration::days(29);
     let tallies = leadflow_aws::counters::read(records, from, to)
@@ -184,6 +184,9 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         for (h, _) in RATES {
             body.push_str(&format!("<th>{h}</th>"));
         }
+        for (h, _) in MEDIANS {
+            body.push_str(&format!("<th>{h}</th>"));
+        }
         body.push_str("</tr>");
         for row in funnel(&tallies, by) {
             body.push_str(&format!("<tr><td>{}</td>", leadflow_domain::escape_html(&row.group)));
@@ -193,6 +196,10 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
             for (_, k) in RATES {
                 let rate = row.rates.get(k).copied().flatten();
                 body.push_str(&format!("<td class=n>{}</td>", leadflow_domain::report::percent(rate)));
+            }
+            for (_, k) in MEDIANS {
+                let d = row.median_days.get(k).copied().flatten();
+                body.push_str(&format!("<td class=n>{}</td>", leadflow_domain::report::days(d)));
             }
             body.push_str("</tr>");
         }
@@ -238,7 +245,7 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
     Ok(format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow report</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse;margin-bottom:1rem}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.9rem}}td.n{{text-align:right}}</style></head><body>
 <h1>ファネル / Funnel {from} – {to} (JST)</h1>
-<p>Counted as the work happens (<code>leadflow report funnel</code>): submissions, new contacts and leads, stage entries, sales-ready, hand-offs, conversions. <a href="/_local/mailbox">mailbox</a></p>
+<p>Counted as the work happens (<code>leadflow report funnel</code>): submissions, new contacts and leads, stage entries, sales-ready, hand-offs, conversions; conversion rates and the median days each step took. <a href="/_local/mailbox">mailbox</a> · <a href="/_local/events">events</a></p>
 {body}</body></html>"#
     ))
 }

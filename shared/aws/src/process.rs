@@ -47,10 +47,13 @@ pub fn lead_view(lead_item: Item, contact_item: Item) -> Result<LeadView, StoreE
     let sends: Vec<DateTime<Utc>> = attr(&contact_item, "sends")?.unwrap_or_default();
     let seq = attr::<u64>(&contact_item, "send_seq")?.unwrap_or(0);
     let (segments, marks) = crate::segments::lead_segments(&lead_item)?;
+    let stage_changed_at = time_attr(&lead_item, "stage_changed_at");
+    let lead = from_record::<Lead>(lead_item.clone())?;
     Ok(LeadView {
         owner: str_attr(&lead_item, "owner").map(str::to_owned),
         last_sales_activity_at: time_attr(&lead_item, "last_sales_activity_at"),
-        lead: from_record::<Lead>(lead_item)?,
+        stage_since: stage_changed_at.unwrap_or(lead.created_at),
+        lead,
         contact: from_record::<Contact>(contact_item)?,
         band: scoring.band.clone(),
         sales_ready: scoring.sales_ready,

@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
         nurture: NurtureState::default(),
         owner: None,
         last_sales_activity_at: None,
+        stage_since: now,
         contact_sends: vec![],
         contact_send_seq: 0,
         scoring: Default::default(),

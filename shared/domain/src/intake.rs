@@ -526,6 +526,10 @@ pub fn decide(
         .gauge(
             crate::report::in_status(LeadStatus::Open),
             created(matches!(lead, LeadWrite::Create { .. })),
+        )
+        .gauge(
+            crate::report::in_stage_since(Stage::Inquiry),
+            created(matches!(lead, LeadWrite::Create { .. })) * crate::report::epoch_day(now),
         );
     Decision::Write(Box::new(IntakePlan {
         now,

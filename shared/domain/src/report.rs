@@ -39,6 +39,60 @@ pub fn in_band(band: &str) -> String {
     format!("in_band_{band}")
 }
 
+/// The sum of the days (since 1970-01-01, UTC) the leads now in a stage entered it
+/// (`since_stage_inquiry`): with their number, how long they have been there on average.
+pub fn in_stage_since(stage: Stage) -> String {
+    format!("since_stage_{}", crate::segment::name_of(&stage))
+}
+
+/// Leads that reached `to` (a stage's name, or `converted`) after `days` whole days in the
+/// stage before (`days_to_sales_acceptance_3`): a histogram, for medians. Capped at a year.
+pub fn days_to(to: &str, days: i64) -> String {
+    format!("days_to_{to}_{}", days.clamp(0, MAX_DAYS))
+}
+
+/// Days counted one by one in [`days_to`]; longer waits count as this.
+pub const MAX_DAYS: i64 = 365;
+
+/// A day number: whole days since 1970-01-01 (UTC).
+pub fn epoch_day(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(86_400)
+}
+
+/// The median of a [`days_to`] histogram (`None` when empty): the middle wait, or the mean of
+/// the two middle ones.
+pub fn median_days(counts: &BTreeMap<String, i64>, to: &str) -> Option<f64> {
+    let prefix = format!("days_to_{to}_");
+    let mut hist: Vec<(i64, i64)> = counts
+        .iter()
+        .filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?.parse().ok()?, *n)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    hist.sort_unstable();
+    let total: i64 = hist.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let nth = |i: i64| {
+        let mut seen = 0;
+        hist.iter()
+            .find(|(_, n)| {
+                seen += n;
+                seen > i
+            })
+            .map_or(0, |(d, _)| *d)
+    };
+    Some((nth((total - 1) / 2) + nth(total / 2)) as f64 / 2.0)
+}
+
+/// Average whole days the leads now in `stage` have been there, on `today` (a day number), from
+/// the running totals (`None` with nobody there).
+pub fn days_in_stage(gauges: &BTreeMap<String, i64>, stage: Stage, today: i64) -> Option<f64> {
+    let n = gauges.get(&in_stage(stage)).copied().unwrap_or(0);
+    let since = gauges.get(&in_stage_since(stage)).copied().unwrap_or(0);
+    (n > 0).then(|| today as f64 - since as f64 / n as f64)
+}
+
 /// How many leads are in each stage, band and status now: the running totals summed, one row
 /// per group.
 pub fn stages_now(gauges: &[(Dims, BTreeMap<String, i64>)], by: Option<By>) -> BTreeMap<String, BTreeMap<String, i64>> {
@@ -139,23 +193,33 @@ impl Tally {
     }
 
     /// What a set of stage moves counts: each stage entered, and the closing outcomes.
-    pub fn moves(mut self, moves: &[crate::process::stage::StageChange]) -> Tally {
+    /// Stage moves of a lead that entered its stage at `since`: entries, how long each wait
+    /// was, conversions and disqualifications, and the running totals of who is where.
+    pub fn moves(mut self, moves: &[crate::process::stage::StageChange], since: DateTime<Utc>) -> Tally {
+        let mut entered = since;
         for m in moves {
+            let waited = (m.at - entered).num_days();
             if m.to != m.from {
                 self = self
                     .add(stage_entered(m.to), 1)
+                    .add(days_to(&crate::segment::name_of(&m.to), waited), 1)
                     .gauge(in_stage(m.from), -1)
-                    .gauge(in_stage(m.to), 1);
+                    .gauge(in_stage(m.to), 1)
+                    .gauge(in_stage_since(m.from), -epoch_day(entered))
+                    .gauge(in_stage_since(m.to), epoch_day(m.at));
             }
             if m.to_status != m.from_status {
                 self = match m.to_status {
-                    LeadStatus::Converted => self.add(CONVERTED, 1),
+                    LeadStatus::Converted => self.add(CONVERTED, 1).add(days_to(CONVERTED, waited), 1),
                     LeadStatus::Disqualified => self.add(DISQUALIFIED, 1),
                     _ => self,
                 };
                 self = self
                     .gauge(in_status(m.from_status), -1)
                     .gauge(in_status(m.to_status), 1);
+            }
+            if m.to != m.from {
+                entered = m.at;
             }
         }
         self
@@ -183,6 +247,8 @@ pub struct FunnelRow {
     pub counts: BTreeMap<String, i64>,
     /// inquiry → MQL, MQL → SAL, SAL → converted (`None` with nothing to divide by).
     pub rates: BTreeMap<String, Option<f64>>,
+    /// Median whole days of the same steps (`None` with nobody taking them).
+    pub median_days: BTreeMap<String, Option<f64>>,
 }
 
 /// The funnel over stored counts: one row per group (or `all`), in group order.
@@ -206,7 +272,24 @@ pub fn funnel(tallies: &[Tally], by: Option<By>) -> Vec<FunnelRow> {
                 ("mql_to_sal".to_owned(), rate(sal, mql)),
                 ("sal_to_converted".to_owned(), rate(c(CONVERTED), sal)),
             ]);
-            FunnelRow { group, counts, rates }
+            let name = |s: Stage| crate::segment::name_of(&s);
+            let median_days = BTreeMap::from([
+                (
+                    "inquiry_to_mql".to_owned(),
+                    median_days(&counts, &name(Stage::AutomatedMarketingQualification)),
+                ),
+                (
+                    "mql_to_sal".to_owned(),
+                    median_days(&counts, &name(Stage::SalesAcceptance)),
+                ),
+                ("sal_to_converted".to_owned(), median_days(&counts, CONVERTED)),
+            ]);
+            FunnelRow {
+                group,
+                counts,
+                rates,
+                median_days,
+            }
         })
         .collect()
 }
@@ -232,6 +315,18 @@ pub const RATES: [(&str, &str); 3] = [
     ("MQL→SAL", "mql_to_sal"),
     ("SAL→won", "sal_to_converted"),
 ];
+
+/// The median waits of a funnel table: (header, step).
+pub const MEDIANS: [(&str, &str); 3] = [
+    ("days→MQL", "inquiry_to_mql"),
+    ("days→SAL", "mql_to_sal"),
+    ("days→won", "sal_to_converted"),
+];
+
+/// Days as a report prints them: `1.5`, or `-` with none.
+pub fn days(d: Option<f64>) -> String {
+    d.map_or("-".into(), |d| format!("{d:.1}"))
+}
 
 /// Marketing email counts, per nurture program and step (the send ledger's key: `warm:1`,
 /// `rule:<id>`).
@@ -367,5 +462,71 @@ mod tests {
         assert_eq!(by[0].rates["sal_to_converted"], Some(1.0));
         assert_eq!(by[1].rates["mql_to_sal"], None, "nothing to divide by");
         assert!(Tally::new(at, dims("x")).add(HANDOFFS, 0).is_empty());
+    }
+
+    fn mv(from: Stage, to: Stage, to_status: LeadStatus, at: DateTime<Utc>) -> crate::process::stage::StageChange {
+        crate::process::stage::StageChange {
+            from,
+            to,
+            from_status: LeadStatus::Open,
+            to_status,
+            at,
+            reason: "test".into(),
+            by: crate::process::stage::Actor::System,
+        }
+    }
+
+    #[test]
+    fn waits_between_stages_give_medians_and_running_totals_give_days_in_stage() {
+        use Stage::{AutomatedMarketingQualification as Mql, Inquiry, SalesAcceptance as Sal};
+        let created = Utc.with_ymd_and_hms(2026, 11, 2, 1, 0, 0).unwrap();
+        let day = chrono::Duration::days(1);
+        // Three leads reach MQL after 1, 3 and 10 days; two of them SAL 2 and 4 days later; one
+        // converts 5 days after that, in the same write as a move (waits count from each entry).
+        let mut tallies = Vec::new();
+        for (to_mql, to_sal) in [(1, Some(2)), (3, Some(4)), (10, None)] {
+            let mql_at = created + day * to_mql;
+            let mut moves = vec![mv(Inquiry, Mql, LeadStatus::Open, mql_at)];
+            if let Some(d) = to_sal {
+                moves.push(mv(Mql, Sal, LeadStatus::Qualified, mql_at + day * d));
+            }
+            tallies.push(Tally::new(created, dims("Ebook")).moves(&moves, created));
+        }
+        let sal_at = created + day * 5;
+        tallies.push(
+            Tally::new(created, dims("Ebook")).moves(&[mv(Sal, Sal, LeadStatus::Converted, sal_at + day * 5)], sal_at),
+        );
+        let row = &funnel(&tallies, None)[0];
+        assert_eq!(row.median_days["inquiry_to_mql"], Some(3.0), "1, 3, 10");
+        assert_eq!(row.median_days["mql_to_sal"], Some(3.0), "2 and 4: their mean");
+        assert_eq!(row.median_days["sal_to_converted"], Some(5.0));
+        assert_eq!(days(row.median_days["mql_to_sal"]), "3.0");
+        assert_eq!(days(None), "-");
+        assert_eq!(days_to("converted", 1000), "days_to_converted_365", "capped at a year");
+
+        // Running totals: two leads entered Inquiry on day D and D+2; one of them moved on.
+        let d = epoch_day(created);
+        let mut gauges = BTreeMap::new();
+        for t in [
+            Tally::new(created, dims("x"))
+                .gauge(in_stage(Inquiry), 1)
+                .gauge(in_stage_since(Inquiry), d),
+            Tally::new(created, dims("x"))
+                .gauge(in_stage(Inquiry), 1)
+                .gauge(in_stage_since(Inquiry), d + 2),
+            Tally::new(created, dims("x")).moves(&[mv(Inquiry, Mql, LeadStatus::Open, created + day * 4)], created),
+        ] {
+            for (k, v) in t.now {
+                *gauges.entry(k).or_insert(0) += v;
+            }
+        }
+        assert_eq!(gauges[&in_stage(Inquiry)], 1);
+        assert_eq!(
+            days_in_stage(&gauges, Inquiry, d + 6),
+            Some(4.0),
+            "the one left entered on D+2"
+        );
+        assert_eq!(days_in_stage(&gauges, Mql, d + 6), Some(2.0));
+        assert_eq!(days_in_stage(&gauges, Sal, d + 6), None);
     }
 }

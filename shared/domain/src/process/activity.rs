@@ -195,8 +195,8 @@ pub async fn record<S: super::ports::LeadApiStore>(
     let mut moved = view.lead.clone();
     (moved.stage, moved.status) = (change.to, change.to_status);
     let upkeep = view.upkeep(segments, &moved, owner, &marks, &upkeep.members, activity.at);
-    let tally =
-        crate::report::Tally::new(change.at, crate::report::Dims::of(&view.lead)).moves(std::slice::from_ref(&change));
+    let tally = crate::report::Tally::new(change.at, crate::report::Dims::of(&view.lead))
+        .moves(std::slice::from_ref(&change), view.stage_since);
     Ok(if store.move_lead(lead, &change, &upkeep, &tally).await? {
         Recorded::Moved(change)
     } else {

@@ -50,6 +50,8 @@ pub struct LeadView {
     pub nurture: NurtureState,
     pub owner: Option<String>,
     pub last_sales_activity_at: Option<DateTime<Utc>>,
+    /// When the lead entered its stage (its creation, for a lead never moved).
+    pub stage_since: DateTime<Utc>,
     /// The contact's recent nurture sends and their version (the frequency cap's guard).
     pub contact_sends: Vec<DateTime<Utc>>,
     pub contact_send_seq: u64,

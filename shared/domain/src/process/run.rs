@@ -484,7 +484,7 @@ async fn process_lead(
         cfg.now,
     );
     let tally = crate::report::Tally::new(cfg.now, crate::report::Dims::of(&view.lead))
-        .moves(&p.moves)
+        .moves(&p.moves, view.stage_since)
         .add(crate::report::HANDOFFS, i64::from(task.is_some()));
     store
         .save(&LeadSave {

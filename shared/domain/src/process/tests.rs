@@ -71,6 +71,7 @@ fn view(band: &str, stage: Stage, sales_ready: bool) -> LeadView {
         nurture: NurtureState::default(),
         owner: None,
         last_sales_activity_at: None,
+        stage_since: now,
         contact_sends: vec![],
         contact_send_seq: 0,
         scoring: Default::default(),
