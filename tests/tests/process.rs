@@ -82,13 +82,14 @@ async fn nurture_email_end_to_end_with_headers_footer_merge_fields_and_the_bands
         "〒100-0005 東京都千代田区丸の内1-1-1",
         "support@example.jp / 03-0000-0000",
         "https://example.jp/privacy",
-        "https://leadflow.test/unsubscribe?token=v1.",
+        "https://leadflow.test/unsubscribe?token=v2.",
     ] {
         assert!(text.contains(footer), "{footer} in text");
         assert!(m.html().contains(footer), "{footer} in html");
     }
     let lu = m.header("List-Unsubscribe");
-    assert!(lu.starts_with("<https://leadflow.test/unsubscribe?token=v1."), "{lu}");
+    // The email's own link: its unsubscribe is counted for its program and step.
+    assert!(lu.starts_with("<https://leadflow.test/unsubscribe?token=v2."), "{lu}");
     assert!(
         lu.contains("<mailto:unsubscribe@example.jp?subject=unsubscribe>"),
         "{lu}"
@@ -260,6 +261,28 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
     }
     let after = env.item(&contact_key, "CONTACT").await.unwrap();
     assert!(after.contains_key("unsubscribed_at"));
+    // Counted once, for the program and step of the email whose link it was.
+    use leadflow_domain::report::{day_of, SENT, UNSUBSCRIBED};
+    let today = day_of(Utc::now());
+    let (from, to) = (day_of(t0()).min(today), day_of(t0()).max(today));
+    let rows = leadflow_cli::report_email(&env.cli_target(), from, to).await.unwrap();
+    let unsubscribed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.counts.get(UNSUBSCRIBED).copied().unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(unsubscribed.len(), 1, "{rows:?}");
+    assert_eq!(
+        unsubscribed[0].counts[UNSUBSCRIBED], 1,
+        "the second click counts nothing"
+    );
+    assert!(unsubscribed[0].counts[SENT] >= 1, "the row of a sent email: {rows:?}");
+    let events = env.stack.take_events().await.unwrap();
+    let unsub_events: Vec<_> = events.iter().filter(|e| e.kind == "contact.unsubscribed").collect();
+    assert_eq!(unsub_events.len(), 1);
+    assert_eq!(
+        unsub_events[0].data["email"],
+        format!("{}:{}", unsubscribed[0].program, unsubscribed[0].step)
+    );
 
     // The other contact bounces permanently (SES event → scoring → suppressed).
     let bounced = emails_to("bounced@example.jp").await;

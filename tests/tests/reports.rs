@@ -247,7 +247,7 @@ async fn events_a_failed_publish_left_in_the_outbox_are_relayed_once() {
     let settings = env.stack.settings().unwrap();
     let refused = env.stack.clients.records(&settings.table, Some("no-such-bus"));
     let contact = leadflow_domain::records::ContactId::generate();
-    let event = ev::unsubscribed(contact, chrono::Utc::now(), "test");
+    let event = ev::unsubscribed(contact, chrono::Utc::now(), "test", None);
     let item = refused
         .put_tx(key_item(("EVTEST#1".into(), "X".into())), Condition::none())
         .unwrap();

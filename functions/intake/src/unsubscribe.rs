@@ -11,7 +11,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use leadflow_domain::engagement::SiteCatalog;
 use leadflow_domain::ports::{Confirmation, FormCatalog, InteractionQueue};
-use leadflow_domain::process::unsubscribe::verify;
+use leadflow_domain::process::unsubscribe::verify_link;
 
 use crate::Intake;
 
@@ -113,7 +113,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             );
         };
         let token = token_of(&req);
-        let Some(contact) = verify(secret, &token) else {
+        let Some((contact, email)) = verify_link(secret, &token) else {
             return page(
                 StatusCode::BAD_REQUEST,
                 "無効なリンク / Invalid link",
@@ -130,7 +130,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
                     leadflow_domain::escape_html(&token)
                 ),
             ),
-            Method::POST => match self.service.store.unsubscribe(contact, (self.clock)()).await {
+            Method::POST => match self.service.store.unsubscribe(contact, (self.clock)(), email.as_deref()).await {
                 Ok(_) => {
                     tracing::info!(contact_id = %contact, "unsubscribed");
                     page(StatusCode::OK, "配信を停止しました / Unsubscribed", "<h1>配信を停止しました / You are unsubscribed</h1><p>今後、ご案内メールはお送りしません。<br>You will not receive further emails from us.</p>")

@@ -126,9 +126,9 @@ pub async fn report_email(t: &Target, from: NaiveDate, to: NaiveDate) -> Result<
 
 /// The email report as a table people read.
 pub fn render_email(rows: &[EmailRow]) -> String {
-    use leadflow_domain::report::{BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT};
+    use leadflow_domain::report::{BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT, UNSUBSCRIBED};
     let mut out = format!(
-        "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7}\n",
+        "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>6} {:>10} {:>7} {:>7} {:>7} {:>7}\n",
         "program:step",
         "sent",
         "delivered",
@@ -136,16 +136,18 @@ pub fn render_email(rows: &[EmailRow]) -> String {
         "clicked",
         "bounced",
         "complaint",
+        "unsub",
         "delivery",
         "open",
         "click",
-        "bounce"
+        "bounce",
+        "unsub"
     );
     for r in rows {
         let c = |k: &str| r.counts.get(k).copied().unwrap_or(0);
         let p = |k: &str| percent(r.rates.get(k).copied().flatten());
         out.push_str(&format!(
-            "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>10} {:>7} {:>7} {:>7}\n",
+            "{:<12} {:>6} {:>8} {:>10} {:>7} {:>8} {:>9} {:>6} {:>10} {:>7} {:>7} {:>7} {:>7}\n",
             format!("{}:{}", r.program, r.step),
             c(SENT),
             c(DELIVERED),
@@ -153,10 +155,12 @@ pub fn render_email(rows: &[EmailRow]) -> String {
             c(CLICKED),
             c(BOUNCED),
             c(COMPLAINED),
+            c(UNSUBSCRIBED),
             p("delivery"),
             p("open"),
             p("click"),
             p("bounce"),
+            p("unsubscribe"),
         ));
     }
     if rows.is_empty() {

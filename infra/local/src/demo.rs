@@ -206,7 +206,7 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         body.push_str("</table>");
     }
     // Marketing email, per program and step.
-    use leadflow_domain::report::{email_report, BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT};
+    use leadflow_domain::report::{email_report, BOUNCED, CLICKED, COMPLAINED, DELIVERED, OPENED, SENT, UNSUBSCRIBED};
     let emails = leadflow_aws::counters::read_email(records, from, to)
         .await
         .map_err(|e| e.to_string())?;
@@ -218,10 +218,12 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         "clicked",
         "bounced",
         "complained",
+        "unsubscribed",
         "delivery",
         "open",
         "click",
         "bounce",
+        "unsubscribe",
     ] {
         body.push_str(&format!("<th>{h}</th>"));
     }
@@ -232,10 +234,10 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
             leadflow_domain::escape_html(&r.program),
             leadflow_domain::escape_html(&r.step)
         ));
-        for k in [SENT, DELIVERED, OPENED, CLICKED, BOUNCED, COMPLAINED] {
+        for k in [SENT, DELIVERED, OPENED, CLICKED, BOUNCED, COMPLAINED, UNSUBSCRIBED] {
             body.push_str(&format!("<td class=n>{}</td>", r.counts.get(k).copied().unwrap_or(0)));
         }
-        for k in ["delivery", "open", "click", "bounce"] {
+        for k in ["delivery", "open", "click", "bounce", "unsubscribe"] {
             let rate = r.rates.get(k).copied().flatten();
             body.push_str(&format!("<td class=n>{}</td>", leadflow_domain::report::percent(rate)));
         }

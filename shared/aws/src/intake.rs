@@ -394,14 +394,24 @@ impl Outbox for DynamoIntake {
 }
 
 impl Unsubscribes for DynamoIntake {
-    async fn unsubscribe(&self, contact: ContactId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        // The first unsubscribe, with its event; a repeated one (or none to unsubscribe) changes
-        // nothing and says whether the contact exists.
+    async fn unsubscribe(
+        &self,
+        contact: ContactId,
+        now: DateTime<Utc>,
+        email: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        // The first unsubscribe, with its event and its email's count; a repeated one (or none
+        // to unsubscribe) changes nothing and says whether the contact exists.
         let first = Update::new()
             .set("unsubscribed_at", to_av(&now)?)
             .when("attribute_exists(pk) AND attribute_not_exists({unsubscribed_at})", &[]);
-        let items = vec![self.table.update_tx(keys::contact(contact), first)?];
-        let event = leadflow_domain::events::unsubscribed(contact, now, "link");
+        let mut items = vec![self.table.update_tx(keys::contact(contact), first)?];
+        if let Some(key) = email {
+            let t = leadflow_domain::report::EmailTally::new(now, key).add(leadflow_domain::report::UNSUBSCRIBED, 1);
+            let c = crate::counters::email_counter(&t, &contact.to_string());
+            items.push(self.table.update_tx(c.key.clone(), c.update())?);
+        }
+        let event = leadflow_domain::events::unsubscribed(contact, now, "link", email);
         if self.table.transact_events(items, None, &[event]).await?.committed() {
             return Ok(true);
         }

@@ -275,14 +275,14 @@ pub fn of_segments(upkeep: &Upkeep) -> Vec<DomainEvent> {
 
 /// `contact.unsubscribed`: the contact's first unsubscribe (a repeated one changes nothing;
 /// after a new opt-in, the next unsubscribe is a change again).
-pub fn unsubscribed(contact: ContactId, at: DateTime<Utc>, how: &str) -> DomainEvent {
+pub fn unsubscribed(contact: ContactId, at: DateTime<Utc>, how: &str, email: Option<&str>) -> DomainEvent {
     DomainEvent::new(
         CONTACT_UNSUBSCRIBED,
         &[&contact.to_string(), &at.timestamp_millis().to_string()],
         at,
         None,
         contact,
-        json!({ "how": how }),
+        json!({ "how": how, "email": email }),
     )
 }
 
@@ -333,13 +333,14 @@ mod tests {
     fn an_unsubscribe_names_the_contact_only() {
         let contact = ContactId::generate();
         let at = Utc::now();
-        let e = unsubscribed(contact, at, "link");
+        let e = unsubscribed(contact, at, "link", Some("warm:1"));
         assert_eq!((e.lead_id, e.contact_id), (None, contact));
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], CONTACT_UNSUBSCRIBED);
         assert!(json.get("lead_id").is_none());
+        assert_eq!(json["data"]["email"], "warm:1");
         assert_ne!(
-            unsubscribed(contact, at + chrono::Duration::days(1), "link").event_id,
+            unsubscribed(contact, at + chrono::Duration::days(1), "link", None).event_id,
             e.event_id
         );
     }

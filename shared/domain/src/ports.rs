@@ -52,10 +52,13 @@ pub trait InteractionQueue: Send + Sync {
 /// Records an unsubscription at once; idempotent (the first time is kept). `false` when the
 /// contact is unknown.
 pub trait Unsubscribes: Send + Sync {
+    /// `email`: the send key of the email whose link was used (`warm:1`), counted for its
+    /// program and step with the contact's first unsubscribe.
     fn unsubscribe(
         &self,
         contact: ContactId,
         at: DateTime<Utc>,
+        email: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 

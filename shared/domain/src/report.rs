@@ -337,6 +337,8 @@ pub const OPENED: &str = "opened";
 pub const CLICKED: &str = "clicked";
 pub const BOUNCED: &str = "bounced";
 pub const COMPLAINED: &str = "complained";
+/// First unsubscribes through the email's own link.
+pub const UNSUBSCRIBED: &str = "unsubscribed";
 
 /// What an email count is counted by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -410,6 +412,7 @@ pub fn email_report(tallies: &[EmailTally]) -> Vec<EmailRow> {
                 ("click".to_owned(), rate(c(CLICKED), c(DELIVERED))),
                 ("bounce".to_owned(), rate(c(BOUNCED), c(SENT))),
                 ("complaint".to_owned(), rate(c(COMPLAINED), c(SENT))),
+                ("unsubscribe".to_owned(), rate(c(UNSUBSCRIBED), c(DELIVERED))),
             ]);
             EmailRow {
                 program: d.program,

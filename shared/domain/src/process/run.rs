@@ -50,11 +50,13 @@ pub struct RunReport {
     pub out_of_time: bool,
 }
 
-pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId) -> String {
+/// The unsubscribe link of a nurture email (its send key, `warm:1`, counts the unsubscribe
+/// for that program and step).
+pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId, email_key: &str) -> String {
     format!(
         "{}/unsubscribe?token={}",
         cfg.public_url.trim_end_matches('/'),
-        unsubscribe::token(cfg.unsubscribe_secret, contact)
+        unsubscribe::email_token(cfg.unsubscribe_secret, contact, email_key)
     )
 }
 
@@ -358,7 +360,7 @@ async fn process_lead(
             .await?
         {
             Claim::Claimed => {
-                let url = unsubscribe_url(cfg, contact.contact_id);
+                let url = unsubscribe_url(cfg, contact.contact_id, &email.key);
                 let to = contact
                     .email
                     .as_ref()

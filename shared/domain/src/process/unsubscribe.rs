@@ -21,13 +21,31 @@ pub fn token(secret: &[u8], contact: ContactId) -> String {
     format!("{payload}.{sig}")
 }
 
+/// `v2.<contact id>.<hex of the email's send key>.<hex HMAC-SHA256>`: the link of one nurture
+/// email (`warm:1`), so its unsubscribe is counted for that program and step.
+pub fn email_token(secret: &[u8], contact: ContactId, email_key: &str) -> String {
+    let payload = format!("v2.{}.{}", contact.0.simple(), hex::encode(email_key));
+    let sig = hex::encode(mac(secret, &payload).finalize().into_bytes());
+    format!("{payload}.{sig}")
+}
+
 /// The contact a token names, if its signature is ours (checked in constant time).
 pub fn verify(secret: &[u8], token: &str) -> Option<ContactId> {
+    verify_link(secret, token).map(|(c, _)| c)
+}
+
+/// The contact and, for an email's own link ([`email_token`]), the email's send key.
+pub fn verify_link(secret: &[u8], token: &str) -> Option<(ContactId, Option<String>)> {
     let (payload, sig) = token.rsplit_once('.')?;
-    let id = payload.strip_prefix("v1.")?;
     let sig = hex::decode(sig).ok()?;
+    if let Some(id) = payload.strip_prefix("v1.") {
+        mac(secret, payload).verify_slice(&sig).ok()?;
+        return Some((ContactId::parse(id)?, None));
+    }
+    let (id, key) = payload.strip_prefix("v2.")?.split_once('.')?;
     mac(secret, payload).verify_slice(&sig).ok()?;
-    ContactId::parse(id)
+    let key = String::from_utf8(hex::decode(key).ok()?).ok()?;
+    Some((ContactId::parse(id)?, Some(key)))
 }
 
 /// `c1.<contact id>.<nonce>.<hex HMAC-SHA256>`: confirms the pending opt-in `nonce` names.
@@ -50,6 +68,23 @@ pub fn verify_confirm(secret: &[u8], token: &str) -> Option<(ContactId, String)>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_emails_link_names_its_program_and_step_and_cannot_be_altered() {
+        let c = ContactId::generate();
+        let t = email_token(b"secret", c, "warm:1");
+        assert_eq!(verify_link(b"secret", &t), Some((c, Some("warm:1".into()))));
+        assert_eq!(verify(b"secret", &t), Some(c));
+        let other = t.replace(&hex::encode("warm:1"), &hex::encode("hot:1"));
+        assert_eq!(verify_link(b"secret", &other), None, "another program: not signed");
+        assert_eq!(verify_link(b"other", &t), None);
+        let old = token(b"secret", c);
+        assert_eq!(
+            verify_link(b"secret", &old),
+            Some((c, None)),
+            "links in old emails keep working"
+        );
+    }
+
     #[test]
     fn confirmation_tokens_round_trip_and_are_not_unsubscribe_tokens() {
         let c = ContactId::generate();
