@@ -207,7 +207,8 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
     let _bounced = lead(&env, person("bounced@example.jp", json!({}))).await;
     let no_consent = lead(&env, json!({"email": "noconsent@example.jp", "last_name": "同意なし"})).await;
     env.run_scoring().await;
-    env.process.run().await.unwrap();
+    let first = env.process.run().await.unwrap();
+    assert_eq!(first.skipped.get("no opt-in"), Some(&1), "skipped, by why: {first:?}");
     assert_eq!(emails_to("noconsent@example.jp").await.len(), 0, "no opt-in, no email");
     let _ = no_consent;
     let first = &emails_to("unsub@example.jp").await[0];
@@ -293,7 +294,12 @@ async fn one_click_unsubscribe_and_suppression_stop_email_and_forged_tokens_are_
 
     // A week later the program would send its next step: neither gets anything.
     env.process.clock = t_week;
-    env.process.run().await.unwrap();
+    let week = env.process.run().await.unwrap();
+    assert_eq!(
+        (week.skipped.get("unsubscribed"), week.skipped.get("suppressed")),
+        (Some(&1), Some(&1)),
+        "{week:?}"
+    );
     assert_eq!(emails_to("unsub@example.jp").await.len(), 1);
     assert_eq!(emails_to("bounced@example.jp").await.len(), 1);
     let _ = unsub;

@@ -396,6 +396,13 @@ where
             .count("RunsOutOfTime", usize::from(report.out_of_time))
             .count("RunsThrottled", usize::from(report.throttled))
             .emit();
+        // Emails due but not sent, one record per reason (dimension Reason).
+        for (why, n) in &report.skipped {
+            Record::new("process")
+                .by("Reason", why.clone())
+                .count("EmailsSkipped", *n)
+                .emit();
+        }
         serde_json::to_value(report).map_err(ProcessError::Response)
     }
 

@@ -48,6 +48,10 @@ pub struct RunReport {
     pub throttled: bool,
     /// The time budget ran out; the next run carries on.
     pub out_of_time: bool,
+    /// Nurture emails due but not sent, by why (`frequency cap`, `no opt-in`, `unsubscribed`,
+    /// `outside the send window`, `rejected`, `given up` …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
 /// The unsubscribe link of a nurture email (its send key, `warm:1`, counts the unsubscribe
@@ -342,8 +346,9 @@ async fn process_lead(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    if p.held.is_some() {
+    if let Some(why) = &p.held {
         report.held += 1;
+        *report.skipped.entry(why.clone()).or_default() += 1;
     }
     if let (Some(email), false) = (&p.email, report.throttled) {
         let contact = &view.contact;
@@ -394,6 +399,7 @@ async fn process_lead(
                         // Kept claimed: this step is not retried for this lead.
                         tracing::warn!(lead_id = %lead_id, code, "nurture email rejected");
                         nurture.skipped.push(format!("{}: rejected ({code})", email.key));
+                        *report.skipped.entry("rejected".into()).or_default() += 1;
                         nurture.failed_attempts = 0;
                         nurture = after_send(nurture, email, cfg.now);
                         next_due = Some(cfg.now);
@@ -416,6 +422,7 @@ async fn process_lead(
                                         "{}: not sent after {} attempts ({other})",
                                         email.key, nurture.failed_attempts
                                     ));
+                                    *report.skipped.entry("given up".into()).or_default() += 1;
                                     nurture.failed_attempts = 0;
                                     nurture = after_send(nurture, email, cfg.now);
                                     next_due = Some(cfg.now);
