@@ -45,6 +45,16 @@ async fn the_pipeline_runs_on_the_real_binaries() {
     let polled = env.stack.poll_queues(&functions, Retry::Now).await.unwrap();
     assert_eq!((polled.received, polled.failed), (1, 0));
     assert_eq!(env.scoring_of(&lead).await["total"].as_i64(), Some(35));
+    // A message replayed from the dead-letter queue by the ops tool: counted as a replay (and a
+    // duplicate: it was scored).
+    let ix: leadflow_domain::records::Interaction =
+        leadflow_aws::table::from_record(env.items_of("interaction").await[0].clone()).unwrap();
+    let message = leadflow_domain::message::InteractionMessage::for_interaction(&ix);
+    env.send_raw("ScoringDeadLetterQueue", &serde_json::to_string(&message).unwrap())
+        .await;
+    assert_eq!(leadflow_cli::dlq_replay(&env.cli_target()).await.unwrap(), 1);
+    let polled = env.stack.poll_queues(&functions, Retry::Now).await.unwrap();
+    assert_eq!((polled.received, polled.failed), (1, 0));
 
     // The schedule: the process binary moves the lead out of Inquiry.
     let schedule = env
@@ -67,6 +77,7 @@ async fn the_pipeline_runs_on_the_real_binaries() {
     for (name, metric, value) in [
         ("IntakeFunction", "SubmissionsAccepted", 1.0),
         ("ScoringFunction", "InteractionsScored", 1.0),
+        ("ScoringFunction", "DlqReplays", 1.0),
         ("ProcessFunction", "LeadsProcessed", 1.0),
     ] {
         let mut lines = Vec::new();

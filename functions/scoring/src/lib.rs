@@ -132,6 +132,11 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
         let mut failed: Vec<String> = Vec::new();
         let mut work = Vec::new();
         let mut ses: Vec<(String, SesEngagement)> = Vec::new();
+        let replays = batch
+            .records
+            .iter()
+            .filter(|r| r.message_attributes.contains_key(leadflow_aws::sqs::REPLAYED_ATTRIBUTE))
+            .count();
         for record in batch.records {
             // A message without an id cannot be reported back; there is none in practice.
             let Some(id) = record.message_id.filter(|i| !i.is_empty()) else {
@@ -222,6 +227,7 @@ impl<S: ScoringStore + SentEmails + RescoreSchedule, C: ScoringConfigSource> Sco
             .count("WriteConflicts", report.conflicts)
             .count("AnonymousLinked", report.linked)
             .count("BatchItemFailures", failed.len())
+            .count("DlqReplays", replays)
             .emit();
         response(failed)
     }

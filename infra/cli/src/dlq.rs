@@ -56,6 +56,14 @@ pub async fn dlq_replay(t: &Target) -> Result<usize, Error> {
                 .send_message()
                 .queue_url(&t.scoring_queue_url)
                 .message_body(m.body().unwrap_or(""))
+                .message_attributes(
+                    leadflow_aws::sqs::REPLAYED_ATTRIBUTE,
+                    aws_sdk_sqs::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value("1")
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
                 .send()
                 .await?;
             if let Some(h) = m.receipt_handle() {

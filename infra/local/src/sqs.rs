@@ -44,6 +44,7 @@ where
             .queue_url(url)
             .max_number_of_messages(want as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
@@ -68,12 +69,29 @@ where
                         .collect()
                 })
                 .unwrap_or_default();
+            // As Lambda writes them: camelCase, string values only here.
+            let message_attributes: serde_json::Map<String, Value> = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| {
+                            let value = json!({
+                                "stringValue": v.string_value(),
+                                "stringListValues": [],
+                                "binaryListValues": [],
+                                "dataType": v.data_type(),
+                            });
+                            (k.clone(), value)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({
                 "messageId": m.message_id(),
                 "receiptHandle": m.receipt_handle(),
                 "body": m.body(),
                 "attributes": attributes,
-                "messageAttributes": {},
+                "messageAttributes": message_attributes,
                 "md5OfBody": m.md5_of_body(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,

@@ -103,3 +103,7 @@ impl InteractionQueue for SqsQueue {
         out
     }
 }
+
+/// The message attribute `leadflow dlq replay` puts on a message it sends back from a
+/// dead-letter queue, so the consumer counts replays (EMF `DlqReplays`).
+pub const REPLAYED_ATTRIBUTE: &str = "leadflow-replayed";
