@@ -57,6 +57,14 @@ async fn a_cancelled_transaction_leaves_nothing_behind() {
     assert_eq!(kept["v"].as_s().unwrap(), "before");
 }
 
+/// An item's counter `c` and first value `first`.
+fn c_and_first(item: &leadflow_aws::table::Item) -> (&str, &str) {
+    (
+        item["c"].as_n().unwrap().as_str(),
+        item["first"].as_s().unwrap().as_str(),
+    )
+}
+
 /// Plain updates (`SET #a = :v, #m.#f = :v, #n = #n + :v, #k = if_not_exists(#k, :v) REMOVE #b
 /// ADD #c :v`) are applied by the emulator directly; everything else goes moto's way. Both must behave as DynamoDB does: conditions, a field of a
 /// map that is not there, key attributes, and undo when a transaction is cancelled.
@@ -124,13 +132,7 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (
-            counted["c"].as_n().unwrap().as_str(),
-            counted["first"].as_s().unwrap().as_str()
-        ),
-        ("2", "a")
-    );
+    assert_eq!(c_and_first(&counted), ("2", "a"));
     let counted = table
         .update(
             key.clone(),
@@ -146,13 +148,7 @@ async fn plain_and_other_updates_keep_dynamodb_semantics() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (
-            counted["c"].as_n().unwrap().as_str(),
-            counted["first"].as_s().unwrap().as_str()
-        ),
-        ("-3", "a")
-    );
+    assert_eq!(c_and_first(&counted), ("-3", "a"));
     let counted = table
         .update(key.clone(), Update::new().increment("c", 10))
         .await

@@ -8,25 +8,25 @@ fn person(email: &str) -> Value {
     json!({"email": email, "last_name": "山田", "first_name": "太郎", "company": "Acme", "consent": true})
 }
 
+/// A submission that makes a lead, in a container new to its form: the form, the lookup, the
+/// write (with its lead.created outbox entry), the event published and its entry removed, the
+/// scoring message.
+const NEW_LEAD_COLD: [&str; 6] = [
+    "GetItem",
+    "BatchGetItem",
+    "TransactWriteItems",
+    "PutEvents",
+    "BatchWriteItem",
+    "SendMessage",
+];
+
 #[tokio::test]
 async fn new_person_creates_contact_lead_interaction_message_and_event_in_five_requests() {
     let env = TestEnv::new().await;
     // First request of a cold container also reads the form definition.
     let r = env.post_json("demo", &person("first@example.jp"), &[]).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    // The lookup, the write (with its lead.created outbox entry), the event published and its
-    // entry removed, the scoring message.
-    assert_eq!(
-        env.requests.take(),
-        [
-            "GetItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "PutEvents",
-            "BatchWriteItem",
-            "SendMessage"
-        ]
-    );
+    assert_eq!(env.requests.take(), NEW_LEAD_COLD);
 
     let r = env
         .post_json(
@@ -123,19 +123,7 @@ async fn same_email_on_another_form_is_the_same_contact_with_a_new_lead() {
         .await;
     assert_eq!(b.status, 201, "{}", b.body);
     // GetItem: the webinar form is new to this container.
-    // The lookup, the write (with its lead.created outbox entry), the event published and its
-    // entry removed, the scoring message.
-    assert_eq!(
-        env.requests.take(),
-        [
-            "GetItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "PutEvents",
-            "BatchWriteItem",
-            "SendMessage"
-        ]
-    );
+    assert_eq!(env.requests.take(), NEW_LEAD_COLD);
     assert_eq!(b.body["contact"], "matched");
     assert_eq!(b.body["lead"], "created");
     assert_eq!(a.body["contact_id"], b.body["contact_id"]);

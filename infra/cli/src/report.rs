@@ -91,20 +91,15 @@ pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
             cols.iter()
                 .map(|(_, k)| r.counts.get(k).copied().unwrap_or(0).to_string()),
         );
-        line.extend(RATES.iter().map(|(_, k)| {
-            r.rates
-                .get(*k)
+        // Empty when there is nothing to divide by (or nobody took the step).
+        let cell = |m: &std::collections::BTreeMap<String, Option<f64>>, k: &str, digits: usize| {
+            m.get(k)
                 .copied()
                 .flatten()
-                .map_or(String::new(), |x| format!("{x:.4}"))
-        }));
-        line.extend(MEDIANS.iter().map(|(_, k)| {
-            r.median_days
-                .get(*k)
-                .copied()
-                .flatten()
-                .map_or(String::new(), |x| format!("{x:.1}"))
-        }));
+                .map_or(String::new(), |x| format!("{x:.digits$}"))
+        };
+        line.extend(RATES.iter().map(|(_, k)| cell(&r.rates, k, 4)));
+        line.extend(MEDIANS.iter().map(|(_, k)| cell(&r.median_days, k, 1)));
         w.write_record(&line)?;
     }
     let mut out = "\u{feff}".as_bytes().to_vec();
