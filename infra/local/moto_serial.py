@@ -31,7 +31,7 @@ import logging
 import re
 import types
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping, MutableMapping
 
 import jsonpath_ng.ext as _jsonpath_ext
@@ -590,6 +590,49 @@ def _delete_message(self, receipt_handle):
 
 
 Queue.delete_message = _delete_message
+
+
+class _RecentHandles:
+    """The receipt handles of a queue's deleted messages, so deleting one again is accepted as
+    SQS accepts it: the newest 10,000 (moto kept every handle ever deleted, ~250 bytes each,
+    three per imported person with scoring and the local events capture)."""
+
+    KEEP = 10_000
+
+    def __init__(self):
+        self.order = deque()
+        self.seen = set()
+
+    def __contains__(self, handle):
+        return handle in self.seen
+
+    def add(self, handle):
+        if handle not in self.seen:
+            self.seen.add(handle)
+            self.order.append(handle)
+            while len(self.order) > self.KEEP:
+                self.seen.discard(self.order.popleft())
+
+    def update(self, handles):
+        for h in handles:
+            self.add(h)
+
+    def __len__(self):
+        return len(self.seen)
+
+    def __iter__(self):
+        return iter(list(self.order))
+
+
+_moto_queue_init = Queue.__init__
+
+
+def _queue_init(self, *args, **kwargs):
+    _moto_queue_init(self, *args, **kwargs)
+    self.deleted_messages = _RecentHandles()
+
+
+Queue.__init__ = _queue_init
 
 
 # --- Per-request costs that did not depend on the request ------------------------------------

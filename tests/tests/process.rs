@@ -871,4 +871,14 @@ async fn the_email_report_counts_sends_deliveries_unique_opens_clicks_and_bounce
     assert_eq!(r.rates["bounce"], Some(0.5));
     let text = leadflow_cli::render_email(&rows);
     assert!(text.contains("50.0%"), "{text}");
+    let csv = String::from_utf8(leadflow_cli::email_csv(&rows).unwrap()).unwrap();
+    assert!(csv.starts_with('\u{feff}'), "Excel reads the BOM");
+    assert!(
+        csv.lines().next().unwrap().ends_with("complaint_rate,unsubscribe_rate"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",2,2,1,1,1,0,0,1.0000,0.5000,0.5000,0.5000,0.0000,0.0000"),
+        "{csv}"
+    );
 }

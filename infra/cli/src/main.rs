@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    activity_add, dlq_list, dlq_replay, funnel_csv, import_contacts, lead_show, leads_export, list_add_named,
-    list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
+    activity_add, dlq_list, dlq_replay, email_csv, funnel_csv, import_contacts, lead_show, leads_export,
+    list_add_named, list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
     render_explanation, render_funnel, render_lead, render_segment, render_stages, report_email, report_funnel,
     report_stages, segment_explain, segment_ls, segment_marks, segment_show, CsvEncoding, ExportFrom, ImportOptions,
     LeadFilter, Target,
@@ -276,8 +276,8 @@ enum ReportAction {
         #[arg(long)]
         csv: bool,
     },
-    /// How many leads are in each stage, status and band now (running totals kept with every
-    /// move; 16 Queries).
+    /// How many leads are in each stage, status and band now, and how many days on average they
+    /// have been in their stage (running totals kept with every move; 16 Queries).
     Stages {
         #[arg(long, value_enum)]
         by: Option<ReportBy>,
@@ -285,14 +285,17 @@ enum ReportAction {
         json: bool,
     },
     /// Marketing email per program and step: sent, delivered, unique opens and clicks, bounces,
-    /// complaints, and their rates (days in JST, both included).
+    /// complaints, unsubscribes, and their rates (days in JST, both included).
     Email {
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV for Excel (UTF-8 with BOM).
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -648,12 +651,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Report {
-            action: ReportAction::Email { from, to, json },
+            action: ReportAction::Email { from, to, json, csv },
         } => {
             let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
             let from = from.unwrap_or(to - chrono::Duration::days(29));
             let rows = report_email(&t, from, to).await.map_err(s)?;
-            if json {
+            if csv {
+                use std::io::Write;
+                std::io::stdout()
+                    .write_all(&email_csv(&rows).map_err(s)?)
+                    .map_err(|e| e.to_string())?;
+            } else if json {
                 let v = serde_json::json!({"from": from, "to": to, "rows": rows});
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {

@@ -107,6 +107,46 @@ pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// The email report's counts and rates, in order.
+const EMAIL_COUNTS: [&str; 7] = [
+    leadflow_domain::report::SENT,
+    leadflow_domain::report::DELIVERED,
+    leadflow_domain::report::OPENED,
+    leadflow_domain::report::CLICKED,
+    leadflow_domain::report::BOUNCED,
+    leadflow_domain::report::COMPLAINED,
+    leadflow_domain::report::UNSUBSCRIBED,
+];
+const EMAIL_RATES: [&str; 6] = ["delivery", "open", "click", "bounce", "complaint", "unsubscribe"];
+
+/// The email report as CSV (UTF-8 with BOM, for Excel): program, step, the counts, the rates.
+pub fn email_csv(rows: &[EmailRow]) -> Result<Vec<u8>, Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["program".to_owned(), "step".to_owned()];
+    header.extend(EMAIL_COUNTS.iter().map(|k| (*k).to_owned()));
+    header.extend(EMAIL_RATES.iter().map(|k| format!("{k}_rate")));
+    w.write_record(&header)?;
+    for r in rows {
+        let mut line = vec![r.program.clone(), r.step.clone()];
+        line.extend(
+            EMAIL_COUNTS
+                .iter()
+                .map(|k| r.counts.get(*k).copied().unwrap_or(0).to_string()),
+        );
+        line.extend(EMAIL_RATES.iter().map(|k| {
+            r.rates
+                .get(*k)
+                .copied()
+                .flatten()
+                .map_or(String::new(), |x| format!("{x:.4}"))
+        }));
+        w.write_record(&line)?;
+    }
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    out.extend(w.into_inner().map_err(|e| e.to_string())?);
+    Ok(out)
+}
+
 /// The email report of the days `from..=to`: per program and step, sent, delivered, unique
 /// opens and clicks, bounces and complaints, with their rates.
 pub async fn report_email(t: &Target, from: NaiveDate, to: NaiveDate) -> Result<Vec<EmailRow>, Error> {
