@@ -254,19 +254,25 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
 
 /// The local events page: the domain events published to the bus, newest first, as a CRM or
 /// chat subscribed to it would receive them (`detail`; docs/events.md).
-pub fn events(seen: &[leadflow_domain::events::DomainEvent], kind: &str) -> String {
+pub fn events(seen: &crate::server::LocalEvents, kind: &str) -> String {
     use leadflow_domain::escape_html as esc;
     let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("JST");
     let mut body = String::from("<p>");
+    let total: usize = seen.totals.values().sum();
     for k in std::iter::once("").chain(leadflow_domain::events::ALL) {
         let label = if k.is_empty() { "all" } else { k };
-        let count = seen.iter().filter(|e| k.is_empty() || e.kind == k).count();
+        let count = if k.is_empty() {
+            total
+        } else {
+            seen.totals.get(k).copied().unwrap_or(0)
+        };
         body.push_str(&format!(
             "<a href=\"/_local/events?type={k}\">{label}</a> ({count}) &nbsp; "
         ));
     }
     body.push_str("</p><table><tr><th>time (JST)</th><th>type</th><th>lead</th><th>event id</th><th>detail</th></tr>");
     for (i, e) in seen
+        .kept
         .iter()
         .rev()
         .filter(|e| kind.is_empty() || e.kind == kind)
@@ -290,10 +296,10 @@ pub fn events(seen: &[leadflow_domain::events::DomainEvent], kind: &str) -> Stri
     format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow events</title><style>{STYLE} body{{max-width:none}} table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;font-size:.85rem;vertical-align:top;text-align:left}}pre{{margin:0;font-size:.8rem}}</style></head><body>
 <h1>イベント / Domain events</h1>
-<p>What the local run published to its EventBridge bus (schema version {v}, docs/events.md) — what a CRM, Slack or kintone connected by a rule would receive. Newest first; {n} received (the newest {kept} are kept). <a href="/_local/report">report</a> · <a href="/_local/mailbox">mailbox</a></p>
+<p>What the local run published to its EventBridge bus (schema version {v}, docs/events.md) — what a CRM, Slack or kintone connected by a rule would receive. {n} received (counts by type above); the newest {kept} are listed, newest first. <a href="/_local/report">report</a> · <a href="/_local/mailbox">mailbox</a></p>
 {body}</body></html>"#,
         v = leadflow_domain::events::SCHEMA_VERSION,
-        n = seen.len(),
+        n = total,
         kept = crate::server::EVENTS_KEPT,
     )
 }

@@ -54,10 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 match stack.take_events().await {
                     Ok(got) if !got.is_empty() => {
-                        if let Ok(mut kept) = front.events.lock() {
-                            kept.extend(got);
-                            let excess = kept.len().saturating_sub(server::EVENTS_KEPT);
-                            kept.drain(..excess);
+                        if let Ok(mut seen) = front.events.lock() {
+                            seen.add(got);
                         }
                         continue;
                     }

@@ -33,8 +33,26 @@ pub struct Front {
     pub emulator: String,
     /// The records table, for the report page.
     pub records: leadflow_aws::table::Table,
-    /// The domain events the bus delivered (the newest [`EVENTS_KEPT`]), for the events page.
-    pub events: Arc<std::sync::Mutex<std::collections::VecDeque<leadflow_domain::events::DomainEvent>>>,
+    /// The domain events the bus delivered, for the events page.
+    pub events: std::sync::Mutex<LocalEvents>,
+}
+
+/// The events the local bus delivered: how many of each type, and the newest [`EVENTS_KEPT`].
+#[derive(Debug, Default)]
+pub struct LocalEvents {
+    pub kept: std::collections::VecDeque<leadflow_domain::events::DomainEvent>,
+    pub totals: std::collections::BTreeMap<String, usize>,
+}
+
+impl LocalEvents {
+    pub fn add(&mut self, events: Vec<leadflow_domain::events::DomainEvent>) {
+        for e in events {
+            *self.totals.entry(e.kind.clone()).or_default() += 1;
+            self.kept.push_back(e);
+        }
+        let excess = self.kept.len().saturating_sub(EVENTS_KEPT);
+        self.kept.drain(..excess);
+    }
 }
 
 /// Events the local events page keeps.
@@ -116,16 +134,11 @@ impl Front {
             }
             if path == "/_local/events" {
                 let kind = query.split('&').find_map(|p| p.strip_prefix("type=")).unwrap_or("");
-                let seen: Vec<_> = self
-                    .events
-                    .lock()
-                    .map(|q| q.iter().cloned().collect())
-                    .unwrap_or_default();
-                return plain(
-                    StatusCode::OK,
-                    "text/html; charset=utf-8",
-                    crate::demo::events(&seen, kind),
-                );
+                let page = match self.events.lock() {
+                    Ok(seen) => crate::demo::events(&seen, kind),
+                    Err(_) => crate::demo::events(&LocalEvents::default(), kind),
+                };
+                return plain(StatusCode::OK, "text/html; charset=utf-8", page);
             }
             if path == "/_local/mailbox" || path.starts_with("/_local/mailbox/") {
                 return match crate::demo::mailbox(
