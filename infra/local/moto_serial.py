@@ -709,12 +709,14 @@ def _item_attrs(self):
             {_intern(key): DynamoType(value) for key, value in raw.items()}
         )
         del self.__dict__["_json"]
+        self.__dict__.pop("_size", None)
     return built
 
 
 def _set_item_attrs(self, attrs):
     self.__dict__.pop("_raw", None)
     self.__dict__.pop("_json", None)
+    self.__dict__.pop("_size", None)
     self.__dict__["_attrs"] = attrs
 
 
@@ -758,11 +760,31 @@ _moto_item_size = Item.size
 _moto_describe_attrs = Item.describe_attrs
 
 
+def _value_size(t, v):
+    """A DynamoDB JSON value's size as moto measures a DynamoType (`_size` above)."""
+    if t == "N":
+        return len(str(v))
+    if t in ("BOOL", "NULL"):
+        return 1
+    if t == "L":
+        return sum(_value_size(*next(iter(x.items()))) for x in v)
+    if t == "M":
+        return sum(bytesize(k) + _value_size(*next(iter(x.items()))) for k, x in v.items())
+    if t in ("SS", "NS", "BS"):
+        return sum(_value_size(t[0], x) for x in v)
+    return bytesize(v)
+
+
 def _item_size(self):
-    # Read answers measure items against their 16 MB limit: an unbuilt item's JSON is never
-    # smaller than its size, and well under the limit.
-    text = self.__dict__.get("_json")
-    return len(text) if text is not None else _moto_item_size(self)
+    # Reads measure items (a Query's 1 MB page, a BatchGetItem's 16 MB): an unbuilt item is
+    # measured from its JSON, exactly as moto measures the built one, without building it.
+    raw = self.__dict__.get("_raw")
+    if raw is None:
+        return _moto_item_size(self)
+    size = self.__dict__.get("_size")
+    if size is None:
+        size = self.__dict__["_size"] = sum(bytesize(k) + _value_size(*next(iter(v.items()))) for k, v in raw.items())
+    return size
 
 
 def _describe_attrs(self, attributes=None):

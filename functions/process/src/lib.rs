@@ -196,7 +196,14 @@ where
         let started = Instant::now();
         let now = (self.clock)();
         let relayed = outbox::relay(&self.outbox, &self.queue, now, 500).await?;
-        let events_relayed = self.outbox.relay_events(now, 500).await?;
+        // Events a failed publish left behind: a failing relay never stops the run's own work.
+        let events_relayed = match self.outbox.relay_events(now, 500).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "events relay failed; the next run tries again");
+                0
+            }
+        };
         let (nurture, routing) = self.documents().await?;
         let scoring = self.scoring_config.scoring_config().await?;
         let run_id = uuid::Uuid::now_v7().to_string();

@@ -158,8 +158,21 @@ pub async fn relay(table: &Table, now: DateTime<Utc>, limit: usize) -> Result<Re
             str_attr(&item, keys::PK).unwrap_or_default().to_owned(),
             str_attr(&item, keys::SK).unwrap_or_default().to_owned(),
         );
-        let events: Vec<DomainEvent> = serde_json::from_str(str_attr(&item, "events").unwrap_or("[]"))
-            .map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))?;
+        let events: Vec<DomainEvent> = match serde_json::from_str(str_attr(&item, "events").unwrap_or("[]")) {
+            Ok(events) => events,
+            Err(e) => {
+                // Unreadable (a bad manual edit): out of the way, kept for a person to look at.
+                tracing::error!(error = %e, "relay: an events outbox entry cannot be read; set aside");
+                report.failed += 1;
+                table
+                    .update(
+                        key,
+                        crate::expr::Update::new().remove(DUE_PK).remove(DUE_SK).if_exists(),
+                    )
+                    .await?;
+                continue;
+            }
+        };
         match bus.publish(&events).await {
             Ok(()) => {
                 report.published += events.len();

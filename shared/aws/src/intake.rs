@@ -412,10 +412,22 @@ impl Unsubscribes for DynamoIntake {
             items.push(self.table.update_tx(c.key.clone(), c.update())?);
         }
         let event = leadflow_domain::events::unsubscribed(contact, now, "link", email);
-        if self.table.transact_events(items, None, &[event]).await?.committed() {
-            return Ok(true);
+        for _ in 0..5 {
+            match self
+                .table
+                .transact_events(items.clone(), None, std::slice::from_ref(&event))
+                .await?
+            {
+                crate::table::Transact::Committed => return Ok(true),
+                // The contact's condition failed: unsubscribed before, or no such contact.
+                out if out.failed_at(0) => return Ok(self.table.get(keys::contact(contact)).await?.is_some()),
+                // A concurrent transaction on the shared email counter: again.
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
-        Ok(self.table.get(keys::contact(contact)).await?.is_some())
+        Err(StoreError::Unavailable(
+            "unsubscribe: the write kept conflicting with others; nothing was saved".into(),
+        ))
     }
 }
 

@@ -144,10 +144,9 @@ impl LeadApiStore for DynamoProcess {
         tally: &leadflow_domain::report::Tally,
     ) -> Result<bool, StoreError> {
         let (dpk, dsk) = keys::lead_due(change.at, lead);
-        let update = Update::new()
+        let mut update = Update::new()
             .set("stage", to_av(&change.to)?)
             .set("status", to_av(&change.to_status)?)
-            .set("stage_changed_at", s(sortable_time(change.at)))
             .set(DUE_PK, s(dpk))
             .set(DUE_SK, s(dsk))
             .when(
@@ -157,6 +156,10 @@ impl LeadApiStore for DynamoProcess {
                     (":from_status", to_av(&change.from_status)?),
                 ],
             );
+        // When the lead entered its stage: a status change (disqualify, convert) keeps it.
+        if change.to != change.from {
+            update = update.set("stage_changed_at", s(sortable_time(change.at)));
+        }
         let update = crate::segments::with_members(update, upkeep)?;
         let mut items = vec![self.table.update_tx(keys::lead(lead), update)?];
         items.extend(self.history_items(lead, std::slice::from_ref(change), change.at)?);
@@ -260,8 +263,8 @@ impl LeaseStore for DynamoProcess {
         if let Some(o) = &w.owner {
             update = update.set("owner", s(o.clone()));
         }
-        if !w.moves.is_empty() {
-            update = update.set("stage_changed_at", s(sortable_time(w.now)));
+        if let Some(last) = w.moves.iter().rev().find(|m| m.to != m.from) {
+            update = update.set("stage_changed_at", s(sortable_time(last.at)));
         }
         update = match w.next_due {
             Some(at) => {

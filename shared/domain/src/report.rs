@@ -90,8 +90,14 @@ pub fn median_days(counts: &BTreeMap<String, i64>, to: &str) -> Option<f64> {
 pub fn days_in_stage(gauges: &BTreeMap<String, i64>, stage: Stage, today: i64) -> Option<f64> {
     let n = gauges.get(&in_stage(stage)).copied().unwrap_or(0);
     let since = gauges.get(&in_stage_since(stage)).copied().unwrap_or(0);
-    (n > 0).then(|| today as f64 - since as f64 / n as f64)
+    // Leads counted before entry days were kept (none before 2026) make the average
+    // meaningless: none rather than a wrong number.
+    let average_entry = since as f64 / n.max(1) as f64;
+    (n > 0 && average_entry >= FIRST_ENTRY_DAY as f64).then_some(today as f64 - average_entry)
 }
+
+/// 2026-01-01 as a day number: entry days are kept from 2026 on.
+const FIRST_ENTRY_DAY: i64 = 20_454;
 
 /// How many leads are in each stage, band and status now: the running totals summed, one row
 /// per group.
