@@ -504,32 +504,18 @@ pub fn decide(
         campaign: form.campaign.clone().unwrap_or_else(|| "-".into()),
         source: crate::segment::name_of(&form.source),
     };
-    let created = |b: bool| i64::from(b);
+    let new_contact = i64::from(matches!(contact, ContactWrite::Create { .. }));
+    let new_lead = i64::from(matches!(lead, LeadWrite::Create { .. }));
     let tally = crate::report::Tally::new(now, dims)
         .add(crate::report::SUBMISSIONS, 1)
-        .add(
-            crate::report::NEW_CONTACTS,
-            created(matches!(contact, ContactWrite::Create { .. })),
-        )
-        .add(
-            crate::report::NEW_LEADS,
-            created(matches!(lead, LeadWrite::Create { .. })),
-        )
-        .add(
-            crate::report::stage_entered(Stage::Inquiry),
-            created(matches!(lead, LeadWrite::Create { .. })),
-        )
-        .gauge(
-            crate::report::in_stage(Stage::Inquiry),
-            created(matches!(lead, LeadWrite::Create { .. })),
-        )
-        .gauge(
-            crate::report::in_status(LeadStatus::Open),
-            created(matches!(lead, LeadWrite::Create { .. })),
-        )
+        .add(crate::report::NEW_CONTACTS, new_contact)
+        .add(crate::report::NEW_LEADS, new_lead)
+        .add(crate::report::stage_entered(Stage::Inquiry), new_lead)
+        .gauge(crate::report::in_stage(Stage::Inquiry), new_lead)
+        .gauge(crate::report::in_status(LeadStatus::Open), new_lead)
         .gauge(
             crate::report::in_stage_since(Stage::Inquiry),
-            created(matches!(lead, LeadWrite::Create { .. })) * crate::report::epoch_day(now),
+            new_lead * crate::report::epoch_day(now),
         );
     Decision::Write(Box::new(IntakePlan {
         now,
