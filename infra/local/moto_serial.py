@@ -25,6 +25,7 @@ import threading
 
 import copy
 import functools
+import gc
 import inspect
 import json
 import logging
@@ -1186,8 +1187,23 @@ def exit_when_parent_goes():
         os._exit(0)
 
 
+def _freeze_survivors(phase, info):
+    # A full collection walks every tracked object: with a large table (a partition object per
+    # item key, the cache's items: 300 ms at 10,000 people) that was a sixth of the emulator's
+    # time, and grew with the table. What survives a full collection is long-lived (the tables'
+    # partitions, moto's modules); frozen, later collections walk only what came after. Frozen
+    # objects are still freed by their reference counts (items and partitions hold no cycles).
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
+
+
 def main():
     global _CACHE_ITEMS
+    gc.callbacks.append(_freeze_survivors)
+    # Each request leaves a few thousand objects (a request's context, moto's response) that
+    # reference counting frees before a young collection would look at them: collecting every
+    # 20,000 allocations rather than 700 walks far fewer.
+    gc.set_threshold(20_000, 20, 10)
     # One log line per request costs a tenth of the emulator's time and goes nowhere.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser()
