@@ -35,6 +35,15 @@ pub enum LocalError {
 /// The unsubscribe key of a local run (a deployment passes its own, NoEcho).
 pub const LOCAL_UNSUBSCRIBE_SECRET: &str = "local-development-only-unsubscribe-secret";
 
+/// The emulator's own call that takes a queue's messages at once (not an AWS API).
+const DRAIN_PATH: &str = "/_leadflow/sqs/drain";
+
+#[derive(serde::Deserialize)]
+struct Drained {
+    #[serde(rename = "Messages")]
+    messages: Vec<String>,
+}
+
 /// A stack stood up on the emulator.
 pub struct Stack {
     pub template: Template,
@@ -193,52 +202,42 @@ impl Stack {
     }
 
     /// The domain events published since the last call (each once), from the local capture
-    /// queue: what a CRM subscribed to the bus would have received.
+    /// queue: what a CRM subscribed to the bus would have received. Read with the emulator's
+    /// own drain call (`infra/local/moto_serial.py`): a thousand events a request, where
+    /// ReceiveMessage and DeleteMessageBatch take two requests per ten.
     pub async fn take_events(&self) -> Result<Vec<leadflow_domain::events::DomainEvent>, LocalError> {
+        const PAGE: usize = 1000;
         let Some(capture) = &self.provisioned.event_capture else {
             return Ok(Vec::new());
         };
+        let mut drain = reqwest::Url::parse(&capture.url).map_err(|e| LocalError::Other(e.to_string()))?;
+        drain.set_path(DRAIN_PATH);
+        drain
+            .query_pairs_mut()
+            .clear()
+            .append_pair("url", &capture.url)
+            .append_pair("max", &PAGE.to_string());
+        let http = reqwest::Client::new();
         let mut out = Vec::new();
         loop {
-            let got = self
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(&capture.url)
-                .max_number_of_messages(10)
+            let page: Drained = http
+                .post(drain.clone())
                 .send()
                 .await
-                .map_err(|e| LocalError::Other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
-            let messages = got.messages.unwrap_or_default();
-            if messages.is_empty() {
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| LocalError::Other(format!("draining the events queue: {e}")))?
+                .json()
+                .await
+                .map_err(|e| LocalError::Other(format!("draining the events queue: {e}")))?;
+            let full = page.messages.len() == PAGE;
+            // Each body is the EventBridge event; its detail is ours.
+            out.extend(page.messages.iter().filter_map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).ok()?;
+                serde_json::from_value(v.get("detail")?.clone()).ok()
+            }));
+            if !full {
                 return Ok(out);
             }
-            let mut done = Vec::new();
-            for (i, m) in messages.iter().enumerate() {
-                // The body is the EventBridge event; its detail is ours.
-                let detail = m
-                    .body()
-                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-                    .and_then(|v| serde_json::from_value(v.get("detail")?.clone()).ok());
-                out.extend(detail);
-                if let Some(h) = m.receipt_handle() {
-                    done.push(
-                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(h)
-                            .build()
-                            .map_err(|e| LocalError::Other(e.to_string()))?,
-                    );
-                }
-            }
-            self.clients
-                .sqs
-                .delete_message_batch()
-                .queue_url(&capture.url)
-                .set_entries(Some(done))
-                .send()
-                .await
-                .map_err(|e| LocalError::Other(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
         }
     }
 
