@@ -357,3 +357,89 @@ async fn put_due(table: &leadflow_aws::table::Table, pk: &str, sk: &str, due_pk:
         .await
         .unwrap();
 }
+
+/// The emulator's own drain call (the local events page reads its capture queue with it):
+/// visible messages oldest first, at most `max`, each once; a message in flight stays with its
+/// receiver.
+#[tokio::test]
+async fn a_drain_takes_visible_messages_once_and_leaves_those_in_flight() {
+    let env = TestEnv::new().await;
+    let sqs = &env.stack.clients.sqs;
+    let name = format!("drain-{}", uuid::Uuid::new_v4().simple());
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for body in ["a", "b", "c"] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let first = sqs
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let http = reqwest::Client::new();
+    let drain = |max: usize| {
+        let req = http
+            .post(format!("{}/_leadflow/sqs/drain", leadflow_tests::endpoint()))
+            .query(&[("url", url.as_str()), ("max", &max.to_string())]);
+        async move {
+            let v: serde_json::Value = req
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["Messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let in_flight = first[0].body().unwrap().to_owned();
+    let rest: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .filter(|b| **b != in_flight)
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(drain(1).await, rest[..1].to_vec(), "at most max, oldest first");
+    assert_eq!(drain(1000).await, rest[1..].to_vec());
+    assert!(drain(1000).await.is_empty(), "each once");
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(first[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .expect("the message in flight is still its receiver's to delete");
+    let again = sqs.receive_message().queue_url(&url).send().await.unwrap();
+    assert!(again.messages.unwrap_or_default().is_empty());
+    // A queue that does not exist is a 404, not an empty answer.
+    let missing = http
+        .post(format!("{}/_leadflow/sqs/drain", leadflow_tests::endpoint()))
+        .query(&[(
+            "url",
+            format!("{}/123456789012/no-such-queue", leadflow_tests::endpoint()),
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
