@@ -1154,35 +1154,53 @@ def _end_of_request(action):
 
 
 DRAIN_PATH = "/_leadflow/sqs/drain"
+# A queue URL names its account, not its region: the local run's.
+REGION = "us-east-1"
+
+
+def _json_answer(start_response, status, value):
+    start_response(status, [("Content-Type", "application/json")])
+    return [orjson.dumps(value)]
 
 
 def _drain(environ, start_response):
-    """Not an AWS call (the local run's own, as moto has /moto-api): takes up to `max` visible
-    messages off the queue `url` at once, oldest first, and answers their bodies. The events
-    page's capture queue gets a message per domain event; reading it ten at a time with
-    ReceiveMessage and DeleteMessageBatch was two requests per ten events, a third of the
-    emulator's requests during an import."""
+    """Not an AWS call (the local run's own, as moto has /moto-api): takes up to `max` messages
+    that a receive would return (visible, not delayed) off the standard queue `url` at once,
+    oldest first, and answers their bodies. The events page's capture queue gets a message per
+    domain event; reading it ten at a time with ReceiveMessage and DeleteMessageBatch was two
+    requests per ten events, a third of the emulator's requests during an import. A taken
+    message is gone as if deleted (deleting it by an earlier receipt handle is accepted); it is
+    not counted as received (no redrive), which is what a reader that never fails needs."""
     query = parse_qs(environ.get("QUERY_STRING", ""))
     url = query.get("url", [""])[0]
     try:
-        limit = max(int(query.get("max", ["1000"])[0]), 1)
+        limit = int(query.get("max", ["1000"])[0])
     except ValueError:
-        limit = 1000
+        limit = 0
+    if limit < 1:
+        return _json_answer(start_response, "400 Bad Request", {"error": "max: a whole number of at least 1"})
     account, _, name = urlparse(url).path.strip("/").partition("/")
-    queue = sqs_backends[account]["us-east-1"].queues.get(name) if account.isdigit() else None
+    # `in` first: looking an account up in moto's backends would create it.
+    backend = sqs_backends[account][REGION] if account in sqs_backends else None
+    queue = backend.queues.get(name) if backend is not None else None
     if queue is None:
-        start_response("404 Not Found", [("Content-Type", "application/json")])
-        return [orjson.dumps({"error": f"no queue {url}"})]
+        return _json_answer(start_response, "404 Not Found", {"error": f"no queue {url}"})
+    if queue.fifo_queue:
+        return _json_answer(start_response, "400 Bad Request", {"error": "a FIFO queue keeps its groups' order: receive it"})
     now = unix_time_millis()
     taken, kept = [], []
     for m in queue._messages:
-        if len(taken) < limit and now > m.visible_at and not now < m.delayed_until and m not in queue.pending_messages:
+        if len(taken) < limit and now > m.visible_at and not now < m.delayed_until:
             taken.append(m)
         else:
             kept.append(m)
     queue._messages = kept
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [orjson.dumps({"Messages": [m.body for m in taken]})]
+    for m in taken:
+        # Received before and back (its visibility ran out): no longer anyone's.
+        queue.pending_messages.discard(m)
+        if m.receipt_handle:
+            queue.deleted_messages.update(m.all_receipt_handles)
+    return _json_answer(start_response, "200 OK", {"Messages": [m.body for m in taken]})
 
 
 class Serialised:
@@ -1228,14 +1246,25 @@ def exit_when_parent_goes():
         os._exit(0)
 
 
+_full_collections = 0
+
+
 def _freeze_survivors(phase, info):
     # A full collection walks every tracked object: with a large table (a partition object per
     # item key, the cache's items: 300 ms at 10,000 people) that was a sixth of the emulator's
-    # time, and grew with the table. What survives a full collection is long-lived (the tables'
-    # partitions, moto's modules); frozen, later collections walk only what came after. Frozen
-    # objects are still freed by their reference counts (items and partitions hold no cycles).
+    # time, and grew with the table. What survives a full collection is mostly long-lived (the
+    # tables' partitions, moto's modules); frozen, later collections walk only what came after.
+    # Frozen objects are still freed by their reference counts. Cycles frozen with them (the
+    # request in progress: werkzeug's request and its environ point at each other; a deleted
+    # table's partitions and their owner) are let go at every tenth full collection, which
+    # unfreezes everything and so walks the whole heap once.
+    global _full_collections
     if phase == "stop" and info["generation"] == 2:
-        gc.freeze()
+        _full_collections += 1
+        if _full_collections % 10 == 0:
+            gc.unfreeze()
+        else:
+            gc.freeze()
 
 
 def main():

@@ -359,10 +359,10 @@ async fn put_due(table: &leadflow_aws::table::Table, pk: &str, sk: &str, due_pk:
 }
 
 /// The emulator's own drain call (the local events page reads its capture queue with it):
-/// visible messages oldest first, at most `max`, each once; a message in flight stays with its
-/// receiver.
+/// what a receive would return (visible, not delayed), oldest first, at most `max`, each once;
+/// a message in flight stays with its receiver, one whose visibility ran out is taken.
 #[tokio::test]
-async fn a_drain_takes_visible_messages_once_and_leaves_those_in_flight() {
+async fn a_drain_takes_what_a_receive_would_once_and_leaves_messages_in_flight() {
     let env = TestEnv::new().await;
     let sqs = &env.stack.clients.sqs;
     let name = format!("drain-{}", uuid::Uuid::new_v4().simple());
@@ -374,15 +374,10 @@ async fn a_drain_takes_visible_messages_once_and_leaves_those_in_flight() {
         .unwrap()
         .queue_url
         .unwrap();
-    for body in ["a", "b", "c"] {
-        sqs.send_message()
-            .queue_url(&url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
-    let first = sqs
+    let send = |body: &'static str| sqs.send_message().queue_url(&url).message_body(body).send();
+    // Received and kept: in flight. Received and given back: visible again.
+    send("in flight").await.unwrap();
+    let held = sqs
         .receive_message()
         .queue_url(&url)
         .send()
@@ -390,50 +385,81 @@ async fn a_drain_takes_visible_messages_once_and_leaves_those_in_flight() {
         .unwrap()
         .messages
         .unwrap();
-    assert_eq!(first.len(), 1);
-    let http = reqwest::Client::new();
-    let drain = |max: usize| {
-        let req = http
-            .post(format!("{}/_leadflow/sqs/drain", leadflow_tests::endpoint()))
-            .query(&[("url", url.as_str()), ("max", &max.to_string())]);
-        async move {
-            let v: serde_json::Value = req
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["Messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m.as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        }
-    };
-    let in_flight = first[0].body().unwrap().to_owned();
-    let rest: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .filter(|b| **b != in_flight)
-        .map(|b| b.to_string())
-        .collect();
-    assert_eq!(drain(1).await, rest[..1].to_vec(), "at most max, oldest first");
-    assert_eq!(drain(1000).await, rest[1..].to_vec());
-    assert!(drain(1000).await.is_empty(), "each once");
-    sqs.delete_message()
+    assert_eq!(held[0].body(), Some("in flight"));
+    send("given back").await.unwrap();
+    let back = sqs
+        .receive_message()
         .queue_url(&url)
-        .receipt_handle(first[0].receipt_handle().unwrap())
         .send()
         .await
-        .expect("the message in flight is still its receiver's to delete");
+        .unwrap()
+        .messages
+        .unwrap();
+    assert_eq!(back[0].body(), Some("given back"));
+    sqs.change_message_visibility()
+        .queue_url(&url)
+        .receipt_handle(back[0].receipt_handle().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    send("b").await.unwrap();
+    send("c").await.unwrap();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("delayed")
+        .delay_seconds(60)
+        .send()
+        .await
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let drain_url = format!("{}{}", leadflow_tests::endpoint(), leadflow_local::DRAIN_PATH);
+    let drain = |max: &str| {
+        let req = http.post(&drain_url).query(&[("url", url.as_str()), ("max", max)]);
+        async move {
+            let answer = req.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let v: serde_json::Value = answer.json().await.unwrap();
+            let bodies = v["Messages"]
+                .as_array()
+                .map(|a| a.iter().map(|m| m.as_str().unwrap().to_owned()).collect::<Vec<_>>());
+            (status, bodies)
+        }
+    };
+    assert_eq!(
+        drain("2").await,
+        (200, Some(vec!["given back".to_owned(), "b".to_owned()])),
+        "at most max, oldest first"
+    );
+    assert_eq!(
+        drain("1000").await,
+        (200, Some(vec!["c".to_owned()])),
+        "neither in flight nor delayed"
+    );
+    assert_eq!(drain("1000").await, (200, Some(vec![])), "each once");
+    assert_eq!(drain("0").await.0, 400);
+    assert_eq!(drain("many").await.0, 400);
+
+    // The message in flight is still its receiver's to delete; the one taken after it was given
+    // back is gone as if deleted (its old receipt handle is accepted, as SQS accepts a delete twice).
+    for m in [&held[0], &back[0]] {
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .send()
+            .await
+            .expect("deleted");
+    }
     let again = sqs.receive_message().queue_url(&url).send().await.unwrap();
-    assert!(again.messages.unwrap_or_default().is_empty());
+    assert!(
+        again.messages.unwrap_or_default().is_empty(),
+        "only the delayed message is left"
+    );
+
     // A queue that does not exist is a 404, not an empty answer.
     let missing = http
-        .post(format!("{}/_leadflow/sqs/drain", leadflow_tests::endpoint()))
+        .post(&drain_url)
         .query(&[(
             "url",
             format!("{}/123456789012/no-such-queue", leadflow_tests::endpoint()),
