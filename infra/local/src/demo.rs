@@ -228,7 +228,12 @@ pub async fn report(records: &leadflow_aws::table::Table) -> Result<String, Stri
         body.push_str(&format!("<th>{h}</th>"));
     }
     body.push_str("</tr>");
-    for r in email_report(&emails) {
+    let rows = email_report(&emails);
+    if rows.is_empty() {
+        // As `leadflow report email` says it, rather than an empty table.
+        body.push_str("<tr><td colspan=13>この期間のマーケティングメールはありません / no marketing email in these days</td></tr>");
+    }
+    for r in rows {
         body.push_str(&format!(
             "<tr><td>{}:{}</td>",
             leadflow_domain::escape_html(&r.program),
