@@ -375,26 +375,21 @@ async fn a_drain_takes_what_a_receive_would_once_and_leaves_messages_in_flight()
         .queue_url
         .unwrap();
     let send = |body: &'static str| sqs.send_message().queue_url(&url).message_body(body).send();
+    let receive = || async {
+        sqs.receive_message()
+            .queue_url(&url)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    };
     // Received and kept: in flight. Received and given back: visible again.
     send("in flight").await.unwrap();
-    let held = sqs
-        .receive_message()
-        .queue_url(&url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap();
+    let held = receive().await;
     assert_eq!(held[0].body(), Some("in flight"));
     send("given back").await.unwrap();
-    let back = sqs
-        .receive_message()
-        .queue_url(&url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap();
+    let back = receive().await;
     assert_eq!(back[0].body(), Some("given back"));
     sqs.change_message_visibility()
         .queue_url(&url)
@@ -451,11 +446,7 @@ async fn a_drain_takes_what_a_receive_would_once_and_leaves_messages_in_flight()
             .await
             .expect("deleted");
     }
-    let again = sqs.receive_message().queue_url(&url).send().await.unwrap();
-    assert!(
-        again.messages.unwrap_or_default().is_empty(),
-        "only the delayed message is left"
-    );
+    assert!(receive().await.is_empty(), "only the delayed message is left");
 
     // A queue that does not exist is a 404, not an empty answer.
     let missing = http
