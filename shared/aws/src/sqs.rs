@@ -14,6 +14,52 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// One `SendMessageBatch` of at most ten messages: each message's result.
+    async fn publish_batch(&self, chunk: &[InteractionMessage]) -> Vec<Result<(), QueueError>> {
+        let mut results: Vec<Result<(), QueueError>> = vec![Ok(()); chunk.len()];
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, m) in chunk.iter().enumerate() {
+            let built = encode(m).and_then(|(body, schema)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .message_attributes("schema", schema)
+                    .build()
+                    .map_err(|e| QueueError(e.to_string()))
+            });
+            match built {
+                Ok(e) => entries.push(e),
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        if entries.is_empty() {
+            return results;
+        }
+        match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(sent) => {
+                for f in sent.failed {
+                    if let Some(r) = f.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                        *r = Err(QueueError(format!("{}: {}", f.code, f.message.unwrap_or_default())));
+                    }
+                }
+            }
+            Err(e) => {
+                let e = QueueError(DisplayErrorContext(&e).to_string());
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+        results
+    }
+
     pub fn new(client: Client, url: impl Into<String>) -> Self {
         Self {
             client,
@@ -54,53 +100,11 @@ impl InteractionQueue for SqsQueue {
         Ok(())
     }
 
-    /// `SendMessageBatch`, ten at a time; an entry the queue refused is that message's error.
+    /// `SendMessageBatch`, ten at a time, the batches at once; an entry the queue refused is
+    /// that message's error.
     async fn publish_all(&self, messages: &[InteractionMessage]) -> Vec<Result<(), QueueError>> {
-        let mut out: Vec<Result<(), QueueError>> = Vec::with_capacity(messages.len());
-        for chunk in messages.chunks(SQS_BATCH) {
-            let mut results: Vec<Result<(), QueueError>> = vec![Ok(()); chunk.len()];
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, m) in chunk.iter().enumerate() {
-                let built = encode(m).and_then(|(body, schema)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .message_attributes("schema", schema)
-                        .build()
-                        .map_err(|e| QueueError(e.to_string()))
-                });
-                match built {
-                    Ok(e) => entries.push(e),
-                    Err(e) => results[i] = Err(e),
-                }
-            }
-            if !entries.is_empty() {
-                match self
-                    .client
-                    .send_message_batch()
-                    .queue_url(&self.url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                {
-                    Ok(sent) => {
-                        for f in sent.failed {
-                            if let Some(r) = f.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
-                                *r = Err(QueueError(format!("{}: {}", f.code, f.message.unwrap_or_default())));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let e = QueueError(DisplayErrorContext(&e).to_string());
-                        for r in results.iter_mut().filter(|r| r.is_ok()) {
-                            *r = Err(e.clone());
-                        }
-                    }
-                }
-            }
-            out.extend(results);
-        }
-        out
+        let batches = messages.chunks(SQS_BATCH).map(|chunk| self.publish_batch(chunk));
+        futures::future::join_all(batches).await.into_iter().flatten().collect()
     }
 }
 

@@ -470,49 +470,58 @@ impl Table {
     /// Strongly consistent BatchGetItem of any number of keys (100 per request), retrying
     /// unprocessed keys with backoff. Returns the items found, by key.
     pub async fn get_many(&self, keys: Vec<Key>) -> Result<HashMap<Key, Item>, StoreError> {
-        let mut found = HashMap::new();
         let mut unique = keys;
         unique.sort();
         unique.dedup();
-        for chunk in unique.chunks(100) {
-            let wanted: Vec<Item> = chunk.iter().cloned().map(key_item).collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(wanted))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(corrupt)?,
-            );
-            let mut rounds = 0;
-            while let Some(keys_and_attrs) = pending.take() {
-                rounds += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&*self.name, keys_and_attrs)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchGetItem", e))?;
-                for item in out
-                    .responses
+        // One BatchGetItem per 100 keys, all at once (reads: nothing to order).
+        let pages = futures::future::join_all(unique.chunks(100).map(|chunk| self.get_page(chunk))).await;
+        let mut found = HashMap::new();
+        for page in pages {
+            for item in page? {
+                if let (Some(pk), Some(sk)) = (str_attr(&item, PK), str_attr(&item, SK)) {
+                    found.insert((pk.to_owned(), sk.to_owned()), item);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The items of at most 100 keys (one BatchGetItem, and again for what it left unprocessed).
+    async fn get_page(&self, keys: &[Key]) -> Result<Vec<Item>, StoreError> {
+        let wanted: Vec<Item> = keys.iter().cloned().map(key_item).collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(corrupt)?,
+        );
+        let mut found = Vec::new();
+        let mut rounds = 0;
+        while let Some(keys_and_attrs) = pending.take() {
+            rounds += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&*self.name, keys_and_attrs)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", e))?;
+            found.extend(
+                out.responses
                     .unwrap_or_default()
                     .remove(&*self.name)
-                    .unwrap_or_default()
-                {
-                    if let (Some(pk), Some(sk)) = (str_attr(&item, PK), str_attr(&item, SK)) {
-                        found.insert((pk.to_owned(), sk.to_owned()), item);
-                    }
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&*self.name))
+                .filter(|k| !k.keys.is_empty());
+            if pending.is_some() {
+                if rounds >= 5 {
+                    return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
                 }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&*self.name))
-                    .filter(|k| !k.keys.is_empty());
-                if pending.is_some() {
-                    if rounds >= 5 {
-                        return Err(StoreError::Throttled("BatchGetItem left keys unprocessed".into()));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
-                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 << rounds)).await;
             }
         }
         Ok(found)
