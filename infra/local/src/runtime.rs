@@ -25,6 +25,8 @@ struct Invocation {
     event: Value,
     deadline: Duration,
     reply: Reply,
+    /// Told when a process takes the invocation: its timeout runs from then.
+    taken: oneshot::Sender<()>,
 }
 
 struct State {
@@ -46,6 +48,10 @@ pub struct Function {
     /// The newest metric lines (EMF) the function printed, as CloudWatch Logs would take them.
     metrics: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
+
+/// How long an invocation waits for a free process of its function, at most (Lambda's
+/// longest timeout: a process busy longer than that has hung).
+const QUEUED_AT_MOST: Duration = Duration::from_secs(15 * 60);
 
 /// Metric lines kept per function (the newest).
 const METRIC_LINES: usize = 1000;
@@ -98,6 +104,7 @@ async fn serve_api(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Re
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), inv.reply);
+            let _ = inv.taken.send(());
             let mut r = respond(StatusCode::OK, inv.event.to_string());
             let h = r.headers_mut();
             let arn = format!(
@@ -235,16 +242,26 @@ impl Function {
     }
 
     /// Invokes the function and waits for its answer (`Err`: the function reported an error).
+    /// The function's timeout runs from when its process takes the invocation: waiting for the
+    /// process to finish an earlier one (a scheduled run, say) is not the function's time — on
+    /// Lambda another environment would have taken it.
     pub async fn invoke(&self, event: Value) -> Result<Value, String> {
         let (reply, answer) = oneshot::channel();
+        let (taken, started) = oneshot::channel();
         self.queue
             .send(Invocation {
                 event,
                 deadline: self.timeout,
                 reply,
+                taken,
             })
             .await
             .map_err(|_| format!("{} is not running", self.name))?;
+        match tokio::time::timeout(QUEUED_AT_MOST, started).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(format!("{} is not running", self.name)),
+            Err(_) => return Err(format!("{} took no invocation for {QUEUED_AT_MOST:?}", self.name)),
+        }
         match tokio::time::timeout(self.timeout + Duration::from_secs(5), answer).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(e.to_string()),
@@ -297,5 +314,62 @@ impl Function {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A function whose process takes 4 s per invocation, under a 1 s timeout (its caller waits
+    /// the timeout and 5 s more): the second of two invocations at once waits 4 s for the
+    /// process, then runs 4 s. Counted from the queue that was 8 s and "timed out"; counted from
+    /// when the process takes it, as Lambda counts, it is answered.
+    #[tokio::test]
+    async fn the_timeout_runs_from_when_a_process_takes_the_invocation() {
+        let dir = std::env::temp_dir().join(format!("leadflow-runtime-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("bootstrap");
+        std::fs::write(
+            &script,
+            r#"#!/usr/bin/env python3
+import os, time, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as r:
+        rid, body = r.headers["lambda-runtime-aws-request-id"], r.read()
+    time.sleep(4)
+    urllib.request.urlopen(urllib.request.Request(api + rid + "/response", data=body, method="POST")).read()
+"#,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = Function::start(
+            "Slow",
+            &script,
+            &BTreeMap::new(),
+            "http://127.0.0.1:9",
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        f.ready(Duration::from_secs(20)).await.unwrap();
+        let started = Instant::now();
+        let (a, b) = tokio::join!(
+            f.invoke(serde_json::json!({"n": 1})),
+            f.invoke(serde_json::json!({"n": 2}))
+        );
+        assert_eq!(a.unwrap()["n"], 1);
+        assert_eq!(
+            b.unwrap()["n"],
+            2,
+            "answered, not timed out while it waited for the process"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_secs(6),
+            "one process: one after the other"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
