@@ -587,10 +587,22 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("lead_id,メールアドレス,姓,名,会社名"), "{text}");
+    assert!(lines[0].ends_with(",created_at (Asia/Tokyo)"), "{text}");
     assert!(
         lines[1..].iter().all(|l| l.contains("熱田") && l.contains(",hot,")),
         "{text}"
     );
+    // Created times as Excel reads a date and time, in Tokyo time (the lead was created just now).
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let now = chrono::Utc::now().with_timezone(&tokyo).naive_local();
+    for line in &lines[1..] {
+        let created = line.rsplit(',').next().unwrap();
+        let at = chrono::NaiveDateTime::parse_from_str(created, "%Y-%m-%d %H:%M:%S").expect(created);
+        assert!(
+            (now - at).num_minutes().abs() <= 5,
+            "{created} is not Tokyo time now ({now})"
+        );
+    }
     let ops = env.requests.take();
     assert!(!ops.iter().any(|o| o == "Scan"), "{ops:?}");
 

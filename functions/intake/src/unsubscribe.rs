@@ -18,7 +18,7 @@ use crate::Intake;
 fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"ja\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body>{body}</body></html>"
+<style>body{{font-family:system-ui,-apple-system,'Hiragino Sans','Hiragino Kaku Gothic ProN','Yu Gothic UI',Meiryo,'Noto Sans CJK JP',sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body>{body}</body></html>"
     );
     let mut r = Response::new(Body::Text(html));
     *r.status_mut() = status;

@@ -53,7 +53,8 @@ impl LeadFilter {
     }
 }
 
-const COLUMNS: [&str; 15] = [
+/// The columns before `created_at`, which names the zone its times are in.
+const COLUMNS: [&str; 14] = [
     "lead_id",
     "メールアドレス",
     "姓",
@@ -68,7 +69,6 @@ const COLUMNS: [&str; 15] = [
     "score",
     "owner",
     "campaign",
-    "created_at",
 ];
 
 /// Which leads an export walks.
@@ -91,7 +91,13 @@ pub async fn leads_export(
     out: &mut dyn Write,
 ) -> Result<usize, Error> {
     let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
-    csv.write_record(COLUMNS)?;
+    let zone = crate::lead::zone();
+    csv.write_record(
+        COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain([format!("created_at ({zone})")]),
+    )?;
     let mut header = csv.into_inner().map_err(|e| e.to_string())?;
     if encoding == CsvEncoding::Utf8Bom {
         header.splice(0..0, "\u{feff}".bytes());
@@ -170,12 +176,25 @@ async fn write_rows(
             s(&lead["score_total"]),
             s(&lead["owner"]),
             s(&lead["campaign"]),
-            s(&lead["created_at"]),
+            excel_time(&lead["created_at"]),
         ])?;
         written += 1;
     }
     emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
     Ok(written)
+}
+
+/// A stored time as Excel reads a date and time: `2026-11-24 19:18:45`, in the zone the header
+/// names; anything that is not a time is kept as it is.
+fn excel_time(t: &Value) -> String {
+    match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(at)) => at
+            .with_timezone(&crate::lead::zone())
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Some(Err(_)) => t.as_str().unwrap_or_default().to_owned(),
+        None => String::new(),
+    }
 }
 
 /// UTF-8 bytes out in the chosen encoding (characters CP932 lacks become `?`, as Excel does).

@@ -79,15 +79,19 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
 /// A stored time as people here read it: in `LEADFLOW_TIME_ZONE` (default Asia/Tokyo), to the
 /// minute; anything that is not a time is shown as it is.
 pub(crate) fn local(t: &Value) -> String {
-    let zone: chrono_tz::Tz = std::env::var("LEADFLOW_TIME_ZONE")
-        .ok()
-        .and_then(|z| z.parse().ok())
-        .unwrap_or(chrono_tz::Asia::Tokyo);
     match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
-        Some(Ok(at)) => at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string(),
+        Some(Ok(at)) => at.with_timezone(&zone()).format("%Y-%m-%d %H:%M %Z").to_string(),
         Some(Err(_)) => t.as_str().unwrap_or_default().to_owned(),
         None => "?".to_owned(),
     }
+}
+
+/// The zone people here read times in: `LEADFLOW_TIME_ZONE` (an IANA name), Asia/Tokyo by default.
+pub(crate) fn zone() -> chrono_tz::Tz {
+    std::env::var("LEADFLOW_TIME_ZONE")
+        .ok()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(chrono_tz::Asia::Tokyo)
 }
 
 /// The human form of `lead show`.

@@ -1,7 +1,7 @@
 //! The demo landing page: a plain HTML form that works without JavaScript, the same form
 //! enhanced with JavaScript (JSON, inline errors), and the pages it redirects to.
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}\
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Hiragino Sans','Hiragino Kaku Gothic ProN','Yu Gothic UI',Meiryo,'Noto Sans CJK JP','IPAPGothic',sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}\
 label{display:block;margin:.5rem 0}input,select{width:100%;padding:.3rem}.hp{position:absolute;left:-9999px}\
 .err{color:#b00}.ok{color:#070}";
 
@@ -132,9 +132,10 @@ pub async fn mailbox(emulator: &str, id: &str) -> Result<String, String> {
             .collect();
         return Ok(format!(
             r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>leadflow mailbox</title><style>{STYLE} table{{border-collapse:collapse}}td{{border-bottom:1px solid #ddd;padding:.3rem}}</style></head><body>
-<h1>Local mailbox ({n} emails)</h1><p>Everything SES accepted from this run. Emails go out when the process runs (every minute here, weekdays 9–18 Tokyo time by the demo's send window).</p>
+<h1>Local mailbox ({n} email{plural})</h1><p>Everything SES accepted from this run. Emails go out when the process runs: every 5 minutes, as the template schedules it, or now with <code>POST /_local/schedules/ProcessFunction/Schedule</code>. Locally the send window is open at every hour of every day (deployments keep <code>config/nurture.json</code>'s, weekdays 9–18 Tokyo time). Nothing leaves this machine.</p>
 <table><tr><th>To</th><th>From</th><th>Subject</th></tr>{rows}</table></body></html>"#,
-            n = messages.len()
+            n = messages.len(),
+            plural = if messages.len() == 1 { "" } else { "s" }
         ));
     }
     let m = messages
