@@ -199,6 +199,16 @@ async fn lead_show_export_and_verified_erasure() {
         "{text}"
     );
     assert!(text.contains(" JST  company: Acme → Evil Corp"), "{text}");
+    // The consent asked for a confirmation: the process run sends it, and the lead names that email.
+    env.process.run().await.unwrap();
+    let v = lead_show(&t, &lead).await.unwrap();
+    let step = v["leads"][0]["emails"][0]["step"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(step.starts_with("confirm:"), "{}", v["leads"][0]["emails"]);
+    let text = render_lead(&v);
+    assert!(text.contains(&format!("  email {step}  sent  ")), "{text}");
 
     for who in ["privacy@example.jp", lead.as_str()] {
         let v = lead_show(&t, who).await.unwrap();

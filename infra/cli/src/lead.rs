@@ -47,8 +47,13 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
                 record = record_json(i);
                 continue;
             }
-            if let Some((_, group)) = GROUPS.iter().find(|(prefix, _)| sk.starts_with(prefix)) {
-                by.entry(group).or_default().push(record_json(i));
+            if let Some((prefix, group)) = GROUPS.iter().find(|(prefix, _)| sk.starts_with(prefix)) {
+                let mut json = record_json(i);
+                if *prefix == keys::SEND_PREFIX {
+                    // Which email: the ledger's key (program and step, or the opt-in confirmation).
+                    json["step"] = Value::String(sk[prefix.len()..].to_owned());
+                }
+                by.entry(group).or_default().push(json);
             }
         }
         let lists: Vec<Value> = items
@@ -194,7 +199,7 @@ pub fn render_lead(v: &Value) -> String {
         for e in l["emails"].as_array().into_iter().flatten() {
             out.push_str(&format!(
                 "  email {}  {}  {}\n",
-                e[keys::SK].as_str().unwrap_or("").trim_start_matches(keys::SEND_PREFIX),
+                e["step"].as_str().unwrap_or(""),
                 e["status"].as_str().unwrap_or(""),
                 local(&e["claimed_at"])
             ));
