@@ -49,9 +49,13 @@ pub struct Function {
     metrics: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
-/// How long an invocation waits for a free process of its function, at most (Lambda's
-/// longest timeout: a process busy longer than that has hung).
-const QUEUED_AT_MOST: Duration = Duration::from_secs(15 * 60);
+/// What a wait on the function's process came to, when it did not get its answer.
+enum Waited {
+    /// The process exited (crashed, killed): nothing will come.
+    Exited,
+    /// The limit passed.
+    TooLong,
+}
 
 /// Metric lines kept per function (the newest).
 const METRIC_LINES: usize = 1000;
@@ -248,6 +252,10 @@ impl Function {
     pub async fn invoke(&self, event: Value) -> Result<Value, String> {
         let (reply, answer) = oneshot::channel();
         let (taken, started) = oneshot::channel();
+        // Ahead of it: the invocations queued and the one the process may be running, each at
+        // most its timeout (and the 5 s its caller allows more).
+        let ahead = (self.queue.max_capacity() - self.queue.capacity()) as u32 + 1;
+        let allowed = self.timeout + Duration::from_secs(5);
         self.queue
             .send(Invocation {
                 event,
@@ -257,16 +265,59 @@ impl Function {
             })
             .await
             .map_err(|_| format!("{} is not running", self.name))?;
-        match tokio::time::timeout(QUEUED_AT_MOST, started).await {
+        match self.while_running(started, allowed * ahead).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(format!("{} is not running", self.name)),
-            Err(_) => return Err(format!("{} took no invocation for {QUEUED_AT_MOST:?}", self.name)),
+            Ok(Err(_)) | Err(Waited::Exited) => return Err(format!("{} is not running", self.name)),
+            Err(Waited::TooLong) => {
+                return Err(format!(
+                    "{} took no invocation in {:?}: hung",
+                    self.name,
+                    allowed * ahead
+                ))
+            }
         }
-        match tokio::time::timeout(self.timeout + Duration::from_secs(5), answer).await {
+        match self.while_running(answer, allowed).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Err(_)) => Err(format!("{} dropped the invocation", self.name)),
-            Err(_) => Err(format!("{} timed out", self.name)),
+            Err(Waited::Exited) => Err(format!("{} exited during the invocation", self.name)),
+            Err(Waited::TooLong) => Err(format!("{} timed out", self.name)),
+        }
+    }
+
+    /// Waits for `what` up to `limit`, and no longer than the function's process lives.
+    async fn while_running<T>(
+        &self,
+        what: oneshot::Receiver<T>,
+        limit: Duration,
+    ) -> Result<Result<T, oneshot::error::RecvError>, Waited> {
+        let until = tokio::time::Instant::now() + limit;
+        tokio::pin!(what);
+        loop {
+            tokio::select! {
+                got = &mut what => return Ok(got),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if !self.running() {
+                        return Err(Waited::Exited);
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        return Err(Waited::TooLong);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the function's process is still there (an exited one stays a zombie, state `Z`,
+    /// until reaped).
+    fn running(&self) -> bool {
+        let Some(pid) = self.child.id() else { return false };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => !std::path::Path::new("/proc/self/stat").exists(),
         }
     }
 
@@ -369,6 +420,50 @@ while True:
         assert!(
             started.elapsed() >= Duration::from_secs(8),
             "one process: one after the other"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A function whose process dies on its first invocation: the caller behind it is told at
+    /// once, not after waiting out the invocations ahead of it.
+    #[tokio::test]
+    async fn a_process_that_exits_fails_its_callers_at_once() {
+        let dir = std::env::temp_dir().join(format!("leadflow-runtime-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("bootstrap");
+        std::fs::write(
+            &script,
+            r#"#!/usr/bin/env python3
+import os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+urllib.request.urlopen(api + "next").read()
+os._exit(3)
+"#,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = Function::start(
+            "Crash",
+            &script,
+            &BTreeMap::new(),
+            "http://127.0.0.1:9",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        f.ready(Duration::from_secs(20)).await.unwrap();
+        let started = Instant::now();
+        let (a, b) = tokio::join!(
+            f.invoke(serde_json::json!({"n": 1})),
+            f.invoke(serde_json::json!({"n": 2}))
+        );
+        assert_eq!(a.unwrap_err(), "Crash exited during the invocation");
+        assert_eq!(b.unwrap_err(), "Crash is not running");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "told within a second or two, not after the 35 s timeouts: {:?}",
+            started.elapsed()
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
