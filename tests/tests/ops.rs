@@ -386,6 +386,19 @@ async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_
     );
     assert_eq!(lead["scoring"].as_m().unwrap()["sales_ready"].as_bool(), Ok(&false));
 
+    // The same hundred people again from another file: one chunk's lookup is 400 keys, four
+    // BatchGetItem pages at once; every person is found on whichever page held them.
+    let again = dir.join("hot-again.csv");
+    std::fs::copy(&hot, &again).unwrap();
+    env.requests.take();
+    let r = import_contacts(&t, &again, &ImportOptions::default(), false, None)
+        .await
+        .unwrap();
+    assert_eq!((r.rows, r.created, r.matched, r.errors), (100, 0, 100, 0));
+    let reads = env.requests.take().iter().filter(|o| *o == "BatchGetItem").count();
+    assert_eq!(reads, 4, "one chunk, 100 keys a page");
+    assert_eq!(env.items_of("contact").await.len(), 100, "nobody twice");
+
     // With --nurture, the consenting people join their band's program.
     let opted = dir.join("opted.csv");
     std::fs::write(
