@@ -596,6 +596,7 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
     }
     env.run_scoring().await;
     env.requests.take();
+    let seen = env.requests.bodies().len();
     let mut out = Vec::new();
     let filter = LeadFilter {
         band: Some("hot".into()),
@@ -628,6 +629,45 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
     }
     let ops = env.requests.take();
     assert!(!ops.iter().any(|o| o == "Scan"), "{ops:?}");
+    // Only the hot leads were read (the band index's 16 shards), not all five.
+    assert_eq!(ops.iter().filter(|o| *o == "Query").count(), 16, "{ops:?}");
+    let read: usize = env.requests.bodies()[seen..]
+        .iter()
+        .filter(|(op, _)| op == "BatchGetItem")
+        .flat_map(|(_, b)| b["RequestItems"].as_object().unwrap().values())
+        .map(|t| t["Keys"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(read, 6, "3 leads and their contacts");
+
+    // By stage: every lead is in its stage's shard from intake on, and moves with it.
+    let by_stage = |stage: &str| LeadFilter {
+        stage: Some(stage.into()),
+        ..Default::default()
+    };
+    let count = |f: LeadFilter| {
+        let t = &t;
+        async move {
+            leads_export(t, &ExportFrom::Scored, &f, CsvEncoding::Utf8Bom, &mut Vec::new())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(by_stage("inquiry")).await, 5);
+    env.process.run().await.unwrap();
+    assert_eq!(count(by_stage("inquiry")).await, 0);
+    // The hot ones are sales-ready (fit 50, the form 5): straight to sales acceptance.
+    assert_eq!(count(by_stage("automated_marketing_qualification")).await, 2);
+    assert_eq!(count(by_stage("sales_acceptance")).await, 3);
+    let err = leads_export(
+        &t,
+        &ExportFrom::Scored,
+        &by_stage("won"),
+        CsvEncoding::Utf8Bom,
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("--stage: no stage won"), "{err}");
 
     let mut out = Vec::new();
     let cold = LeadFilter {

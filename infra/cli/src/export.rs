@@ -1,16 +1,19 @@
 //! `leads export`: leads as a CSV that Excel opens with the Japanese intact (UTF-8 with a BOM,
-//! or CP932), filtered by stage, band, owner and campaign. No Scan: every scored lead has an
-//! entry in the re-scoring schedule (the sparse `due` index, 16 shards); the export walks it
-//! as the stale re-scoring pass does, 50 leads a page, reading their leads and contacts.
+//! or CP932), filtered by stage, band, owner and campaign. No Scan, and a filtered export reads
+//! only the leads it can export: with a band, the `band` index's 16 shards of that band; with
+//! a stage, the `stage` index's of that stage; with neither, every scored lead (its entry in the
+//! re-scoring schedule, as the stale re-scoring pass walks it). Leads and contacts are read 50
+//! a page.
 
 use std::io::Write;
 
 use serde_json::Value;
 
-use leadflow_aws::keys;
+use leadflow_aws::keys::{self, Index};
 use leadflow_aws::lists::DynamoLists;
+use leadflow_aws::table::{str_attr, Query};
 use leadflow_domain::lists::ListName;
-use leadflow_domain::records::{ContactId, LeadId};
+use leadflow_domain::records::{ContactId, LeadId, Stage};
 use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
 
 use crate::{Error, Target};
@@ -74,7 +77,8 @@ const COLUMNS: [&str; 14] = [
 /// Which leads an export walks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportFrom {
-    /// Every scored lead (the re-scoring schedule).
+    /// The leads the filter names: those of its band, else of its stage (the indexes), else
+    /// every scored lead (the re-scoring schedule).
     Scored,
     /// A static list's members, shard by shard.
     List(ListName),
@@ -111,8 +115,31 @@ pub async fn leads_export(
     let mut written = 0;
     let mut cursor = None;
     let mut shard = 0;
+    let by_state = match (&filter.band, &filter.stage) {
+        (Some(band), _) => Some((
+            Index::Band,
+            Box::new(|shard| keys::band_shard(band, shard)) as Box<dyn Fn(u32) -> String>,
+        )),
+        (None, Some(stage)) => {
+            let stage: Stage = serde_json::from_value(Value::String(stage.clone())).map_err(|_| {
+                format!("--stage: no stage {stage} (inquiry, automated_marketing_qualification, telemarketing_acceptance, telemarketing_qualification, sales_acceptance)")
+            })?;
+            Some((
+                Index::Stage,
+                Box::new(move |shard| keys::stage_shard(stage, shard)) as Box<dyn Fn(u32) -> String>,
+            ))
+        }
+        (None, None) => None,
+    };
     loop {
         let (leads, done): (Vec<(LeadId, ContactId)>, bool) = match from {
+            ExportFrom::Scored if by_state.is_some() => {
+                let (index, partition) = by_state.as_ref().expect("matched");
+                let entries = table.query(Query::partition(*index, partition(shard))).await?;
+                shard += 1;
+                let pairs = entries.iter().filter_map(state_entry).collect();
+                (pairs, shard >= keys::STATE_SHARDS)
+            }
             ExportFrom::Scored => {
                 let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
                 cursor = page.next;
@@ -140,6 +167,13 @@ pub async fn leads_export(
     }
     out.flush()?;
     Ok(written)
+}
+
+/// A `band` or `stage` index entry: the lead (its partition key) and its contact.
+fn state_entry(entry: &leadflow_aws::table::Item) -> Option<(LeadId, ContactId)> {
+    let lead = keys::lead_of_partition(str_attr(entry, keys::PK)?)?;
+    let contact = ContactId::parse(str_attr(entry, "contact_id")?)?;
+    Some((lead, contact))
 }
 
 /// One page of leads as CSV rows (one `BatchGetItem` for their leads and contacts).

@@ -535,6 +535,11 @@ async fn create_table(name: &str, props: &Mapping, ddb: &aws_sdk_dynamodb::Clien
             .and_then(|p| p.get("ProjectionType"))
             .and_then(Value::as_str)
             .unwrap_or("ALL");
+        let non_key: Option<Vec<String>> = g
+            .get("Projection")
+            .and_then(|p| p.get("NonKeyAttributes"))
+            .and_then(Value::as_sequence)
+            .map(|attrs| attrs.iter().filter_map(Value::as_str).map(str::to_owned).collect());
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(str_of(g.get("IndexName"), "IndexName")?)
@@ -542,6 +547,7 @@ async fn create_table(name: &str, props: &Mapping, ddb: &aws_sdk_dynamodb::Clien
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::from(projection))
+                        .set_non_key_attributes(non_key)
                         .build(),
                 )
                 .build()

@@ -152,6 +152,7 @@ impl DynamoIntake {
                 let (gpk, gsk) = keys::leads_of_contact(lead.contact_id, lead.lead_id);
                 item.insert(GSI1_PK.into(), s(gpk));
                 item.insert(GSI1_SK.into(), s(gsk));
+                item.insert(keys::STAGE_PK.into(), s(keys::stage_pk(lead.stage, lead.lead_id)));
                 out.push((item, Condition::absent()));
                 Ok(None)
             }

@@ -4,7 +4,8 @@
 //! - `CKEY#<strategy>#<digest>` / `CKEY`: contact matching key → contact id
 //! - `LKEY#<strategy>#<digest>` / `LKEY`: lead matching key → lead id, contact id
 //! - `CONTACT#<id>` / `CONTACT`: the contact
-//! - `LEAD#<id>` / `LEAD`: the lead (GSI1: `CONTACT#<id>` / `LEAD#<id>`, the leads of a contact)
+//! - `LEAD#<id>` / `LEAD`: the lead (GSI1: `CONTACT#<id>` / `LEAD#<id>`, the leads of a contact;
+//!   `band`: `BAND#<band>#<shard>`, `stage`: `STAGE#<stage>#<shard>`, the leads in a band or stage)
 //! - `LEAD#<id>` / `IX#<interaction id>`: its interactions, time-ordered (UUIDv7)
 //! - `RECEIPT#D#<digest>`, `RECEIPT#I#<digest>` / `RECEIPT`: double-click and idempotency receipts
 //! - `SPAM#<form>#<day>#<shard>` / `<id>`: honeypot catches, kept apart
@@ -15,7 +16,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use leadflow_domain::matching::MatchKey;
-use leadflow_domain::records::{ContactId, InteractionId, LeadId};
+use leadflow_domain::records::{ContactId, InteractionId, LeadId, Stage};
 
 /// A primary key: partition key and sort key.
 pub type Key = (String, String);
@@ -36,6 +37,13 @@ pub const RESCORE_SHARDS: u32 = 16;
 /// The due time of an entry that is never due by time (kept so a model change finds it).
 pub const NEVER: &str = "9999-12-31T23:59:59.999Z";
 pub const SPAM_SHARDS: u32 = 8;
+/// `band_pk`: the `band` index's partition of a scored lead (`BAND#<band>#<shard>`).
+pub const BAND_PK: &str = "band_pk";
+/// `stage_pk`: the `stage` index's partition of a lead (`STAGE#<stage>#<shard>`).
+pub const STAGE_PK: &str = "stage_pk";
+pub const BAND_INDEX: &str = "band";
+pub const STAGE_INDEX: &str = "stage";
+pub const STATE_SHARDS: u32 = 16;
 
 /// The table or one of its indexes, with its key attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,10 @@ pub enum Index {
     Gsi1,
     /// `due_pk`/`due_sk`: sparse, only work that is due.
     Due,
+    /// `band_pk`/`pk`: leads by band, sharded.
+    Band,
+    /// `stage_pk`/`pk`: leads by stage, sharded.
+    Stage,
 }
 
 impl Index {
@@ -53,6 +65,8 @@ impl Index {
             Index::Table => None,
             Index::Gsi1 => Some(GSI1),
             Index::Due => Some(DUE_INDEX),
+            Index::Band => Some(BAND_INDEX),
+            Index::Stage => Some(STAGE_INDEX),
         }
     }
 
@@ -61,6 +75,8 @@ impl Index {
             Index::Table => (PK, SK),
             Index::Gsi1 => (GSI1_PK, GSI1_SK),
             Index::Due => (DUE_PK, DUE_SK),
+            Index::Band => (BAND_PK, PK),
+            Index::Stage => (STAGE_PK, PK),
         }
     }
 }
@@ -160,6 +176,24 @@ pub fn lead_due(at: DateTime<Utc>, lead: LeadId) -> (String, String) {
     (
         due_pk(shard_of(&lead.to_string(), DUE_SHARDS)),
         format!("{}#{lead}", sortable_time(at)),
+    )
+}
+/// The `band` index partition of a lead in `band`.
+pub fn band_pk(band: &str, lead: LeadId) -> String {
+    band_shard(band, shard_of(&lead.to_string(), STATE_SHARDS))
+}
+pub fn band_shard(band: &str, shard: u32) -> String {
+    format!("BAND#{band}#{shard}")
+}
+/// The `stage` index partition of a lead in `stage`.
+pub fn stage_pk(stage: Stage, lead: LeadId) -> String {
+    stage_shard(stage, shard_of(&lead.to_string(), STATE_SHARDS))
+}
+pub fn stage_shard(stage: Stage, shard: u32) -> String {
+    let name = serde_json::to_value(stage).ok();
+    format!(
+        "STAGE#{}#{shard}",
+        name.as_ref().and_then(|v| v.as_str()).unwrap_or("?")
     )
 }
 pub fn due_pk(shard: u32) -> String {

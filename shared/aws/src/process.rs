@@ -146,6 +146,7 @@ impl LeadApiStore for DynamoProcess {
         let (dpk, dsk) = keys::lead_due(change.at, lead);
         let mut update = Update::new()
             .set("stage", to_av(&change.to)?)
+            .set(keys::STAGE_PK, s(keys::stage_pk(change.to, lead)))
             .set("status", to_av(&change.to_status)?)
             .set(DUE_PK, s(dpk))
             .set(DUE_SK, s(dsk))
@@ -255,6 +256,7 @@ impl LeaseStore for DynamoProcess {
     async fn save(&self, w: &LeadSave) -> Result<(), StoreError> {
         let mut update = Update::new()
             .set("stage", to_av(&w.stage)?)
+            .set(keys::STAGE_PK, s(keys::stage_pk(w.stage, w.lead_id)))
             .set("status", to_av(&w.status)?)
             .set("nurture", to_av(&w.nurture)?)
             .remove("lease_run")

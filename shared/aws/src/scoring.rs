@@ -51,6 +51,11 @@ impl DynamoScoring {
                 "sales_ready",
                 aws_sdk_dynamodb::types::AttributeValue::Bool(sc.sales_ready),
             );
+        // The `band` index: only leads with a band are in it.
+        lead = match &sc.band {
+            Some(band) if !band.is_empty() => lead.set(keys::BAND_PK, s(keys::band_pk(band, w.lead_id))),
+            _ => lead.remove(keys::BAND_PK),
+        };
         if w.outcome.band_changed || w.outcome.became_sales_ready || w.expected_version == 0 {
             // The process function looks at this lead next (first score, new band, sales-ready).
             let (dpk, dsk) = keys::lead_due(w.now, w.lead_id);
