@@ -182,7 +182,9 @@ class _Gsis:
         for name, (hashes, ranges, needed) in self.schemas.items():
             if all(_attr(item, a) is not None for a in needed):
                 h = tuple(_attr(item, a) for a in hashes)
-                sort = DynamoType(dict((_attr(item, ranges[0]),))) if len(ranges) == 1 else None
+                # The index sort key as its (type, value): a DynamoType per entry and index was
+                # ~250 bytes, ~100 MB at 100,000 leads over the table's four indexes.
+                sort = _attr(item, ranges[0]) if len(ranges) == 1 else None
                 self.parts[name].setdefault(h, {})[pk] = sort
                 self.where[name][pk] = h
 
@@ -214,7 +216,10 @@ class _Gsis:
         comparison, objs = a.get("range_comparison"), a.get("range_objs")
         single = len(ranges) == 1 and len(a.get("range_key_conditions") or []) <= 1
         if single and comparison:
-            entries = [(pk, v) for pk, v in entries if v is not None and v.compare(comparison, objs)]
+            # DynamoType.compare without building one per entry.
+            compare = dynamodb_comparisons.get_comparison_func(comparison)
+            bounds = [o.cast_value for o in objs]
+            entries = [(pk, v) for pk, v in entries if v is not None and compare(_cast(v), *bounds)]
         filtered = a.get("filter_expression") is not None or a.get("filter_kwargs")
         limit = a.get("limit")
         if single and limit and not filtered:
@@ -222,7 +227,7 @@ class _Gsis:
 
             def order(entry):
                 (hk, rk), v = entry
-                return (v.cast_value, hk.cast_value, rk.cast_value if rk is not None else "")
+                return (_cast(v), hk.cast_value, rk.cast_value if rk is not None else "")
 
             entries.sort(key=order, reverse=not forward)
             start = a.get("exclusive_start_key")
@@ -242,6 +247,12 @@ class _Gsis:
             entries = entries[: int(limit) + 1]
         items = (_stored(self.table, hk, rk) for (hk, rk), _ in entries)
         return [i for i in items if i is not None]
+
+
+def _cast(type_value):
+    """DynamoType(...).cast_value of an attribute's (type, value): a string is itself."""
+    t, v = type_value
+    return v if t == "S" else DynamoType({t: v}).cast_value
 
 
 def _every_item(table):
