@@ -372,40 +372,47 @@ impl Function {
 mod tests {
     use super::*;
 
+    /// A function whose bootstrap is a Python script after the runtime API's address (`api`),
+    /// started and ready; its directory is removed when the guard drops.
+    async fn fake_function(name: &str, body: &str, timeout: Duration) -> (Function, TempDir) {
+        let dir = TempDir(std::env::temp_dir().join(format!("leadflow-runtime-{}", uuid::Uuid::new_v4().simple())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let script = dir.0.join("bootstrap");
+        let header = "#!/usr/bin/env python3\nimport os, time, urllib.request\n\
+            api = \"http://\" + os.environ[\"AWS_LAMBDA_RUNTIME_API\"] + \"/2018-06-01/runtime/invocation/\"\n";
+        std::fs::write(&script, format!("{header}{body}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = Function::start(name, &script, &BTreeMap::new(), "http://127.0.0.1:9", timeout)
+            .await
+            .unwrap();
+        f.ready(Duration::from_secs(20)).await.unwrap();
+        (f, dir)
+    }
+
+    struct TempDir(PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A function whose process takes 4 s per invocation, under a 1 s timeout (its caller waits
     /// the timeout and 5 s more): the second of two invocations at once waits 4 s for the
     /// process, then runs 4 s. Counted from the queue that was 8 s and "timed out"; counted from
     /// when the process takes it, as Lambda counts, it is answered.
     #[tokio::test]
     async fn the_timeout_runs_from_when_a_process_takes_the_invocation() {
-        let dir = std::env::temp_dir().join(format!("leadflow-runtime-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("bootstrap");
-        std::fs::write(
-            &script,
-            r#"#!/usr/bin/env python3
-import os, time, urllib.request
-api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
-while True:
-    with urllib.request.urlopen(api + "next") as r:
-        rid, body = r.headers["lambda-runtime-aws-request-id"], r.read()
-    time.sleep(4)
-    urllib.request.urlopen(urllib.request.Request(api + rid + "/response", data=body, method="POST")).read()
-"#,
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let f = Function::start(
+        let (f, _dir) = fake_function(
             "Slow",
-            &script,
-            &BTreeMap::new(),
-            "http://127.0.0.1:9",
+            "while True:\n\
+             \x20   with urllib.request.urlopen(api + \"next\") as r:\n\
+             \x20       rid, body = r.headers[\"lambda-runtime-aws-request-id\"], r.read()\n\
+             \x20   time.sleep(4)\n\
+             \x20   urllib.request.urlopen(urllib.request.Request(api + rid + \"/response\", data=body, method=\"POST\")).read()\n",
             Duration::from_secs(1),
         )
-        .await
-        .unwrap();
-        f.ready(Duration::from_secs(20)).await.unwrap();
+        .await;
         let started = Instant::now();
         let (a, b) = tokio::join!(
             f.invoke(serde_json::json!({"n": 1})),
@@ -421,38 +428,18 @@ while True:
             started.elapsed() >= Duration::from_secs(8),
             "one process: one after the other"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A function whose process dies on its first invocation: the caller behind it is told at
     /// once, not after waiting out the invocations ahead of it.
     #[tokio::test]
     async fn a_process_that_exits_fails_its_callers_at_once() {
-        let dir = std::env::temp_dir().join(format!("leadflow-runtime-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("bootstrap");
-        std::fs::write(
-            &script,
-            r#"#!/usr/bin/env python3
-import os, urllib.request
-api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
-urllib.request.urlopen(api + "next").read()
-os._exit(3)
-"#,
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let f = Function::start(
+        let (f, _dir) = fake_function(
             "Crash",
-            &script,
-            &BTreeMap::new(),
-            "http://127.0.0.1:9",
+            "urllib.request.urlopen(api + \"next\").read()\nos._exit(3)\n",
             Duration::from_secs(30),
         )
-        .await
-        .unwrap();
-        f.ready(Duration::from_secs(20)).await.unwrap();
+        .await;
         let started = Instant::now();
         let (a, b) = tokio::join!(
             f.invoke(serde_json::json!({"n": 1})),
@@ -465,6 +452,5 @@ os._exit(3)
             "told within a second or two, not after the 35 s timeouts: {:?}",
             started.elapsed()
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
