@@ -426,7 +426,7 @@ async fn an_import_is_not_a_form_submission_it_sends_no_email_and_hands_nothing_
 
 /// The ops tool's binary against this test's stack (as an operator runs it).
 fn leadflow(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    let bin = leadflow_local::workspace_root().join("target/debug/leadflow");
+    let bin = leadflow_local::runtime::bin_dir().join("leadflow");
     leadflow_command(env, args)
         .output()
         .unwrap_or_else(|e| panic!("{} (scripts/test.sh builds it): {e}", bin.display()))
@@ -435,7 +435,7 @@ fn leadflow(env: &TestEnv, args: &[&str]) -> std::process::Output {
 /// The ops tool's command against this test's stack.
 fn leadflow_command(env: &TestEnv, args: &[&str]) -> std::process::Command {
     let t = target(env);
-    let bin = leadflow_local::workspace_root().join("target/debug/leadflow");
+    let bin = leadflow_local::runtime::bin_dir().join("leadflow");
     let mut command = std::process::Command::new(&bin);
     command
         .args([
