@@ -14,7 +14,7 @@ cargo build --quiet --bins -p intake -p scoring -p process -p leadflow-local -p 
 work="$(mktemp -d)"
 file="$work/contacts_$rows.csv"
 .venv/bin/python scripts/gen-contacts.py "$rows" "$file"
-target/debug/leadflow-local --port "$port" --emulator-port "$emu" >"$work/local.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/leadflow-local" --port "$port" --emulator-port "$emu" >"$work/local.log" 2>&1 &
 local_pid=$!
 trap 'kill $local_pid 2>/dev/null || true' EXIT
 until curl -s -o /dev/null "http://127.0.0.1:$port/"; do sleep 1; done
@@ -24,7 +24,7 @@ echo "emulator at start: $(rss)"
 export LEADFLOW_ENDPOINT="http://127.0.0.1:$emu"
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 started=$(ms)
-target/debug/leadflow --local import contacts "$file" | tail -1
+"${CARGO_TARGET_DIR:-target}/debug/leadflow" --local import contacts "$file" | tail -1
 ended=$(ms)
 echo "import: $rows rows in $(( (ended - started) / 1000 )) s = $(( rows * 1000 / (ended - started) )) rows/s; emulator: $(rss)"
 depth() {

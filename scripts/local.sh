@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --quiet --bins -p intake -p scoring -p process -p leadflow-local
-exec target/debug/leadflow-local "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/leadflow-local" "$@"
