@@ -115,10 +115,11 @@ pub async fn leads_export(
     let mut written = 0;
     let mut cursor = None;
     let mut shard = 0;
-    let by_state = match (&filter.band, &filter.stage) {
+    // With a band or a stage, the 16 index partitions that hold exactly those leads.
+    let by_state: Option<(Index, Vec<String>)> = match (&filter.band, &filter.stage) {
         (Some(band), _) => Some((
             Index::Band,
-            Box::new(|shard| keys::band_shard(band, shard)) as Box<dyn Fn(u32) -> String>,
+            (0..keys::STATE_SHARDS).map(|n| keys::band_shard(band, n)).collect(),
         )),
         (None, Some(stage)) => {
             let stage: Stage = serde_json::from_value(Value::String(stage.clone())).map_err(|_| {
@@ -126,7 +127,7 @@ pub async fn leads_export(
             })?;
             Some((
                 Index::Stage,
-                Box::new(move |shard| keys::stage_shard(stage, shard)) as Box<dyn Fn(u32) -> String>,
+                (0..keys::STATE_SHARDS).map(|n| keys::stage_shard(stage, n)).collect(),
             ))
         }
         (None, None) => None,
@@ -134,11 +135,13 @@ pub async fn leads_export(
     loop {
         let (leads, done): (Vec<(LeadId, ContactId)>, bool) = match from {
             ExportFrom::Scored if by_state.is_some() => {
-                let (index, partition) = by_state.as_ref().expect("matched");
-                let entries = table.query(Query::partition(*index, partition(shard))).await?;
+                let (index, partitions) = by_state.as_ref().expect("matched");
+                let entries = table
+                    .query(Query::partition(*index, &partitions[shard as usize]))
+                    .await?;
                 shard += 1;
                 let pairs = entries.iter().filter_map(state_entry).collect();
-                (pairs, shard >= keys::STATE_SHARDS)
+                (pairs, shard as usize >= partitions.len())
             }
             ExportFrom::Scored => {
                 let page = schedule.rescore_candidates(RescorePass::Stale(cursor), 50).await?;
@@ -221,14 +224,7 @@ async fn write_rows(
 /// A stored time as Excel reads a date and time: `2026-11-24 19:18:45`, in the zone the header
 /// names; anything that is not a time is kept as it is.
 fn excel_time(t: &Value) -> String {
-    match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
-        Some(Ok(at)) => at
-            .with_timezone(&crate::lead::zone())
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string(),
-        Some(Err(_)) => t.as_str().unwrap_or_default().to_owned(),
-        None => String::new(),
-    }
+    crate::lead::in_zone(t, "%Y-%m-%d %H:%M:%S", "")
 }
 
 /// UTF-8 bytes out in the chosen encoding (characters CP932 lacks become `?`, as Excel does).

@@ -84,10 +84,16 @@ pub async fn lead_show(t: &Target, who: &str) -> Result<Value, Error> {
 /// A stored time as people here read it: in `LEADFLOW_TIME_ZONE` (default Asia/Tokyo), to the
 /// minute; anything that is not a time is shown as it is.
 pub(crate) fn local(t: &Value) -> String {
+    in_zone(t, "%Y-%m-%d %H:%M %Z", "?")
+}
+
+/// A stored time in `zone()`, written with `format`; a string that is not a time as it is,
+/// anything else as `missing`.
+pub(crate) fn in_zone(t: &Value, format: &str, missing: &str) -> String {
     match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
-        Some(Ok(at)) => at.with_timezone(&zone()).format("%Y-%m-%d %H:%M %Z").to_string(),
+        Some(Ok(at)) => at.with_timezone(&zone()).format(format).to_string(),
         Some(Err(_)) => t.as_str().unwrap_or_default().to_owned(),
-        None => "?".to_owned(),
+        None => missing.to_owned(),
     }
 }
 

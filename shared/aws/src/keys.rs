@@ -190,11 +190,7 @@ pub fn stage_pk(stage: Stage, lead: LeadId) -> String {
     stage_shard(stage, shard_of(&lead.to_string(), STATE_SHARDS))
 }
 pub fn stage_shard(stage: Stage, shard: u32) -> String {
-    let name = serde_json::to_value(stage).ok();
-    format!(
-        "STAGE#{}#{shard}",
-        name.as_ref().and_then(|v| v.as_str()).unwrap_or("?")
-    )
+    format!("STAGE#{}#{shard}", leadflow_domain::segment::name_of(&stage))
 }
 pub fn due_pk(shard: u32) -> String {
     format!("DUE#{shard}")

@@ -300,7 +300,7 @@ pub struct Facts<'a> {
 }
 
 /// A value's name as serde writes it (`sales_acceptance`, `web_meeting`, `>=`).
-pub(crate) fn name_of<T: Serialize>(v: &T) -> String {
+pub fn name_of<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).map(|v| text(&v)).unwrap_or_default()
 }
 
