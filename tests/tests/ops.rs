@@ -580,7 +580,7 @@ fn header_aliases_and_maps() {
 
 #[tokio::test]
 async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
-    use leadflow_cli::{leads_export, CsvEncoding, ExportFrom, LeadFilter};
+    use leadflow_cli::{leads_export, Cells, CsvEncoding, ExportFrom, LeadFilter};
     let env = TestEnv::new().await;
     let t = target(&env);
     for i in 0..3 {
@@ -602,9 +602,16 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
         band: Some("hot".into()),
         ..Default::default()
     };
-    let n = leads_export(&t, &ExportFrom::Scored, &filter, CsvEncoding::Cp932, &mut out)
-        .await
-        .unwrap();
+    let n = leads_export(
+        &t,
+        &ExportFrom::Scored,
+        &filter,
+        CsvEncoding::Cp932,
+        Cells::FormulaSafe,
+        &mut out,
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 3);
     let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&out);
     assert!(!bad);
@@ -647,9 +654,16 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
     let count = |f: LeadFilter| {
         let t = &t;
         async move {
-            leads_export(t, &ExportFrom::Scored, &f, CsvEncoding::Utf8Bom, &mut Vec::new())
-                .await
-                .unwrap()
+            leads_export(
+                t,
+                &ExportFrom::Scored,
+                &f,
+                CsvEncoding::Utf8Bom,
+                Cells::FormulaSafe,
+                &mut Vec::new(),
+            )
+            .await
+            .unwrap()
         }
     };
     assert_eq!(count(by_stage("inquiry")).await, 5);
@@ -663,6 +677,7 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
         &ExportFrom::Scored,
         &by_stage("won"),
         CsvEncoding::Utf8Bom,
+        Cells::FormulaSafe,
         &mut Vec::new(),
     )
     .await
@@ -675,9 +690,16 @@ async fn leads_export_as_cp932_or_utf8_with_a_bom_filtered_without_a_scan() {
         ..Default::default()
     };
     assert_eq!(
-        leads_export(&t, &ExportFrom::Scored, &cold, CsvEncoding::Utf8Bom, &mut out)
-            .await
-            .unwrap(),
+        leads_export(
+            &t,
+            &ExportFrom::Scored,
+            &cold,
+            CsvEncoding::Utf8Bom,
+            Cells::FormulaSafe,
+            &mut out
+        )
+        .await
+        .unwrap(),
         2
     );
     let text = String::from_utf8(out).unwrap();
@@ -761,6 +783,115 @@ async fn an_import_fills_a_list_that_is_shown_exported_shrunk_and_forgets_an_era
     let bad = leadflow(&env, &["list", "show", "no#such"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no '#'"));
+}
+
+/// Exports are safe to open in Excel: a text cell a spreadsheet would read as a formula comes
+/// out of every CSV the tool writes (leads and list exports, the funnel, the import's errors
+/// file) with a leading `'`; numbers stay numbers; `--raw` writes every cell as stored.
+#[tokio::test]
+async fn csv_exports_neutralise_formulas_for_excel_and_raw_writes_them_as_stored() {
+    let env = TestEnv::new().await;
+    // A campaign a report groups by, and a person who came through its form.
+    let mut form: Value = serde_json::from_str(include_str!("../../config/forms/demo.json")).unwrap();
+    form["id"] = json!("formula");
+    form["campaign"] = json!("=1+2");
+    form["redirect"] = Value::Null;
+    env.put_form(form).await;
+    let posted = env
+        .post_json(
+            "formula",
+            &json!({"email": "posted@example.jp", "last_name": "@SUM(1+1)", "company": "=HYPERLINK(\"http://x\",\"y\")"}),
+            &[],
+        )
+        .await;
+    assert_eq!(posted.status, 201, "{}", posted.body);
+
+    let dir = tempdir("formula");
+    let file = dir.join("formula.csv");
+    std::fs::write(
+        &file,
+        "email,last_name,first_name,company,job_title\n\
+         formula@example.jp,@SUM(1+1),太郎,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-部長\n\
+         not-an-email,=1+2,花子,+81,＠x\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let errors_file = dir.join("formula.csv.errors.csv");
+    let run = leadflow(&env, &["import", "contacts", path, "--list", "数式"]);
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let errors = std::fs::read_to_string(&errors_file).unwrap();
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 2, "{errors}");
+    // The line number is a number; the echoed row's formulas are text (full-width ＠ too).
+    assert!(lines[1].starts_with("3,email: "), "{errors}");
+    assert!(lines[1].ends_with(",not-an-email,'=1+2,花子,'+81,'＠x"), "{errors}");
+    // --raw: the errors file as read, to be fixed and imported again byte for byte.
+    std::fs::remove_file(dir.join("formula.csv.import-state")).unwrap();
+    let raw_run = leadflow(&env, &["import", "contacts", path, "--list", "数式", "--raw"]);
+    assert_eq!(
+        raw_run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&raw_run.stderr)
+    );
+    let errors = std::fs::read_to_string(&errors_file).unwrap();
+    assert!(
+        errors
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(",not-an-email,=1+2,花子,+81,＠x"),
+        "{errors}"
+    );
+    env.run_scoring().await;
+
+    let safe_row = "formula@example.jp,'@SUM(1+1),太郎,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'-部長,";
+    let raw_row = "formula@example.jp,@SUM(1+1),太郎,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-部長,";
+    // The score: after the quoted company, job title, industry, employees, phone, stage, band.
+    let score_of = |row: &str| row.rsplit('"').next().unwrap().split(',').nth(7).unwrap().to_owned();
+    let export = |args: &[&str]| {
+        let out = leadflow(&env, args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let csv = export(&["leads", "export"]);
+    let row = csv.lines().find(|l| l.contains("formula@example.jp")).expect(&csv);
+    assert!(row.contains(safe_row), "{csv}");
+    let score = score_of(row);
+    assert!(
+        score.parse::<i64>().is_ok(),
+        "the score stays a number: {score:?} in {row}"
+    );
+    let posted_row = csv.lines().find(|l| l.contains("posted@example.jp")).expect(&csv);
+    assert!(posted_row.contains(",'@SUM(1+1),"), "{csv}");
+    assert!(posted_row.contains(",'=1+2,"), "the campaign: {csv}");
+    assert!(!csv.contains(",=") && !csv.contains(",@"), "{csv}");
+
+    let csv = export(&["leads", "export", "--raw"]);
+    let row = csv.lines().find(|l| l.contains("formula@example.jp")).expect(&csv);
+    assert!(row.contains(raw_row), "{csv}");
+    assert_eq!(score_of(row), score);
+    assert!(csv.contains(",@SUM(1+1),") && csv.contains(",=1+2,"), "{csv}");
+
+    for (flags, want) in [(&[][..], safe_row), (&["--raw"][..], raw_row)] {
+        let out = dir.join("list.csv");
+        let mut args = vec!["list", "export", "数式", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        export(&args);
+        let csv = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(csv.lines().count(), 2, "{csv}");
+        assert!(csv.contains(want), "{flags:?}: {csv}");
+    }
+
+    // The funnel: the group (a campaign's name) is text, the counts numbers.
+    let csv = export(&["report", "funnel", "--by", "campaign", "--csv"]);
+    assert!(csv.lines().any(|l| l.starts_with("'=1+2,1,")), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("Import,")), "{csv}");
+    let csv = export(&["report", "funnel", "--by", "campaign", "--csv", "--raw"]);
+    assert!(csv.lines().any(|l| l.starts_with("=1+2,1,")), "{csv}");
+    let no_csv = leadflow(&env, &["report", "funnel", "--raw"]);
+    assert!(!no_csv.status.success(), "--raw goes with --csv");
 }
 
 /// What importing costs: a chunk of 100 new people is one lookup per 100 keys, a transaction

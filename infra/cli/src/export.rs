@@ -16,6 +16,7 @@ use leadflow_domain::lists::ListName;
 use leadflow_domain::records::{ContactId, LeadId, Stage};
 use leadflow_domain::scoring::service::{RescorePass, RescoreSchedule};
 
+use crate::csv_out::{Cell, Cells, CsvOut};
 use crate::{Error, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,23 +87,26 @@ pub enum ExportFrom {
     Segment(String),
 }
 
-/// Writes the matching leads to `out`; returns how many.
+/// Writes the matching leads to `out`; returns how many. Every stored string is a text cell,
+/// neutralised for spreadsheets unless `cells` is [`Cells::Raw`] (see [`crate::csv_out`]);
+/// the score, a stored number, stays a number.
 pub async fn leads_export(
     t: &Target,
     from: &ExportFrom,
     filter: &LeadFilter,
     encoding: CsvEncoding,
+    cells: Cells,
     out: &mut dyn Write,
 ) -> Result<usize, Error> {
-    let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
+    let mut csv = CsvOut::new(Vec::new(), cells);
     let zone = crate::lead::zone();
-    csv.write_record(
+    csv.texts(
         COLUMNS
             .iter()
             .map(|c| c.to_string())
             .chain([format!("created_at ({zone})")]),
     )?;
-    let mut header = csv.into_inner().map_err(|e| e.to_string())?;
+    let mut header = csv.into_inner()?;
     if encoding == CsvEncoding::Utf8Bom {
         header.splice(0..0, "\u{feff}".bytes());
     }
@@ -162,7 +166,7 @@ pub async fn leads_export(
             }
         };
         for page in leads.chunks(50) {
-            written += write_rows(t, page, filter, encoding, out).await?;
+            written += write_rows(t, page, filter, encoding, cells, out).await?;
         }
         if done {
             break;
@@ -185,20 +189,18 @@ async fn write_rows(
     leads: &[(LeadId, ContactId)],
     filter: &LeadFilter,
     encoding: CsvEncoding,
+    cells: Cells,
     out: &mut dyn Write,
 ) -> Result<usize, Error> {
-    let mut csv = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let mut csv = CsvOut::new(Vec::new(), cells);
     let mut written = 0;
     for (lead, contact) in t.leads_with_contacts(leads).await? {
         if lead.is_null() || contact.is_null() || !filter.admits(&lead) {
             continue;
         }
-        let s = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        csv.write_record([
+        // Stored strings are text; a stored number (the score) is a number.
+        let s = Cell::json;
+        csv.row([
             s(&lead["lead_id"]),
             s(&contact["email"]),
             s(&contact["last_name"]),
@@ -213,11 +215,11 @@ async fn write_rows(
             s(&lead["score_total"]),
             s(&lead["owner"]),
             s(&lead["campaign"]),
-            excel_time(&lead["created_at"]),
+            Cell::text(excel_time(&lead["created_at"])),
         ])?;
         written += 1;
     }
-    emit(out, &csv.into_inner().map_err(|e| e.to_string())?, encoding)?;
+    emit(out, &csv.into_inner()?, encoding)?;
     Ok(written)
 }
 

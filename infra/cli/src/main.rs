@@ -8,12 +8,17 @@ use clap::{Args, Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    activity_add, dlq_list, dlq_replay, email_csv, funnel_csv, import_contacts, lead_show, leads_export,
+    activity_add, dlq_list, dlq_replay, email_csv_with, funnel_csv_with, import_contacts, lead_show, leads_export,
     list_add_named, list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
     render_explanation, render_funnel, render_lead, render_segment, render_stages, report_email, report_funnel,
-    report_stages, segment_explain, segment_ls, segment_marks, segment_show, CsvEncoding, ExportFrom, ImportOptions,
-    LeadFilter, Target,
+    report_stages, segment_explain, segment_ls, segment_marks, segment_show, Cells, CsvEncoding, ExportFrom,
+    ImportOptions, LeadFilter, Target,
 };
+
+/// `--help` of `--raw` on the commands that write a CSV (the rule: `leadflow_cli::csv_out`).
+const RAW_HELP: &str = "Write every cell exactly as stored, for programs that read the file. Without it a text \
+cell starting with = + - @ (or full-width ＝ ＋ － ＠), a tab or a carriage return is written with a leading ' so \
+Excel shows it as text instead of running it as a formula (numbers the tool writes are never changed)";
 
 #[derive(Parser)]
 #[command(name = "leadflow", about = "leadflow's ops tool", version)]
@@ -143,6 +148,12 @@ enum ImportWhat {
         /// Put every imported lead on this static list (created if new), e.g. --list 展示会2026.
         #[arg(long)]
         list: Option<String>,
+        /// Write FILE.errors.csv's cells exactly as read (to fix it and import it again byte for
+        /// byte). Without it a cell starting with = + - @ (or full-width ＝ ＋ － ＠), a tab or a
+        /// carriage return is written with a leading ' so Excel shows it as text instead of
+        /// running it as a formula.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -155,6 +166,7 @@ fn parse_map(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand)]
 enum LeadsAction {
+    /// Leads as a CSV Excel opens, filtered by stage, band, owner and campaign.
     Export {
         #[arg(long)]
         stage: Option<String>,
@@ -207,6 +219,8 @@ struct ExportTo {
     /// Write here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[arg(long, help = RAW_HELP)]
+    raw: bool,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +289,8 @@ enum ReportAction {
         /// CSV for Excel (UTF-8 with BOM).
         #[arg(long)]
         csv: bool,
+        #[arg(long, requires = "csv", help = RAW_HELP)]
+        raw: bool,
     },
     /// How many leads are in each stage, status and band now, and how many days on average they
     /// have been in their stage (running totals kept with every move; 16 Queries).
@@ -296,6 +312,8 @@ enum ReportAction {
         /// CSV for Excel (UTF-8 with BOM).
         #[arg(long)]
         csv: bool,
+        #[arg(long, requires = "csv", help = RAW_HELP)]
+        raw: bool,
     },
 }
 
@@ -467,6 +485,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     dry_run,
                     map,
                     list,
+                    raw,
                 },
         } => {
             let opts = ImportOptions {
@@ -475,6 +494,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 dry_run,
                 map,
                 list: list.as_deref().map(list_name).transpose().map_err(s)?,
+                cells: Cells::raw(raw),
             };
             let r = import_contacts(&t, &file, &opts, true, None).await.map_err(s)?;
             println!(
@@ -618,6 +638,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     by,
                     json,
                     csv,
+                    raw,
                 },
         } => {
             let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
@@ -630,7 +651,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else if csv {
                 use std::io::Write;
                 std::io::stdout()
-                    .write_all(&funnel_csv(&rows).map_err(s)?)
+                    .write_all(&funnel_csv_with(&rows, Cells::raw(raw)).map_err(s)?)
                     .map_err(|e| e.to_string())?;
             } else {
                 println!("funnel {from} – {to} (JST)");
@@ -651,7 +672,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Report {
-            action: ReportAction::Email { from, to, json, csv },
+            action:
+                ReportAction::Email {
+                    from,
+                    to,
+                    json,
+                    csv,
+                    raw,
+                },
         } => {
             let to = to.unwrap_or_else(|| leadflow_domain::report::day_of(chrono::Utc::now()));
             let from = from.unwrap_or(to - chrono::Duration::days(29));
@@ -659,7 +687,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if csv {
                 use std::io::Write;
                 std::io::stdout()
-                    .write_all(&email_csv(&rows).map_err(s)?)
+                    .write_all(&email_csv_with(&rows, Cells::raw(raw)).map_err(s)?)
                     .map_err(|e| e.to_string())?;
             } else if json {
                 let v = serde_json::json!({"from": from, "to": to, "rows": rows});
@@ -785,7 +813,7 @@ async fn export_to(t: &Target, from: &ExportFrom, filter: &LeadFilter, to: &Expo
         )),
         None => Box::new(std::io::stdout().lock()),
     };
-    let n = leads_export(t, from, filter, to.encoding, &mut *sink)
+    let n = leads_export(t, from, filter, to.encoding, Cells::raw(to.raw), &mut *sink)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("{n} leads exported");
@@ -797,5 +825,54 @@ fn report_by(b: ReportBy) -> leadflow_domain::report::By {
         ReportBy::Campaign => leadflow_domain::report::By::Campaign,
         ReportBy::Source => leadflow_domain::report::By::Source,
         ReportBy::Form => leadflow_domain::report::By::Form,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    #[test]
+    fn the_arguments_hold_together() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command that writes a CSV takes `--raw`, and says what it does in its --help.
+    #[test]
+    fn raw_is_offered_wherever_a_csv_is_written() {
+        for args in [
+            &["leadflow", "leads", "export", "--raw"][..],
+            &["leadflow", "list", "export", "展示会2026", "--raw"],
+            &["leadflow", "segment", "export", "hot", "--raw"],
+            &["leadflow", "import", "contacts", "x.csv", "--raw"],
+            &["leadflow", "report", "funnel", "--csv", "--raw"],
+            &["leadflow", "report", "email", "--csv", "--raw"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for args in [
+            &["leadflow", "report", "funnel", "--raw"][..],
+            &["leadflow", "report", "email", "--raw"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "--raw needs --csv: {args:?}");
+        }
+        for path in [
+            &["leads", "export"][..],
+            &["list", "export"],
+            &["segment", "export"],
+            &["import", "contacts"],
+            &["report", "funnel"],
+            &["report", "email"],
+        ] {
+            let mut cmd = Cli::command();
+            let mut sub = &mut cmd;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).unwrap();
+            }
+            let help = sub.render_help().to_string();
+            assert!(help.contains("--raw") && help.contains("formula"), "{path:?}: {help}");
+        }
     }
 }

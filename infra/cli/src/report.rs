@@ -8,6 +8,7 @@ use leadflow_domain::report::{
     days, email_report, funnel, funnel_columns, percent, By, EmailRow, FunnelRow, MEDIANS, RATES,
 };
 
+use crate::csv_out::{Cell, Cells, CsvOut};
 use crate::{Error, Target};
 
 /// The funnel of the days `from..=to`.
@@ -76,34 +77,37 @@ pub fn render_funnel(rows: &[FunnelRow]) -> String {
     out
 }
 
-/// The funnel as CSV (UTF-8 with BOM, for Excel).
+/// The funnel as CSV (UTF-8 with BOM, for Excel), formula-safe.
 pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
+    funnel_csv_with(rows, Cells::FormulaSafe)
+}
+
+/// The funnel as CSV: the group (a campaign, source or form name, from data; `-` without a
+/// campaign) is text, neutralised unless [`Cells::Raw`]; counts, rates and medians are numbers.
+pub fn funnel_csv_with(rows: &[FunnelRow], cells: Cells) -> Result<Vec<u8>, Error> {
     let cols = funnel_columns();
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = CsvOut::new(Vec::new(), cells);
     let mut header = vec!["group".to_owned()];
     header.extend(cols.iter().map(|(h, _)| (*h).to_owned()));
     header.extend(RATES.iter().map(|(_, k)| (*k).to_owned()));
     header.extend(MEDIANS.iter().map(|(_, k)| format!("median_days_{k}")));
-    w.write_record(&header)?;
+    w.texts(&header)?;
     for r in rows {
-        let mut line = vec![r.group.clone()];
+        let mut line = vec![Cell::text(r.group.as_str())];
         line.extend(
             cols.iter()
-                .map(|(_, k)| r.counts.get(k).copied().unwrap_or(0).to_string()),
+                .map(|(_, k)| Cell::number(r.counts.get(k).copied().unwrap_or(0))),
         );
         // Empty when there is nothing to divide by (or nobody took the step).
         let cell = |m: &std::collections::BTreeMap<String, Option<f64>>, k: &str, digits: usize| {
-            m.get(k)
-                .copied()
-                .flatten()
-                .map_or(String::new(), |x| format!("{x:.digits$}"))
+            Cell::decimal(m.get(k).copied().flatten(), digits)
         };
         line.extend(RATES.iter().map(|(_, k)| cell(&r.rates, k, 4)));
         line.extend(MEDIANS.iter().map(|(_, k)| cell(&r.median_days, k, 1)));
-        w.write_record(&line)?;
+        w.row(line)?;
     }
     let mut out = "\u{feff}".as_bytes().to_vec();
-    out.extend(w.into_inner().map_err(|e| e.to_string())?);
+    out.extend(w.into_inner()?);
     Ok(out)
 }
 
@@ -119,31 +123,36 @@ const EMAIL_COUNTS: [&str; 7] = [
 ];
 const EMAIL_RATES: [&str; 6] = ["delivery", "open", "click", "bounce", "complaint", "unsubscribe"];
 
-/// The email report as CSV (UTF-8 with BOM, for Excel): program, step, the counts, the rates.
+/// The email report as CSV (UTF-8 with BOM, for Excel), formula-safe: program, step, the
+/// counts, the rates.
 pub fn email_csv(rows: &[EmailRow]) -> Result<Vec<u8>, Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    email_csv_with(rows, Cells::FormulaSafe)
+}
+
+/// The email report as CSV: program and step are text, neutralised unless [`Cells::Raw`];
+/// counts and rates are numbers.
+pub fn email_csv_with(rows: &[EmailRow], cells: Cells) -> Result<Vec<u8>, Error> {
+    let mut w = CsvOut::new(Vec::new(), cells);
     let mut header = vec!["program".to_owned(), "step".to_owned()];
     header.extend(EMAIL_COUNTS.iter().map(|k| (*k).to_owned()));
     header.extend(EMAIL_RATES.iter().map(|k| format!("{k}_rate")));
-    w.write_record(&header)?;
+    w.texts(&header)?;
     for r in rows {
-        let mut line = vec![r.program.clone(), r.step.clone()];
+        let mut line = vec![Cell::text(r.program.as_str()), Cell::text(r.step.as_str())];
         line.extend(
             EMAIL_COUNTS
                 .iter()
-                .map(|k| r.counts.get(*k).copied().unwrap_or(0).to_string()),
+                .map(|k| Cell::number(r.counts.get(*k).copied().unwrap_or(0))),
         );
-        line.extend(EMAIL_RATES.iter().map(|k| {
-            r.rates
-                .get(*k)
-                .copied()
-                .flatten()
-                .map_or(String::new(), |x| format!("{x:.4}"))
-        }));
-        w.write_record(&line)?;
+        line.extend(
+            EMAIL_RATES
+                .iter()
+                .map(|k| Cell::decimal(r.rates.get(*k).copied().flatten(), 4)),
+        );
+        w.row(line)?;
     }
     let mut out = "\u{feff}".as_bytes().to_vec();
-    out.extend(w.into_inner().map_err(|e| e.to_string())?);
+    out.extend(w.into_inner()?);
     Ok(out)
 }
 
