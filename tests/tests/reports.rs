@@ -10,9 +10,9 @@ use leadflow_domain::report::{self, By};
 use leadflow_tests::TestEnv;
 use serde_json::{json, Value};
 
-fn unsubscribe_token(_env: &TestEnv, contact: &str) -> String {
+fn unsubscribe_token(env: &TestEnv, contact: &str) -> String {
     let contact = leadflow_domain::records::ContactId::parse(contact).unwrap();
-    leadflow_domain::process::unsubscribe::token(leadflow_local::LOCAL_UNSUBSCRIBE_SECRET.as_bytes(), contact)
+    leadflow_domain::process::unsubscribe::token(&env.stack.link_keys.unsubscribe, contact)
 }
 
 async fn stage(env: &TestEnv, lead: &str, body: Value) {

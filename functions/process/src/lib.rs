@@ -16,6 +16,7 @@ use leadflow_aws::config::{Clients, Env, MissingEnv};
 use leadflow_aws::intake::DynamoIntake;
 use leadflow_aws::metrics::Record;
 use leadflow_aws::process::DynamoProcess;
+use leadflow_aws::secrets::{Keyring, SecretError};
 use leadflow_aws::ses::SesMailer;
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::outbox::{self, Outbox};
@@ -47,7 +48,10 @@ pub struct Process<S, M, O, Q, D, C> {
     pub queue: Q,
     pub config: D,
     pub scoring_config: C,
-    pub unsubscribe_secret: Vec<u8>,
+    /// Signs the unsubscribe links of nurture emails.
+    pub unsubscribe_keys: Keyring,
+    /// Signs the opt-in confirmation links.
+    pub confirm_keys: Keyring,
     pub public_url: String,
     /// Stop taking new leads after this long (below the Lambda timeout).
     pub budget: Duration,
@@ -67,7 +71,10 @@ pub struct Settings {
     pub scoring_queue_url: String,
     pub sender: String,
     pub configuration_set: Option<String>,
-    pub unsubscribe_secret: String,
+    /// The secret (ARN or name; never its value) holding the unsubscribe links' keyring.
+    pub unsubscribe_keys_secret: String,
+    /// The secret holding the confirmation links' keyring.
+    pub confirm_keys_secret: String,
     pub public_url: String,
     pub budget: Duration,
 }
@@ -81,7 +88,8 @@ impl Settings {
             scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
             sender: env.required("SENDER_EMAIL")?,
             configuration_set: env.optional("CONFIGURATION_SET"),
-            unsubscribe_secret: env.required("UNSUBSCRIBE_SECRET")?,
+            unsubscribe_keys_secret: env.required("UNSUBSCRIBE_KEYS_SECRET_ARN")?,
+            confirm_keys_secret: env.required("CONFIRM_KEYS_SECRET_ARN")?,
             public_url: env.required("PUBLIC_URL")?,
             budget: Duration::from_secs(
                 env.optional("RUN_BUDGET_SECONDS")
@@ -106,8 +114,28 @@ pub enum ProcessError {
     Response(serde_json::Error),
 }
 
+/// The keyrings the process signs links with, read from Secrets Manager once, at cold start.
+#[derive(Debug, Clone)]
+pub struct LinkKeys {
+    pub unsubscribe: Keyring,
+    pub confirm: Keyring,
+}
+
+impl LinkKeys {
+    pub async fn load(clients: &Clients, s: &Settings) -> Result<Self, SecretError> {
+        let (unsubscribe, confirm) = leadflow_aws::secrets::keyrings(
+            &clients.secretsmanager,
+            &s.unsubscribe_keys_secret,
+            &s.confirm_keys_secret,
+        )
+        .await?;
+        Ok(LinkKeys { unsubscribe, confirm })
+    }
+}
+
 impl AwsProcess {
-    pub fn new(clients: &Clients, s: &Settings) -> Self {
+    /// `keys`: what [`LinkKeys::load`] read for `s`.
+    pub fn new(clients: &Clients, s: &Settings, keys: LinkKeys) -> Self {
         Process {
             store: DynamoProcess::new(clients.records(&s.table, s.event_bus.as_deref())),
             mailer: SesMailer::new(clients.sesv2.clone(), &s.sender, s.configuration_set.clone()),
@@ -115,7 +143,8 @@ impl AwsProcess {
             queue: SqsQueue::new(clients.sqs.clone(), &s.scoring_queue_url),
             config: DynamoProcessConfig::new(clients.table(&s.config_table)),
             scoring_config: DynamoScoringConfig::new(clients.table(&s.config_table), CONFIG_CACHE_TTL),
-            unsubscribe_secret: s.unsubscribe_secret.as_bytes().to_vec(),
+            unsubscribe_keys: keys.unsubscribe,
+            confirm_keys: keys.confirm,
             public_url: s.public_url.clone(),
             budget: s.budget,
             clock: Utc::now,
@@ -212,7 +241,8 @@ where
             routing: &routing,
             maps: &scoring.maps,
             segments: &scoring.segments,
-            unsubscribe_secret: &self.unsubscribe_secret,
+            unsubscribe_keys: &self.unsubscribe_keys,
+            confirm_keys: &self.confirm_keys,
             public_url: &self.public_url,
             run_id: &run_id,
             now,

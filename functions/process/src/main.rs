@@ -9,7 +9,10 @@ async fn main() -> Result<(), Error> {
     leadflow_aws::config::init_tracing();
     let settings = process::Settings::from_env(&leadflow_aws::config::process_env())?;
     let clients = leadflow_aws::config::Clients::from_env().await;
-    let app = process::AwsProcess::new(&clients, &settings);
+    // Once per container: the links' keyrings from Secrets Manager; a secret that cannot be
+    // read fails the cold start, loudly.
+    let keys = process::LinkKeys::load(&clients, &settings).await?;
+    let app = process::AwsProcess::new(&clients, &settings, keys);
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         app.handle(event.payload).await.map_err(Error::from)

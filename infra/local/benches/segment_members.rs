@@ -51,6 +51,7 @@ async fn main() {
         sqs: aws_sdk_sqs::Client::new(&sdk),
         sesv2: aws_sdk_sesv2::Client::new(&sdk),
         eventbridge: aws_sdk_eventbridge::Client::new(&sdk),
+        secretsmanager: aws_sdk_secretsmanager::Client::new(&sdk),
     };
     let stack = Stack::stand_up_with(clients, "bench-", "http://127.0.0.1")
         .await

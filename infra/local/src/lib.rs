@@ -32,7 +32,9 @@ pub enum LocalError {
     Other(String),
 }
 
-/// The unsubscribe key of a local run (a deployment passes its own, NoEcho).
+/// A local run's `UnsubscribeSecret`: the key of links from before keyrings, which the stack
+/// keeps as the key `legacy` (`LegacyLinkSecret`). A deployment from before keyrings passes its
+/// own; a new one none. The keyrings themselves are generated, as in a deployment.
 pub const LOCAL_UNSUBSCRIBE_SECRET: &str = "local-development-only-unsubscribe-secret";
 
 /// The emulator's own call that takes a queue's messages at once (not an AWS API).
@@ -49,6 +51,10 @@ pub struct Stack {
     pub template: Template,
     pub provisioned: Provisioned,
     pub clients: Clients,
+    /// What the intake function reads from Secrets Manager at cold start, read the same way.
+    pub intake_secrets: intake::Secrets,
+    /// The process function's signing keyrings, read from Secrets Manager the same way.
+    pub link_keys: process::LinkKeys,
     /// For the emulator's own calls (its drain of the events capture queue).
     http: reqwest::Client,
 }
@@ -68,19 +74,28 @@ impl Stack {
             .overrides
             .insert("UnsubscribeSecret".into(), LOCAL_UNSUBSCRIBE_SECRET.into());
         template.overrides.insert("PublicBaseUrl".into(), public_url.into());
-        let provisioned = template
-            .provision(
-                prefix,
-                &clients.dynamodb,
-                &clients.sqs,
-                &clients.sesv2,
-                &clients.eventbridge,
-            )
-            .await?;
+        let provisioned = template.provision(prefix, &clients).await?;
+        let env = |function: &str| -> Result<_, LocalError> {
+            let env = template.function_env(function, &provisioned)?;
+            Ok(Env(move |k: &str| env.get(k).cloned()))
+        };
+        let intake_settings = intake::Settings::from_env(&env("IntakeFunction")?)
+            .map_err(|e| LocalError::Other(format!("IntakeFunction: {e}")))?;
+        let process_settings = process::Settings::from_env(&env("ProcessFunction")?)
+            .map_err(|e| LocalError::Other(format!("ProcessFunction: {e}")))?;
+        let secret = |e: leadflow_aws::secrets::SecretError| LocalError::Other(e.to_string());
+        let intake_secrets = intake::Secrets::load(&clients, &intake_settings)
+            .await
+            .map_err(secret)?;
+        let link_keys = process::LinkKeys::load(&clients, &process_settings)
+            .await
+            .map_err(secret)?;
         let stack = Stack {
             template,
             provisioned,
             clients,
+            intake_secrets,
+            link_keys,
             http: reqwest::Client::new(),
         };
         let bundle = config_dir::load(&root.join("config")).map_err(|errors| {
@@ -274,7 +289,11 @@ impl Stack {
     pub fn process(&self) -> Result<process::AwsProcess, LocalError> {
         let settings = process::Settings::from_env(&self.env("ProcessFunction")?)
             .map_err(|e| LocalError::Other(format!("ProcessFunction: {e}")))?;
-        Ok(process::AwsProcess::new(&self.clients, &settings))
+        Ok(process::AwsProcess::new(
+            &self.clients,
+            &settings,
+            self.link_keys.clone(),
+        ))
     }
 
     pub fn scoring(&self) -> Result<scoring::AwsScoring, LocalError> {
@@ -318,6 +337,10 @@ impl Stack {
     }
 
     pub fn intake(&self) -> Result<intake::AwsIntake, LocalError> {
-        Ok(intake::AwsIntake::new(&self.clients, &self.settings()?))
+        Ok(intake::AwsIntake::new(
+            &self.clients,
+            &self.settings()?,
+            self.intake_secrets.clone(),
+        ))
     }
 }

@@ -1,5 +1,7 @@
-//! Resources created from `template.yaml`, the one source of truth for tables and queues,
-//! and each function's environment resolved against them.
+//! Resources created from `template.yaml`, the one source of truth for tables, queues and
+//! secrets, and each function's environment resolved against them (with the template's
+//! conditions: `!If`, `!Equals`, `!Not`, `!And`, `!Or`, `!Condition`; `AWS::NoValue` leaves a
+//! variable out). A resource whose `Condition` is false is not created.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +35,7 @@ pub struct Template {
     pub overrides: BTreeMap<String, String>,
     resources: Mapping,
     parameters: Mapping,
+    conditions: Mapping,
     globals_env: Mapping,
     globals_timeout: Option<u64>,
 }
@@ -44,11 +47,21 @@ pub struct QueueInfo {
     pub arn: String,
 }
 
+/// A Secrets Manager secret the template declares, as created (its value generated as the
+/// template's `GenerateSecretString` asks, or `SecretString` resolved).
+#[derive(Debug, Clone)]
+pub struct SecretInfo {
+    pub name: String,
+    pub arn: String,
+}
+
 /// What was created, by logical id.
 #[derive(Debug, Clone, Default)]
 pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, QueueInfo>,
+    /// `!Ref` of a secret is its ARN.
+    pub secrets: BTreeMap<String, SecretInfo>,
     /// `!Ref` values of other resources (SES identities and configuration sets, event buses).
     pub others: BTreeMap<String, String>,
     /// Local only: every event published to the template's buses, captured in this queue (a
@@ -122,6 +135,10 @@ impl Template {
             .and_then(Value::as_mapping)
             .cloned()
             .unwrap_or_default();
+        let conditions = get(m, "Conditions")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default();
         let globals_env = get(m, "Globals")
             .and_then(|g| g.get("Function"))
             .and_then(|f| f.get("Environment"))
@@ -137,9 +154,50 @@ impl Template {
             overrides: BTreeMap::new(),
             resources,
             parameters,
+            conditions,
             globals_env,
             globals_timeout,
         })
+    }
+
+    /// Whether a named condition of the template holds, with the overrides and defaults.
+    pub fn condition(&self, name: &str) -> Result<bool, TemplateError> {
+        let c = get(&self.conditions, name).ok_or_else(|| shape(format!("no condition {name}")))?;
+        self.holds(c)
+    }
+
+    fn holds(&self, v: &Value) -> Result<bool, TemplateError> {
+        let Value::Tagged(t) = v else {
+            return Err(shape(format!("condition {v:?}")));
+        };
+        let args = || {
+            t.value
+                .as_sequence()
+                .ok_or_else(|| shape(format!("!{} takes a list", t.tag)))
+        };
+        match t.tag.to_string().trim_start_matches('!') {
+            "Equals" => {
+                let a = args()?;
+                let [x, y] = a.as_slice() else {
+                    return Err(shape("!Equals takes two values"));
+                };
+                let p = Provisioned::default();
+                Ok(self.resolve_opt(x, &p)? == self.resolve_opt(y, &p)?)
+            }
+            "Not" => Ok(!self.holds(args()?.first().ok_or_else(|| shape("!Not takes one condition"))?)?),
+            "And" => args()?.iter().try_fold(true, |acc, c| Ok(acc && self.holds(c)?)),
+            "Or" => args()?.iter().try_fold(false, |acc, c| Ok(acc || self.holds(c)?)),
+            "Condition" => self.condition(str_of(Some(&t.value), "!Condition")?),
+            other => Err(shape(format!("condition !{other}"))),
+        }
+    }
+
+    /// Whether a resource exists under the template's conditions (no `Condition`: always).
+    pub fn exists(&self, logical_id: &str) -> Result<bool, TemplateError> {
+        match get(&self.resources, logical_id).and_then(|r| r.get("Condition")) {
+            None => Ok(true),
+            Some(c) => self.condition(str_of(Some(c), "Condition")?),
+        }
     }
 
     /// Logical ids and properties of the resources of one type.
@@ -311,8 +369,54 @@ impl Template {
         out
     }
 
-    /// Resolves a property value: plain scalars, `!Ref` and `!GetAtt X.Arn|QueueName`.
+    /// Resolves a property value: plain scalars, `!Ref`, `!GetAtt X.Arn|QueueName`, `!If` and
+    /// `!Sub` (its string form). An error for `AWS::NoValue`: see [`Template::resolve_opt`].
     pub fn resolve(&self, v: &Value, p: &Provisioned) -> Result<String, TemplateError> {
+        self.resolve_opt(v, p)?
+            .ok_or_else(|| shape(format!("{v:?} resolves to no value")))
+    }
+
+    /// As [`Template::resolve`]; `None` for `!Ref AWS::NoValue` (a property left out).
+    pub fn resolve_opt(&self, v: &Value, p: &Provisioned) -> Result<Option<String>, TemplateError> {
+        match v {
+            Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("AWS::NoValue") => Ok(None),
+            Value::Tagged(t) if t.tag == "If" => {
+                let args = t.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
+                let [cond, yes, no] = args else {
+                    return Err(shape("!If takes a condition and two values"));
+                };
+                let holds = self.condition(str_of(Some(cond), "!If condition")?)?;
+                self.resolve_opt(if holds { yes } else { no }, p)
+            }
+            Value::Tagged(t) if t.tag == "Sub" => {
+                let text = str_of(Some(&t.value), "!Sub (string form)")?;
+                let mut out = String::new();
+                let mut rest = text;
+                while let Some(i) = rest.find("${") {
+                    out.push_str(&rest[..i]);
+                    let end = rest[i..].find('}').ok_or_else(|| shape(format!("!Sub {text}")))?;
+                    let name = &rest[i + 2..i + end];
+                    let value = match name.split_once('.') {
+                        Some(_) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                            tag: serde_yaml::value::Tag::new("GetAtt"),
+                            value: Value::String(name.to_owned()),
+                        })),
+                        None => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                            tag: serde_yaml::value::Tag::new("Ref"),
+                            value: Value::String(name.to_owned()),
+                        })),
+                    };
+                    out.push_str(&self.resolve(&value, p)?);
+                    rest = &rest[i + end + 1..];
+                }
+                out.push_str(rest);
+                Ok(Some(out))
+            }
+            other => self.resolve_plain(other, p).map(Some),
+        }
+    }
+
+    fn resolve_plain(&self, v: &Value, p: &Provisioned) -> Result<String, TemplateError> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
@@ -324,6 +428,9 @@ impl Template {
                 }
                 if let Some(q) = p.queues.get(name) {
                     return Ok(q.url.clone());
+                }
+                if let Some(secret) = p.secrets.get(name) {
+                    return Ok(secret.arn.clone());
                 }
                 if let Some(v) = p.others.get(name).or_else(|| self.overrides.get(name)) {
                     return Ok(v.clone());
@@ -371,20 +478,47 @@ impl Template {
             .unwrap_or_default();
         let mut env = BTreeMap::new();
         for (k, v) in self.globals_env.iter().chain(own.iter()) {
-            env.insert(str_of(Some(k), "variable name")?.to_owned(), self.resolve(v, p)?);
+            let name = str_of(Some(k), "variable name")?.to_owned();
+            match self.resolve_opt(v, p)? {
+                Some(value) => {
+                    env.insert(name, value);
+                }
+                // `!If [cond, …, !Ref AWS::NoValue]` whose condition is false: not set.
+                None => {
+                    env.remove(&name);
+                }
+            }
         }
         Ok(env)
     }
 
-    /// Creates every table and queue of the template, named `<prefix><LogicalId>`.
+    /// Every variable name a function's environment declares, whatever the conditions.
+    pub fn declared_env(&self, function: &str) -> Vec<String> {
+        let own = self
+            .of_type("AWS::Serverless::Function")
+            .into_iter()
+            .find(|(id, _)| id == function)
+            .and_then(|(_, props)| {
+                get(&props, "Environment")
+                    .and_then(|e| e.get("Variables"))
+                    .and_then(Value::as_mapping)
+                    .cloned()
+            })
+            .unwrap_or_default();
+        self.globals_env
+            .keys()
+            .chain(own.keys())
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Creates every table, queue and secret of the template, named `<prefix><LogicalId>`.
     pub async fn provision(
         &self,
         prefix: &str,
-        ddb: &aws_sdk_dynamodb::Client,
-        sqs: &aws_sdk_sqs::Client,
-        sesv2: &aws_sdk_sesv2::Client,
-        events: &aws_sdk_eventbridge::Client,
+        clients: &leadflow_aws::config::Clients,
     ) -> Result<Provisioned, TemplateError> {
+        let (ddb, sqs, sesv2, events) = (&clients.dynamodb, &clients.sqs, &clients.sesv2, &clients.eventbridge);
         let mut p = Provisioned::default();
         let buses = self.of_type("AWS::Events::EventBus");
         if !buses.is_empty() {
@@ -486,7 +620,88 @@ impl Template {
             let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
             p.queues.insert(id, QueueInfo { name, url, arn });
         }
+        for (id, props) in self.of_type("AWS::SecretsManager::Secret") {
+            if !self.exists(&id)? {
+                continue;
+            }
+            let name = format!("{prefix}{id}");
+            let value = self.secret_value(&props, &p, &clients.secretsmanager, &name).await?;
+            let arn = create_secret(&name, &value, &clients.secretsmanager).await?;
+            p.secrets.insert(id, SecretInfo { name, arn });
+        }
         Ok(p)
+    }
+
+    /// A secret's value as CloudFormation would make it: `SecretString` resolved, or
+    /// `GenerateSecretString`'s random text (from the emulator's GetRandomPassword), alone or
+    /// put under `GenerateStringKey` in the JSON of `SecretStringTemplate`.
+    async fn secret_value(
+        &self,
+        props: &Mapping,
+        p: &Provisioned,
+        sm: &aws_sdk_secretsmanager::Client,
+        name: &str,
+    ) -> Result<String, TemplateError> {
+        if let Some(v) = get(props, "SecretString") {
+            return self.resolve(v, p);
+        }
+        let g = get(props, "GenerateSecretString")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| shape(format!("{name}: neither SecretString nor GenerateSecretString")))?;
+        let flag = |k: &str| get(g, k).and_then(Value::as_bool);
+        let random = sm
+            .get_random_password()
+            .set_password_length(get(g, "PasswordLength").and_then(Value::as_i64))
+            .set_exclude_punctuation(flag("ExcludePunctuation"))
+            .set_exclude_numbers(flag("ExcludeNumbers"))
+            .set_exclude_lowercase(flag("ExcludeLowercase"))
+            .set_exclude_uppercase(flag("ExcludeUppercase"))
+            .set_include_space(flag("IncludeSpace"))
+            .set_exclude_characters(get(g, "ExcludeCharacters").and_then(Value::as_str).map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| {
+                TemplateError::Aws(
+                    name.to_owned(),
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
+            })?
+            .random_password
+            .ok_or_else(|| TemplateError::Aws(name.to_owned(), "no random password".into()))?;
+        match (get(g, "SecretStringTemplate"), get(g, "GenerateStringKey")) {
+            (Some(template), Some(key)) => {
+                let template = self.resolve(template, p)?;
+                let mut doc: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&template).map_err(|e| shape(format!("{name}: SecretStringTemplate: {e}")))?;
+                doc.insert(self.resolve(key, p)?, serde_json::Value::String(random));
+                Ok(serde_json::Value::Object(doc).to_string())
+            }
+            (None, None) => Ok(random),
+            _ => Err(shape(format!(
+                "{name}: SecretStringTemplate and GenerateStringKey go together"
+            ))),
+        }
+    }
+}
+
+/// Creates a secret (a restarted local run finds its own); its ARN.
+async fn create_secret(name: &str, value: &str, sm: &aws_sdk_secretsmanager::Client) -> Result<String, TemplateError> {
+    let err = |e: String| TemplateError::Aws(name.to_owned(), e);
+    match sm.create_secret().name(name).secret_string(value).send().await {
+        Ok(out) => out.arn.ok_or_else(|| err("no ARN".into())),
+        Err(e) => {
+            use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+            if e.code() != Some("ResourceExistsException") {
+                return Err(err(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()));
+            }
+            let out = sm
+                .describe_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(|e| err(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+            out.arn.ok_or_else(|| err("no ARN".into()))
+        }
     }
 }
 
@@ -575,4 +790,64 @@ async fn create_table(name: &str, props: &Mapping, ddb: &aws_sdk_dynamodb::Clien
             .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Parameters:
+  Front: { Type: String, Default: "false" }
+  Old: { Type: String, Default: "" }
+Conditions:
+  UseFront: !Equals [!Ref Front, "true"]
+  HasOld: !Not [!Equals [!Ref Old, ""]]
+  Both: !And [!Condition UseFront, !Condition HasOld]
+Resources:
+  Keys:
+    Type: AWS::SecretsManager::Secret
+  OldKey:
+    Type: AWS::SecretsManager::Secret
+    Condition: HasOld
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          KEYS_ARN: !Ref Keys
+          OLD_ARN: !If [HasOld, !Ref OldKey, !Ref AWS::NoValue]
+          HEADER: !If [UseFront, CloudFront-Viewer-Address, !Ref AWS::NoValue]
+          BOTH: !If [Both, "yes", "no"]
+          URL: !Sub "https://${Front}/x"
+"#;
+
+    #[test]
+    fn conditions_decide_variables_and_resources() {
+        let mut t = Template::parse(TEMPLATE).unwrap();
+        let mut p = Provisioned::default();
+        for id in ["Keys", "OldKey"] {
+            p.secrets.insert(
+                id.into(),
+                SecretInfo {
+                    name: id.into(),
+                    arn: format!("arn:{id}"),
+                },
+            );
+        }
+        let env = t.function_env("Fn", &p).unwrap();
+        assert_eq!(env["KEYS_ARN"], "arn:Keys", "a secret's !Ref is its ARN");
+        assert!(!env.contains_key("OLD_ARN") && !env.contains_key("HEADER"), "{env:?}");
+        assert_eq!((env["BOTH"].as_str(), env["URL"].as_str()), ("no", "https://false/x"));
+        assert!(!t.exists("OldKey").unwrap() && t.exists("Keys").unwrap());
+        assert_eq!(t.declared_env("Fn").len(), 5);
+
+        t.overrides.insert("Front".into(), "true".into());
+        t.overrides.insert("Old".into(), "old-secret".into());
+        let env = t.function_env("Fn", &p).unwrap();
+        assert_eq!(env["OLD_ARN"], "arn:OldKey");
+        assert_eq!(env["HEADER"], "CloudFront-Viewer-Address");
+        assert_eq!(env["BOTH"], "yes");
+        assert!(t.exists("OldKey").unwrap());
+    }
 }

@@ -80,6 +80,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub sesv2: aws_sdk_sesv2::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// Read at cold start only (signing keys, the front's origin secret): see [`crate::secrets`].
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
 }
 
 impl Clients {
@@ -94,6 +96,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(config),
             sesv2: aws_sdk_sesv2::Client::new(config),
             eventbridge: aws_sdk_eventbridge::Client::new(config),
+            secretsmanager: aws_sdk_secretsmanager::Client::new(config),
         }
     }
 }
@@ -101,9 +104,10 @@ impl Clients {
 /// One place sets up logging: JSON lines, level from `RUST_LOG` (default info), spans listed
 /// with each line (request, message, lead: ids only, never personal data).
 /// The SDK's and the HTTP stack's own logs stay at `warn` whatever `RUST_LOG` says: at debug
-/// and trace they print request and response bodies, which hold personal data.
+/// and trace they print request and response bodies, which hold personal data (and, for
+/// Secrets Manager, the secrets themselves).
 const QUIET_DEPENDENCIES: &str =
-    "aws_smithy_runtime=warn,aws_smithy_http=warn,aws_smithy_runtime_api=warn,aws_sdk_dynamodb=warn,aws_sdk_sqs=warn,aws_sdk_sesv2=warn,aws_config=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,lambda_runtime=info";
+    "aws_smithy_runtime=warn,aws_smithy_http=warn,aws_smithy_runtime_api=warn,aws_sdk_dynamodb=warn,aws_sdk_sqs=warn,aws_sdk_sesv2=warn,aws_sdk_eventbridge=warn,aws_sdk_secretsmanager=warn,aws_config=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,lambda_runtime=info";
 
 pub fn init_tracing() {
     let level = std::env::var("RUST_LOG")

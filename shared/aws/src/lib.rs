@@ -14,6 +14,7 @@ pub mod lists;
 pub mod metrics;
 pub mod process;
 pub mod scoring;
+pub mod secrets;
 pub mod segments;
 pub mod ses;
 pub mod ses_events;
