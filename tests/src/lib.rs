@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -28,11 +27,37 @@ pub fn endpoint() -> &'static str {
 }
 
 /// Records every HTTP request the SDK clients send, by operation (`x-amz-target`), and the
-/// requests' bodies (to see which tables, indexes and queues they touch).
+/// requests' bodies (to see which tables, indexes and queues they touch). It also injects
+/// faults: [`RequestLog::throttle`] answers an SES v2 operation with SES's own throttling
+/// error (429 `TooManyRequestsException`) instead of sending it to the emulator.
 #[derive(Clone, Debug, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<(String, Value)>>>);
+pub struct RequestLog(
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<(String, Value)>>>,
+    Arc<Mutex<HashMap<String, u32>>>,
+);
+
+/// An attempt the interceptor answers with a throttling error.
+#[derive(Debug, Clone)]
+struct Throttled(bool);
+
+impl aws_smithy_types::config_bag::Storable for Throttled {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
 
 impl RequestLog {
+    /// Answers the next `attempts` requests of `operation` (as [`RequestLog::take`] names it,
+    /// e.g. `POST /v2/email/outbound-emails` for an SES v2 send) with a throttling error
+    /// (`TooManyRequestsException`, HTTP 429). The SDK's own retries are attempts too.
+    pub fn throttle(&self, operation: &str, attempts: u32) {
+        self.2.lock().unwrap().insert(operation.to_owned(), attempts);
+    }
+
+    /// Requests answered with a throttling error so far, and still to come for `operation`.
+    pub fn throttles_left(&self, operation: &str) -> u32 {
+        self.2.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
@@ -48,11 +73,11 @@ impl Intercept for RequestLog {
         "RequestLog"
     }
 
-    fn read_before_transmit(
+    fn modify_before_transmit(
         &self,
-        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = ctx.request();
         // JSON protocols name the operation in a header; REST ones (SES v2) in the path.
@@ -72,8 +97,46 @@ impl Intercept for RequestLog {
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or(Value::Null);
+        let throttled = match self.2.lock().unwrap().get_mut(&op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        cfg.interceptor_state().store_put(Throttled(throttled));
+        if throttled {
+            // Never reaches the service: sent to a path the emulator has no route for, and
+            // answered as throttled below.
+            let uri = ctx.request().uri().to_owned();
+            let rewritten = match uri.find("://").and_then(|i| uri[i + 3..].find('/').map(|j| i + 3 + j)) {
+                Some(at) => format!("{}/__injected_throttle__", &uri[..at]),
+                None => format!("{uri}/__injected_throttle__"),
+            };
+            ctx.request_mut().set_uri(rewritten)?;
+        }
         self.1.lock().unwrap().push((op.clone(), body));
         self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<Throttled>().is_some_and(|t| t.0) {
+            let body = r#"{"message":"Maximum sending rate exceeded."}"#;
+            let mut response = aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(429).expect("a status"),
+                aws_smithy_types::body::SdkBody::from(body),
+            );
+            let headers = response.headers_mut();
+            headers.insert("x-amzn-errortype", "TooManyRequestsException");
+            headers.insert("content-type", "application/json");
+            *ctx.response_mut() = response;
+        }
         Ok(())
     }
 }
@@ -120,6 +183,11 @@ pub async fn logged_clients(requests: &RequestLog) -> Clients {
         ),
         eventbridge: aws_sdk_eventbridge::Client::from_conf(
             aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(requests.clone())
+                .build(),
+        ),
+        secretsmanager: aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
                 .interceptor(requests.clone())
                 .build(),
         ),

@@ -211,7 +211,7 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         c.goto(&format!("{site}/_local/mailbox")).await.unwrap();
         let links = c
             .find_all(Locator::LinkText(
-                "【ご確認】メール配信の登録 / Please confirm your subscription",
+                "【ご確認】お申し込みの確認 / Please confirm your request",
             ))
             .await
             .unwrap();
@@ -233,7 +233,7 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
         wait_for("the confirmation", || async {
             c.source()
                 .await
-                .map(|p| p.contains("Your subscription is confirmed"))
+                .map(|p| p.contains("Your request is confirmed"))
                 .unwrap_or(false)
         })
         .await;

@@ -542,7 +542,7 @@ async fn a_failed_send_leaves_the_interaction_in_the_outbox_and_the_relay_resend
         scoring_queue_url: format!("{}-missing", settings.scoring_queue_url),
         ..settings
     };
-    env.intake = intake::AwsIntake::new(&env.stack.clients, &broken);
+    env.intake = intake::AwsIntake::new(&env.stack.clients, &broken, env.stack.intake_secrets.clone());
     let r = env.post_json("demo", &person("lost@example.jp"), &[]).await;
     assert_eq!(
         r.status, 201,
@@ -638,5 +638,105 @@ async fn the_public_answer_names_no_record_and_is_the_same_for_a_new_and_a_known
     assert_eq!(
         (server.body["contact"].as_str(), server.body["lead"].as_str()),
         (Some("matched"), Some("matched"))
+    );
+}
+
+#[tokio::test]
+async fn a_json_body_naming_a_key_twice_is_refused_and_stores_nothing() {
+    let env = TestEnv::new().await;
+    let json = |body: &str| {
+        let env = &env;
+        let body = body.as_bytes().to_vec();
+        async move {
+            env.send(
+                "POST",
+                "/forms/demo/submissions",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await
+        }
+    };
+    // serde_json alone would keep the last email: a lead for someone who never asked.
+    let r = json(r#"{"email": "taro@example.jp", "last_name": "山田", "email": "someone.else@example.jp"}"#).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (400, Some("malformed_body")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["message"].as_str().unwrap().contains("\"email\""), "{}", r.body);
+    // Nested objects are read the same way.
+    let r = json(r#"{"email": "taro@example.jp", "last_name": "山田", "extra": {"k": 1, "k": 2}}"#).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (400, Some("malformed_body")),
+        "{}",
+        r.body
+    );
+    assert!(r.body["message"].as_str().unwrap().contains("\"k\""), "{}", r.body);
+    assert_nothing_stored(&env, "duplicate keys").await;
+}
+
+#[tokio::test]
+async fn a_control_character_inside_an_email_is_refused_never_stripped() {
+    let env = TestEnv::new().await;
+    for email in [
+        "taro\u{0}@example.jp",
+        "taro\u{202e}@example.jp",
+        "taro@\u{200b}example.jp",
+    ] {
+        let r = env
+            .post_public(
+                "demo",
+                &json!({"email": email, "last_name": "山田", "consent": true}),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 422, "{email:?}: {}", r.body);
+        assert_eq!(r.body["error"], "validation_failed");
+        assert_eq!(
+            r.body["errors"],
+            json!([{"field": "email", "message": "must not contain control or invisible characters"}]),
+            "{email:?}"
+        );
+    }
+    let r = env
+        .send(
+            "POST",
+            "/forms/demo/submissions",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"email=taro%00%40example.jp&last_name=x",
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "email");
+    assert_nothing_stored(&env, "control characters in an email").await;
+}
+
+#[tokio::test]
+async fn names_are_stored_without_bidi_or_zero_width_characters_and_a_textarea_keeps_its_lines() {
+    let env = TestEnv::new().await;
+    let r = env
+        .post_json(
+            "demo",
+            &json!({
+                "email": "bidi@example.jp", "last_name": "山田\u{202E}\u{200B}太郎", "first_name": "\u{feff}花子\u{2066}",
+                "company": "Acme\u{200d} \u{2060}Corp", "job_title": "部長\u{0}\u{2069}",
+                "message": "一行目\u{200b}\r\n二行目\u{202e}\n\n三行目"
+            }),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let contact = &env.items_of("contact").await[0];
+    assert_eq!(s(contact, "last_name"), "山田太郎");
+    assert_eq!(s(contact, "first_name"), "花子");
+    assert_eq!(s(contact, "company"), "Acme Corp");
+    assert_eq!(s(contact, "job_title"), "部長");
+    let lead = &env.items_of("lead").await[0];
+    assert_eq!(
+        lead["fields"].as_m().unwrap()["message"].as_s().unwrap(),
+        "一行目\n二行目\n\n三行目"
     );
 }

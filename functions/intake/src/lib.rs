@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 use leadflow_aws::catalog::{DynamoForms, DynamoSites};
 use leadflow_aws::config::{Clients, Env, MissingEnv};
 use leadflow_aws::intake::DynamoIntake;
+use leadflow_aws::secrets::{Keyring, SecretError, SecretString};
 use leadflow_aws::sqs::SqsQueue;
 use leadflow_domain::engagement::{EventSender, EventStore, SiteCatalog};
 use leadflow_domain::form::FormDefinition;
-use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, IntakeStore, Receipt, SubmissionMeta};
+use leadflow_domain::intake::{IntakeError, IntakeOutcome, IntakeService, IntakeStore, Receipt, Route, SubmissionMeta};
 use leadflow_domain::ports::{ConsentStore, FormCatalog, InteractionQueue, StoreError, Unsubscribes};
 use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 
@@ -26,6 +27,7 @@ use leadflow_domain::submission::{parse_json, parse_urlencoded, FieldError};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub mod events;
+pub mod front;
 pub mod unsubscribe;
 
 /// Everything the intake function needs from the records table: submissions, site events,
@@ -39,8 +41,13 @@ pub struct Intake<C, T, S, Q> {
     pub sites: T,
     pub service: IntakeService<S, Q>,
     pub clock: fn() -> DateTime<Utc>,
-    /// The secret unsubscribe tokens are signed with (from the deployment).
-    pub unsubscribe_secret: Option<Vec<u8>>,
+    /// Verifies unsubscribe links (`/unsubscribe`), and only those; the route answers 503
+    /// without it.
+    pub unsubscribe_keys: Option<Keyring>,
+    /// Verifies opt-in confirmation links (`/confirm`), and only those; 503 without it.
+    pub confirm_keys: Option<Keyring>,
+    /// The rate-limited front, when the deployment has one (see [`front`]).
+    pub front: front::Front,
 }
 
 /// The intake function's settings, from its environment.
@@ -53,8 +60,74 @@ pub struct Settings {
     /// The events bus (`EVENT_BUS_NAME`); unset: no domain events.
     pub event_bus: Option<String>,
     pub scoring_queue_url: String,
-    /// The key unsubscribe links are signed with; unsubscribe routes answer 503 without it.
-    pub unsubscribe_secret: Option<String>,
+    /// The secret (ARN or name; never its value) holding the unsubscribe links' keyring;
+    /// unset: `/unsubscribe` answers 503.
+    pub unsubscribe_keys_secret: Option<String>,
+    /// The secret holding the confirmation links' keyring; unset: `/confirm` answers 503.
+    pub confirm_keys_secret: Option<String>,
+    /// A stack from before keyrings: the secret holding its former single key, which both
+    /// keyrings verify as their `legacy` key (links in emails already sent).
+    pub legacy_link_secret: Option<String>,
+    /// Behind the rate-limited front only: the secret holding the front's origin header value.
+    pub front_origin_secret: Option<String>,
+    /// Behind the rate-limited front only: the header carrying the viewer's address
+    /// (`CloudFront-Viewer-Address`).
+    pub trusted_client_ip_header: Option<String>,
+}
+
+/// What intake reads from Secrets Manager once, at cold start (see [`Secrets::load`]).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub unsubscribe_keys: Option<Keyring>,
+    pub confirm_keys: Option<Keyring>,
+    pub front_origin: Option<SecretString>,
+}
+
+impl Secrets {
+    /// Reads the secrets `settings` name (each once, at once); the former single key, if
+    /// there is one, joins both keyrings as their `legacy` key.
+    pub async fn load(clients: &Clients, settings: &Settings) -> Result<Self, SecretError> {
+        let sm = &clients.secretsmanager;
+        let plain = |id: &Option<String>| {
+            let id = id.clone();
+            async move {
+                match id {
+                    Some(id) => leadflow_aws::secrets::secret_string(sm, &id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let keyring = |id: &Option<String>| {
+            let id = id.clone();
+            async move {
+                match id {
+                    Some(id) => leadflow_aws::secrets::keyring(sm, &id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let (u, c, legacy, front) = tokio::join!(
+            keyring(&settings.unsubscribe_keys_secret),
+            keyring(&settings.confirm_keys_secret),
+            plain(&settings.legacy_link_secret),
+            plain(&settings.front_origin_secret),
+        );
+        let (mut unsubscribe_keys, mut confirm_keys) = (u?, c?);
+        if let (Some(legacy), Some(id)) = (legacy?, &settings.legacy_link_secret) {
+            let add = |keys: Option<Keyring>| {
+                keys.map(|k| k.with_legacy(legacy.expose().as_bytes()))
+                    .transpose()
+                    .map_err(|source| SecretError::Keyring { id: id.clone(), source })
+            };
+            unsubscribe_keys = add(unsubscribe_keys)?;
+            confirm_keys = add(confirm_keys)?;
+        }
+        Ok(Secrets {
+            unsubscribe_keys,
+            confirm_keys,
+            front_origin: front?,
+        })
+    }
 }
 
 impl Settings {
@@ -64,7 +137,11 @@ impl Settings {
             config_table: env.required("CONFIG_TABLE_NAME")?,
             event_bus: env.optional(leadflow_aws::config::EVENT_BUS_ENV),
             scoring_queue_url: env.required("SCORING_QUEUE_URL")?,
-            unsubscribe_secret: env.optional("UNSUBSCRIBE_SECRET"),
+            unsubscribe_keys_secret: env.optional("UNSUBSCRIBE_KEYS_SECRET_ARN"),
+            confirm_keys_secret: env.optional("CONFIRM_KEYS_SECRET_ARN"),
+            legacy_link_secret: env.optional("LEGACY_LINK_SECRET_ARN"),
+            front_origin_secret: env.optional("FRONT_ORIGIN_SECRET_ARN"),
+            trusted_client_ip_header: env.optional("TRUSTED_CLIENT_IP_HEADER"),
         })
     }
 }
@@ -72,7 +149,8 @@ impl Settings {
 pub type AwsIntake = Intake<DynamoForms, DynamoSites, DynamoIntake, SqsQueue>;
 
 impl AwsIntake {
-    pub fn new(clients: &Clients, settings: &Settings) -> Self {
+    /// `secrets`: what [`Secrets::load`] read for `settings`.
+    pub fn new(clients: &Clients, settings: &Settings, secrets: Secrets) -> Self {
         Intake {
             forms: DynamoForms::new(clients.table(&settings.config_table)),
             sites: DynamoSites::new(clients.table(&settings.config_table)),
@@ -81,7 +159,15 @@ impl AwsIntake {
                 SqsQueue::new(clients.sqs.clone(), &settings.scoring_queue_url),
             ),
             clock: Utc::now,
-            unsubscribe_secret: settings.unsubscribe_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            unsubscribe_keys: secrets.unsubscribe_keys,
+            confirm_keys: secrets.confirm_keys,
+            front: front::Front {
+                origin_secret: secrets.front_origin,
+                client_ip_header: settings
+                    .trusted_client_ip_header
+                    .as_deref()
+                    .and_then(|h| h.parse::<lambda_http::http::HeaderName>().ok()),
+            },
         }
     }
 }
@@ -166,7 +252,14 @@ fn form_id_of(req: &Request) -> Option<String> {
     (tail.trim_end_matches('/') == "submissions" && !id.is_empty()).then(|| id.to_owned())
 }
 
+/// The client's address: the trusted front's header when the request came through the front
+/// ([`front::Front::admit`]), else the one API Gateway saw.
 pub(crate) fn source_ip(req: &Request) -> Option<String> {
+    if let Some(front::TrustedClientIpHeader(name)) = req.extensions().get::<front::TrustedClientIpHeader>() {
+        if let Some(ip) = header_str(req.headers(), name).and_then(front::viewer_address) {
+            return Some(ip.to_string());
+        }
+    }
     match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
@@ -213,7 +306,15 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             path = %req.raw_http_path(),
             request_id = req.lambda_context_ref().map(|c| c.request_id.as_str()).unwrap_or("")
         );
-        let response = tracing::Instrument::instrument(self.route(req), span).await;
+        let response = match self.front.admit(req) {
+            Some(req) => tracing::Instrument::instrument(self.route(req), span).await,
+            // Around the front: answered as a route that does not exist.
+            None => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; submit to /forms/{formId}/submissions",
+            ),
+        };
         tracing::info!(status = response.status().as_u16(), "intake answered");
         Ok(response)
     }
@@ -245,8 +346,10 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             );
         };
         let form = match self.forms.form(&form_id).await {
-            Ok(Some(f)) => f,
-            Ok(None) => {
+            // An internal form (the import) is not served on the public route: answered exactly
+            // as a form that does not exist.
+            Ok(Some(f)) if f.served_to(caller == Caller::Public) => f,
+            Ok(_) => {
                 return error(
                     StatusCode::NOT_FOUND,
                     "unknown_form",
@@ -324,6 +427,10 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             Err(e) => return error(StatusCode::BAD_REQUEST, "malformed_body", e.to_string()),
         };
         let meta = SubmissionMeta {
+            route: match caller {
+                Caller::Public => Route::Public,
+                Caller::Server => Route::Internal,
+            },
             received_at: (self.clock)(),
             source_ip: source_ip(&req),
             user_agent: header_str(headers, header::USER_AGENT).map(|s| s.chars().take(512).collect()),

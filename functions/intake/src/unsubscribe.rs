@@ -55,15 +55,15 @@ fn token_of(req: &Request) -> String {
 
 impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueue> Intake<C, T, S, Q> {
     pub(crate) async fn confirm(&self, req: Request) -> Response<Body> {
-        let Some(secret) = &self.unsubscribe_secret else {
+        let Some(keys) = &self.confirm_keys else {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",
-                "<p>登録の確認は現在ご利用いただけません。/ Confirming is not available right now.</p>",
+                "<p>確認は現在ご利用いただけません。/ Confirming is not available right now.</p>",
             );
         };
         let token = token_of(&req);
-        let Some((contact, nonce)) = leadflow_domain::process::unsubscribe::verify_confirm(secret, &token) else {
+        let Some((contact, nonce)) = leadflow_domain::process::unsubscribe::verify_confirm(keys, &token) else {
             return page(
                 StatusCode::BAD_REQUEST,
                 "無効なリンク / Invalid link",
@@ -73,10 +73,10 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
         match *req.method() {
             Method::GET | Method::HEAD => page(
                 StatusCode::OK,
-                "登録の確認 / Confirm your subscription",
+                "お申し込みの確認 / Confirm your request",
                 &format!(
-                    "<h1>メール配信の登録 / Confirm your subscription</h1><p>ご案内メールの受け取りを確認します。<br>Please confirm that you want to receive our emails.</p>\
-<form method=\"post\" action=\"?token={}\"><button type=\"submit\">登録を確認する / Confirm</button></form>",
+                    "<h1>お申し込みの確認 / Confirm your request</h1><p>このメールアドレスで送られたお申し込みを、ご本人として確認します。<br>Please confirm that the request sent with this email address was yours.</p>\
+<form method=\"post\" action=\"?token={}\"><button type=\"submit\">確認する / Confirm</button></form>",
                     leadflow_domain::escape_html(&token)
                 ),
             ),
@@ -89,12 +89,20 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
                 };
                 match self.service.store.confirm(contact, &nonce, &evidence).await {
                     Ok(outcome) => {
-                        tracing::info!(contact_id = %contact, confirmed = outcome == Confirmation::Confirmed, "opt-in confirmation");
+                        let confirmed = matches!(outcome, Confirmation::Confirmed(_));
+                        tracing::info!(contact_id = %contact, confirmed, "address confirmation");
+                        if let Confirmation::Confirmed(ix) = outcome {
+                            // Durable already (in the outbox): a failed send is relayed later.
+                            let message = leadflow_domain::message::InteractionMessage::for_interaction(&ix);
+                            if let Err(e) = self.service.queue.publish(&message).await {
+                                tracing::warn!(error = %e, "confirmation not queued for scoring; left in the outbox");
+                            }
+                        }
                         // The same page either way: a link says nothing about anyone's state.
                         page(
                             StatusCode::OK,
-                            "登録を確認しました / Confirmed",
-                            "<h1>ご登録ありがとうございます / Thank you</h1><p>メール配信の登録を確認しました。<br>Your subscription is confirmed.</p>",
+                            "確認しました / Confirmed",
+                            "<h1>ありがとうございます / Thank you</h1><p>お申し込みを確認しました。<br>Your request is confirmed.</p>",
                         )
                     }
                     Err(e) => crate::store_failure(&e),
@@ -105,7 +113,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
     }
 
     pub(crate) async fn unsubscribe(&self, req: Request) -> Response<Body> {
-        let Some(secret) = &self.unsubscribe_secret else {
+        let Some(keys) = &self.unsubscribe_keys else {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",
@@ -113,7 +121,7 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             );
         };
         let token = token_of(&req);
-        let Some((contact, email)) = verify_link(secret, &token) else {
+        let Some((contact, email)) = verify_link(keys, &token) else {
             return page(
                 StatusCode::BAD_REQUEST,
                 "無効なリンク / Invalid link",

@@ -114,6 +114,24 @@ impl LeaseStore for Mem {
 }
 
 impl SendLedger for Mem {
+    async fn claim_confirmation(
+        &self,
+        _: ContactId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<leadflow_domain::process::ports::ConfirmationSlot, StoreError> {
+        Ok(leadflow_domain::process::ports::ConfirmationSlot::Taken)
+    }
+
+    async fn release_confirmation(
+        &self,
+        _: ContactId,
+        _: DateTime<Utc>,
+        _: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn claim(
         &self,
         lead: LeadId,
@@ -234,6 +252,10 @@ impl ScoringConfigSource for Config {
 
 type App = Process<Mem, Mail, Queue, Queue, Config, Config>;
 
+fn keyring(key: &str) -> leadflow_aws::secrets::Keyring {
+    leadflow_aws::secrets::Keyring::new("k1", [("k1".to_owned(), key.as_bytes().to_vec())]).unwrap()
+}
+
 fn app(nurture: bool) -> App {
     let mut nurture_config: NurtureConfig = serde_json::from_str(include_str!("../../../config/nurture.json")).unwrap();
     // Every hour is inside the send window, so the test does not depend on the clock.
@@ -245,7 +267,8 @@ fn app(nurture: bool) -> App {
         queue: Queue::default(),
         config: Config(nurture.then_some(nurture_config)),
         scoring_config: Config(None),
-        unsubscribe_secret: b"test-secret".to_vec(),
+        unsubscribe_keys: keyring("unsubscribe-test-key-0123456789abcdef"),
+        confirm_keys: keyring("confirm-test-key-0123456789abcdef0123"),
         public_url: "https://leadflow.test".into(),
         budget: Duration::from_secs(60),
         clock: now,
@@ -292,6 +315,7 @@ fn lead(app: &App, stage: Stage, band: &str, sales_ready: bool) -> LeadId {
             submissions: 1,
             nurture_enabled: true,
             fields: Default::default(),
+            handoff_requested: None,
         },
         contact: c,
         band: Some(band.into()),

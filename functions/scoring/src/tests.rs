@@ -187,15 +187,7 @@ fn now() -> DateTime<Utc> {
 fn contact(id: ContactId) -> Contact {
     Contact {
         contact_id: id,
-        email: None,
-        fields: Default::default(),
-        consent: None,
-        consent_pending: None,
-        unsubscribed_at: None,
-        suppressed: None,
-        owner: None,
-        created_at: now(),
-        updated_at: now(),
+        ..Contact::new(None, Default::default(), now())
     }
 }
 

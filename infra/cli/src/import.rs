@@ -22,6 +22,7 @@ use leadflow_domain::intake::{
 use leadflow_domain::ports::FormCatalog;
 use leadflow_domain::submission::{validate, RawSubmission, RawValue, Validated};
 
+use crate::csv_out::{Cell, Cells, CsvOut};
 use crate::{Error, Target};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct ImportOptions {
     pub map: Vec<(String, String)>,
     /// Put every imported (created or matched) lead on this static list.
     pub list: Option<leadflow_domain::lists::ListName>,
+    /// The errors file's cells: formula-safe for Excel (the default), or exactly as read
+    /// (`--raw`, to import the file again byte for byte).
+    pub cells: Cells,
 }
 
 impl Default for ImportOptions {
@@ -63,6 +67,7 @@ impl Default for ImportOptions {
             dry_run: false,
             map: Vec::new(),
             list: None,
+            cells: Cells::FormulaSafe,
         }
     }
 }
@@ -207,10 +212,12 @@ const IN_FLIGHT: usize = 2;
 
 type Results = Vec<Result<IntakeOutcome, IntakeError>>;
 
-fn refuse(out: &mut csv::Writer<std::fs::File>, line: u64, why: &str, values: &[String]) -> csv::Result<()> {
-    let mut record = vec![line.to_string(), why.to_owned()];
-    record.extend(values.iter().cloned());
-    out.write_record(&record)
+/// A refused row in the errors file: its line (a number), why, and its values as read (text
+/// from the file, neutralised like every text cell unless `--raw`).
+fn refuse(out: &mut CsvOut<std::fs::File>, line: u64, why: &str, values: &[String]) -> csv::Result<()> {
+    let mut record = vec![Cell::number(line), Cell::text(why)];
+    record.extend(values.iter().map(|v| Cell::text(v.as_str())));
+    out.row(record)
 }
 
 /// What an import keeps while it runs: its counts, its errors file, its checkpoint.
@@ -219,7 +226,7 @@ struct Settle<'a> {
     list: Option<&'a leadflow_domain::lists::ListName>,
     source: String,
     report: ImportReport,
-    errors_out: csv::Writer<std::fs::File>,
+    errors_out: CsvOut<std::fs::File>,
     state: String,
     run_id: String,
 }
@@ -294,6 +301,7 @@ async fn classify(
     seen: &mut HashSet<String>,
 ) -> Result<Result<bool, String>, Error> {
     let meta = SubmissionMeta {
+        route: leadflow_domain::intake::Route::Internal,
         received_at: Utc::now(),
         ..Default::default()
     };
@@ -323,7 +331,8 @@ fn describe(errors: &[leadflow_domain::submission::FieldError]) -> String {
 /// `import contacts FILE.csv`: each row through the same matching as intake (the form's
 /// strategies), streamed (memory stays flat at any size), resumable from a state file beside
 /// the input. `FILE.errors.csv` is written anew by each run from the first row (appended to
-/// when an interrupted run resumes): `line`, `error`, then the row's own columns as given.
+/// when an interrupted run resumes): `line`, `error`, then the row's own columns as given
+/// (formula-safe for Excel unless `opts.cells` is [`Cells::Raw`]; see [`crate::csv_out`]).
 /// `stop_after` interrupts on purpose (tests).
 pub async fn import_contacts(
     t: &Target,
@@ -388,11 +397,12 @@ pub async fn import_contacts(
         // UTF-8 with a BOM: Excel opens it with the Japanese intact.
         std::io::Write::write_all(&mut errors_file, "\u{feff}".as_bytes())?;
     }
-    let mut errors_out = csv::Writer::from_writer(errors_file);
+    let mut errors_out = CsvOut::new(errors_file, opts.cells);
     if !resuming {
+        // The file's own column names, as read (text like any other).
         let mut header = vec!["line".to_owned(), "error".to_owned()];
         header.extend(columns.iter().cloned());
-        errors_out.write_record(&header)?;
+        errors_out.texts(&header)?;
     }
     let total = std::fs::metadata(file)?.len();
     let bar = if progress {
@@ -493,6 +503,7 @@ pub async fn import_contacts(
                     .map(|(n, row)| {
                         // A stable key per row: a resumed run replays rows it already did instead of doubling them.
                         let meta = SubmissionMeta {
+                            route: leadflow_domain::intake::Route::Internal,
                             received_at: now,
                             source_ip: None,
                             user_agent: Some("leadflow import".into()),

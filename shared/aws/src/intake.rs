@@ -96,16 +96,22 @@ impl DynamoIntake {
                 contact_id,
                 email,
                 fields,
+                blanks_only,
                 consent,
                 pending_consent,
                 add_key,
             } => {
                 let mut update = Update::new().set("updated_at", to_av(&now)?);
+                // A public caller fills only what is blank; what differs waits for the mailbox.
+                let put = |u: Update, name: &str, value: &str| match blanks_only {
+                    true => u.set_if_absent(name, s(value)),
+                    false => u.set(name, s(value)),
+                };
                 if let Some(e) = email {
-                    update = update.set("email", s(e.as_str()));
+                    update = put(update, "email", e.as_str());
                 }
                 for (name, value) in fields.present() {
-                    update = update.set(name, s(value));
+                    update = put(update, name, value);
                 }
                 match consent {
                     Some(ConsentWrite::Replace(c)) => update = update.set("consent", to_av(c)?),
@@ -160,6 +166,7 @@ impl DynamoIntake {
                 lead_id,
                 fields,
                 start_nurture,
+                request_handoff,
             } => {
                 let mut update = Update::new()
                     .set("last_activity_at", to_av(&now)?)
@@ -167,10 +174,13 @@ impl DynamoIntake {
                 for (name, value) in fields {
                     update = update.set_in("fields", name, s(value));
                 }
+                if let Some(r) = request_handoff {
+                    update = update.set_if_absent("handoff_requested", to_av(r)?);
+                }
                 if *start_nurture {
                     update = update.set("nurture_enabled", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
                 }
-                if confirm {
+                if confirm || request_handoff.is_some() {
                     let (dpk, dsk) = keys::lead_due(now, *lead_id);
                     update = update.set(DUE_PK, s(dpk)).set(DUE_SK, s(dsk));
                 }
@@ -443,30 +453,42 @@ impl leadflow_domain::ports::ConsentStore for DynamoIntake {
         let Some(item) = self.table.get(keys::contact(contact)).await? else {
             return Ok(Confirmation::NothingPending);
         };
-        let Some(pending) = attr::<leadflow_domain::records::PendingConsent>(&item, "consent_pending")? else {
+        let stored: leadflow_domain::records::Contact = from_record(item)?;
+        let Some(done) = leadflow_domain::confirmation::confirm(&stored, nonce, evidence) else {
             return Ok(Confirmation::NothingPending);
         };
-        if pending.nonce != nonce {
-            return Ok(Confirmation::NothingPending);
-        }
-        let mut consent = pending.consent.clone();
-        consent.confirmed = Some(evidence.clone());
-        // Consent in force, both steps as evidence; an explicit new opt-in lifts an earlier
-        // unsubscribe. Only the request this link names, and only once.
-        let contact_update = Update::new()
-            .set("consent", to_av(&consent)?)
+        // Only the request this link names, and only once.
+        let mut contact_update = Update::new()
+            .set("address_confirmed_at", to_av(&done.at)?)
             .remove("consent_pending")
-            .remove("unsubscribed_at")
             .when("{consent_pending}.{nonce} = :nonce", &[(":nonce", s(nonce))]);
+        if let Some(consent) = &done.consent {
+            contact_update = contact_update.set("consent", to_av(consent)?).remove("unsubscribed_at");
+        }
+        for (name, value) in &done.changes {
+            contact_update = contact_update.set(name, s(value));
+        }
+        if !done.changes.is_empty() {
+            contact_update = contact_update.set("updated_at", to_av(&done.at)?);
+        }
         // The lead whose submission asked is looked at by the next process run (nurture starts).
-        let (dpk, dsk) = keys::lead_due(evidence.at, pending.lead_id);
+        let (dpk, dsk) = keys::lead_due(evidence.at, done.lead_id);
         let lead_update = Update::new().set(DUE_PK, s(dpk)).set(DUE_SK, s(dsk)).if_exists();
-        let items = vec![
+        let mut items = vec![
             self.table.update_tx(keys::contact(contact), contact_update)?,
-            self.table.update_tx(keys::lead(pending.lead_id), lead_update)?,
+            self.table.update_tx(keys::lead(done.lead_id), lead_update)?,
+            self.table
+                .put_tx(outboxed_interaction(&done.interaction, done.at)?, Condition::absent())?,
         ];
+        if let Some(h) = &done.history {
+            let key = keys::field_history(h.contact_id, h.at, done.interaction.interaction_id);
+            items.push(
+                self.table
+                    .put_tx(record_item(h, key, "field_history")?, Condition::absent())?,
+            );
+        }
         Ok(match self.table.transact(items, None).await? {
-            crate::table::Transact::Committed => Confirmation::Confirmed,
+            crate::table::Transact::Committed => Confirmation::Confirmed(Box::new(done.interaction)),
             _ => Confirmation::NothingPending,
         })
     }

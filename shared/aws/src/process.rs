@@ -9,8 +9,8 @@ use leadflow_domain::process::activity::Activity;
 use leadflow_domain::process::handoff::Task;
 use leadflow_domain::process::plan::{LeadView, NurtureState};
 use leadflow_domain::process::ports::{
-    Claim, DueItem, LeadApiStore, LeadSave, LeaseStore, RoundRobin, SendLedger, SlotGiveBack, TaskAndActivity,
-    TaskStore,
+    Claim, ConfirmationSlot, DueItem, LeadApiStore, LeadSave, LeaseStore, RoundRobin, SendLedger, SlotGiveBack,
+    TaskAndActivity, TaskStore,
 };
 use leadflow_domain::process::routine::RoutineStore;
 use leadflow_domain::process::stage::StageChange;
@@ -358,6 +358,49 @@ impl SendLedger for DynamoProcess {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Err(StoreError::Unavailable("the sent record kept conflicting".into()))
+    }
+
+    async fn claim_confirmation(
+        &self,
+        contact: ContactId,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<ConfirmationSlot, StoreError> {
+        let update = Update::new().set("confirmation_sent_at", s(sortable_time(now))).when(
+            "attribute_exists(pk) AND (attribute_not_exists({confirmation_sent_at}) OR {confirmation_sent_at} <= :since)",
+            &[(":since", s(sortable_time(since)))],
+        );
+        if self.table.update(keys::contact(contact), update).await?.is_some() {
+            return Ok(ConfirmationSlot::Taken);
+        }
+        // Rare: the address had one within the interval (or the contact is gone).
+        let at = self
+            .table
+            .get(keys::contact(contact))
+            .await?
+            .and_then(|i| crate::table::str_attr(&i, "confirmation_sent_at").map(str::to_owned))
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(now, |t| t.with_timezone(&Utc));
+        Ok(ConfirmationSlot::SentAt(at))
+    }
+
+    async fn release_confirmation(
+        &self,
+        contact: ContactId,
+        taken_at: DateTime<Utc>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let update = match before {
+            Some(b) => Update::new().set("confirmation_sent_at", s(sortable_time(b))),
+            None => Update::new().remove("confirmation_sent_at"),
+        }
+        .when(
+            "{confirmation_sent_at} = :taken",
+            &[(":taken", s(sortable_time(taken_at)))],
+        );
+        // A failed condition: another run took the slot meanwhile; it stays theirs.
+        self.table.update(keys::contact(contact), update).await?;
+        Ok(())
     }
 
     async fn release(&self, lead: LeadId, key_name: &str, give_back: Option<SlotGiveBack>) -> Result<(), StoreError> {

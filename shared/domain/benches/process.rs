@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
             last_activity_at: now,
             submissions: 1,
             nurture_enabled: true,
+            handoff_requested: None,
             fields: Default::default(),
         },
         contact,

@@ -21,14 +21,32 @@ pub enum EmailError {
     TooLong,
     #[error("is not a valid email address")]
     Syntax,
+    /// A control character (C0, DEL, C1) or an invisible one ([`is_invisible`]) inside the
+    /// address. Refused, never removed: removing it would make another, valid address.
+    #[error("must not contain control or invisible characters")]
+    Invisible,
+}
+
+/// Characters that change how text is shown without being seen: zero-width characters and
+/// directional marks (U+200B–U+200F), bidi embeddings and overrides (U+202A–U+202E), word
+/// joiner, invisible operators and bidi isolates (U+2060–U+2069), and the zero-width
+/// no-break space / byte order mark (U+FEFF). An address containing one is refused
+/// ([`EmailError::Invisible`]); submitted text loses them
+/// ([`crate::submission::clean_value`]).
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 impl Email {
-    /// Parses and normalises an address as the spec asks: trimmed and lower-cased.
+    /// Parses and normalises an address as the spec asks: trimmed and lower-cased. White
+    /// space around it is trimmed; a control or invisible character left in it is refused.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);
+        }
+        if trimmed.chars().any(|c| c.is_control() || is_invisible(c)) {
+            return Err(EmailError::Invisible);
         }
         if trimmed.chars().count() > MAX_EMAIL_LEN {
             return Err(EmailError::TooLong);
@@ -107,6 +125,28 @@ mod tests {
         assert_eq!(Email::parse(""), Err(EmailError::Empty));
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(Email::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn refuses_control_and_invisible_characters_inside() {
+        for c in [
+            '\u{0}', '\t', '\n', '\u{1b}', '\u{7f}', '\u{80}', '\u{85}', '\u{9f}', '\u{200b}', '\u{200d}', '\u{200f}',
+            '\u{202a}', '\u{202e}', '\u{2060}', '\u{2066}', '\u{2069}', '\u{feff}',
+        ] {
+            let raw = format!("taro{c}@example.jp");
+            assert_eq!(Email::parse(&raw), Err(EmailError::Invisible), "{raw:?}");
+            let raw = format!("taro@exam{c}ple.jp");
+            assert_eq!(Email::parse(&raw), Err(EmailError::Invisible), "{raw:?}");
+        }
+        // Not white space, so not trimmed: refused at either end too.
+        assert_eq!(Email::parse("\u{0}taro@example.jp"), Err(EmailError::Invisible));
+        assert_eq!(Email::parse("taro@example.jp\u{feff}"), Err(EmailError::Invisible));
+        assert_eq!(
+            EmailError::Invisible.to_string(),
+            "must not contain control or invisible characters"
+        );
+        assert!(is_invisible('\u{200b}') && is_invisible('\u{202e}') && is_invisible('\u{feff}'));
+        assert!(!is_invisible('a') && !is_invisible('\u{3000}') && !is_invisible('\u{2070}'));
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub fn event_kind(name: &str) -> Option<InteractionKind> {
         "webinar_attended" => InteractionKind::WebinarAttended,
         // Email and form events come from SES and intake only: a page cannot claim them.
         "email_delivered" | "email_opened" | "email_clicked" | "email_bounced" | "email_complained"
-        | "form_submitted" | "unsubscribed" => return None,
+        | "form_submitted" | "unsubscribed" | "address_confirmed" | "imported" => return None,
         custom
             if custom.len() <= 40
                 && custom

@@ -84,6 +84,39 @@ impl FieldSpec {
     }
 }
 
+/// Who may submit a form. A public request for an internal form is answered exactly as one for
+/// a form that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FormAccess {
+    /// Landing pages: anyone on the internet, on `POST /forms/{formId}/submissions`.
+    #[default]
+    Public,
+    /// Back-end integrations and the ops tool's import only: the IAM-authorised
+    /// `POST /internal/forms/{formId}/submissions` and `leadflow import`.
+    Internal,
+}
+
+/// What a submission of a form does about a hand-off to sales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "when", deny_unknown_fields)]
+pub enum HandoffPolicy {
+    /// Only the score hands a lead to sales (sales-ready: the threshold and behaviour evidence).
+    #[default]
+    Score,
+    /// Every submission asks for a hand-off at once (a demo or contact request), even from an
+    /// address nobody has confirmed: the owner's email then says so. At most `daily_cap` such
+    /// hand-offs per form and day; the rest wait for the next day's room or for the score.
+    OnSubmit {
+        #[serde(default = "default_handoff_cap")]
+        daily_cap: u32,
+    },
+}
+
+fn default_handoff_cap() -> u32 {
+    20
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownFieldPolicy {
@@ -137,6 +170,13 @@ pub struct FormDefinition {
     pub name: String,
     #[serde(default = "one")]
     pub version: u32,
+    /// Who may submit it: `public` (default) or `internal` (imports, back-end integrations).
+    #[serde(default)]
+    pub access: FormAccess,
+    /// Whether a submission asks for a hand-off by itself (`{"when": "on_submit", "daily_cap":
+    /// 20}`), or only the score does (the default).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub handoff: HandoffPolicy,
     /// Declared fields: custom ones, and standard ones whose rules differ from the defaults.
     #[serde(default)]
     pub fields: Vec<FieldSpec>,
@@ -176,6 +216,10 @@ pub struct FormDefinition {
 fn one() -> u32 {
     1
 }
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 fn default_dedup_window() -> u32 {
     DEFAULT_DEDUP_WINDOW_SECS
 }
@@ -194,9 +238,15 @@ impl FormDefinition {
         self.nurture.unwrap_or(self.source != LeadSource::Import)
     }
 
-    /// Whether consent given here waits for the person's confirmation.
-    pub fn double_opt_in(&self) -> bool {
-        self.double_opt_in.unwrap_or(self.consent.is_some())
+    /// Whether consent given here waits for the person's confirmation. On a public route it
+    /// always does, whatever the form says: only the mailbox's owner can opt an address in.
+    pub fn double_opt_in(&self, public: bool) -> bool {
+        public || self.double_opt_in.unwrap_or(self.consent.is_some())
+    }
+
+    /// Whether a caller on this route may use the form at all.
+    pub fn served_to(&self, public: bool) -> bool {
+        !public || self.access == FormAccess::Public
     }
 
     /// The rules for a field name, declared or standard; `None` for an unknown field.

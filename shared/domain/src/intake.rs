@@ -24,6 +24,8 @@ use crate::records::{
 };
 use crate::submission::{validate, FieldError, RawSubmission, ValidSubmission, Validated};
 
+/// The interaction property that marks a public submission: anyone may have sent it.
+pub const UNCONFIRMED: &str = "unconfirmed";
 /// How long an `Idempotency-Key` replays its first answer.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
 /// How long spam is kept for inspection.
@@ -62,13 +64,32 @@ pub struct PublicReceipt {
 }
 
 impl Receipt {
+    /// The answer an anonymous caller sees: a number that names the submission to support (it
+    /// is derived from the submission's id) but carries no time and nothing else about it.
+    /// Without a submission (a double click answered with a replay, a receipt stored before
+    /// receipt numbers existed) it is a fresh random number: a second submitter learns nothing
+    /// about the first.
     pub fn public(&self) -> PublicReceipt {
+        let receipt = match self.submission {
+            Some(id) => digest(&["receipt", &id.to_string()])[..32].to_owned(),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         PublicReceipt {
             status: "accepted",
-            // A receipt stored before receipt numbers existed has none: any fresh id will do.
-            receipt: self.submission.unwrap_or_else(InteractionId::generate).to_string(),
+            receipt,
         }
     }
+
+}
+
+/// The receipt a replay answers with: the first one for the caller's own `Idempotency-Key` and
+/// for a trusted caller; for a public double click one without a receipt number (the public
+/// answer is then a fresh random one: whoever sends identical values learns nothing).
+fn replayed(mut receipt: Receipt, by_key: bool, meta: &SubmissionMeta) -> Receipt {
+    if !by_key && meta.route == Route::Public {
+        receipt.submission = None;
+    }
+    receipt
 }
 
 /// A receipt kept for replay: what was submitted (its fingerprint) and until when.
@@ -79,9 +100,22 @@ pub struct StoredReceipt {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Which door a submission came through. The mailbox is the only identity a public caller has:
+/// until the address owner confirms through our emailed link, a public submission may create
+/// records but may not change what a known person gave, link a browser to them, opt them in or
+/// make them sales-ready. Internal routes (IAM-authorised integrations, the ops tool's import)
+/// are trusted with all of that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    #[default]
+    Public,
+    Internal,
+}
+
 /// Facts about the request that are not form fields.
 #[derive(Debug, Clone, Default)]
 pub struct SubmissionMeta {
+    pub route: Route,
     pub received_at: DateTime<Utc>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -130,6 +164,9 @@ pub enum ContactWrite {
         email: Option<Email>,
         /// Only the non-empty submitted values: an empty value never blanks a stored one.
         fields: ContactFields,
+        /// A public submission: the values fill only blank fields (a differing value waits in
+        /// the pending confirmation); an internal one replaces them.
+        blanks_only: bool,
         consent: Option<ConsentWrite>,
         /// A double opt-in waiting for confirmation (replaces any earlier pending one).
         pending_consent: Option<crate::records::PendingConsent>,
@@ -150,6 +187,8 @@ pub enum LeadWrite {
         /// The submission puts the lead in its nurture program (a person's own form, or an
         /// import with `--nurture`); never takes it out.
         start_nurture: bool,
+        /// An `on_submit` hand-off form: the lead asks for sales (the first request stands).
+        request_handoff: Option<crate::records::HandoffRequest>,
     },
 }
 
@@ -327,31 +366,54 @@ pub fn decide(
     let interaction_id = InteractionId::generate();
     let lead_id_if_new = LeadId::generate();
     let lead_id = found.lead.map(|(l, _)| l).unwrap_or(lead_id_if_new);
-    let given = sub.consent.map(|opt_in| Consent {
-        opt_in,
-        wording_version: form.consent.as_ref().map(|c| c.version.clone()),
-        at: now,
-        source_form: form.id.clone(),
-        ip: meta.source_ip.clone(),
-        user_agent: meta.user_agent.clone(),
-        confirmed: None,
-    });
-    // Double opt-in: a "yes" waits for the person's confirmation and grants nothing until then;
-    // a consent confirmed before stays in force.
-    let (consent, pending) = match given {
-        Some(c) if c.opt_in && form.double_opt_in() => (
-            None,
-            Some(crate::records::PendingConsent {
-                consent: c,
-                lead_id,
-                nonce: interaction_id.to_string(),
-            }),
-        ),
+    let public = meta.route == Route::Public;
+    // A public form without consent wording asked nobody anything: no consent is recorded.
+    let given = sub
+        .consent
+        .filter(|_| !public || form.consent.is_some())
+        .map(|opt_in| Consent {
+            opt_in,
+            wording_version: form.consent.as_ref().map(|c| c.version.clone()),
+            at: now,
+            source_form: form.id.clone(),
+            ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            confirmed: None,
+        });
+    // Double opt-in (always on a public route): a "yes" waits for the person's confirmation and
+    // grants nothing until then; consent in force, confirmed or not, is never replaced by it.
+    let (consent, pending_opt_in) = match given {
+        Some(c) if c.opt_in && form.double_opt_in(public) => (None, Some(c)),
         other => (other, None),
     };
 
     // The lead key is the more specific match: when it finds a lead, that lead's contact is the person.
     let existing_contact = found.lead.map(|(_, c)| c).or(found.contact);
+    // What only the address's owner can grant from a public route: values that may differ from
+    // a known person's, and the browser the submission came from.
+    let (changes, visitor) = if public {
+        let changes = match existing_contact {
+            Some(_) => sub
+                .contact
+                .present()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        (changes, sub.visitor_id.clone())
+    } else {
+        (BTreeMap::new(), None)
+    };
+    let pending = (pending_opt_in.is_some() || !changes.is_empty() || visitor.is_some()).then(|| {
+        crate::records::PendingConsent {
+            consent: pending_opt_in,
+            lead_id,
+            nonce: interaction_id.to_string(),
+            changes,
+            visitor_id: visitor,
+            form_id: form.id.clone(),
+        }
+    });
     let (contact_id, contact_res, contact) = match existing_contact {
         Some(contact_id) => {
             let add_key = if found.contact.is_none() {
@@ -363,6 +425,7 @@ pub fn decide(
                 contact_id,
                 email: sub.email.clone(),
                 fields: sub.contact.clone(),
+                blanks_only: public,
                 consent: consent.map(|c| {
                     if c.opt_in {
                         ConsentWrite::Replace(c)
@@ -376,21 +439,11 @@ pub fn decide(
             (contact_id, Resolution::Matched, write)
         }
         None => {
-            let contact_id = ContactId::generate();
-            let contact = Contact {
-                contact_id,
-                email: sub.email.clone(),
-                fields: sub.contact.clone(),
-                consent,
-                consent_pending: pending,
-                unsubscribed_at: None,
-                suppressed: None,
-                owner: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let mut contact = Contact::new(sub.email.clone(), sub.contact.clone(), now);
+            contact.consent = consent;
+            contact.consent_pending = pending;
             (
-                contact_id,
+                contact.contact_id,
                 Resolution::Created,
                 ContactWrite::Create {
                     contact,
@@ -400,6 +453,12 @@ pub fn decide(
         }
     };
 
+    let handoff_requested = match form.handoff {
+        crate::form::HandoffPolicy::OnSubmit { daily_cap } => {
+            Some(crate::records::HandoffRequest { at: now, daily_cap })
+        }
+        crate::form::HandoffPolicy::Score => None,
+    };
     let (lead_id, lead_res, lead) = match found.lead {
         Some((lead_id, _)) => (
             lead_id,
@@ -408,6 +467,7 @@ pub fn decide(
                 lead_id,
                 fields: sub.custom.clone(),
                 start_nurture: form.starts_nurture(),
+                request_handoff: handoff_requested,
             },
         ),
         None => {
@@ -425,6 +485,7 @@ pub fn decide(
                 submissions: 1,
                 fields: sub.custom.clone(),
                 nurture_enabled: form.starts_nurture(),
+                handoff_requested,
             };
             (
                 lead_id,
@@ -450,8 +511,13 @@ pub fn decide(
     if let Some(c) = &form.campaign {
         properties.insert("campaign".into(), c.clone().into());
     }
-    if let Some(v) = &sub.visitor_id {
+    if let Some(v) = sub.visitor_id.as_ref().filter(|_| !public) {
         properties.insert("visitor_id".into(), v.clone().into());
+    }
+    if public {
+        // Anyone may have sent it: its points are no evidence for sales-ready until the
+        // address's owner confirms (scoring reads this with the contact's confirmation).
+        properties.insert(UNCONFIRMED.into(), true.into());
     }
     if !sub.custom.is_empty() {
         properties.insert("fields".into(), serde_json::to_value(&sub.custom).unwrap_or_default());
@@ -632,7 +698,7 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
             let plan = match decide(form, &sub, meta, &req, &found) {
                 Decision::Replay { receipt, by_key } => {
                     return Ok(IntakeOutcome::Accepted {
-                        receipt,
+                        receipt: replayed(receipt, by_key, meta),
                         replayed: by_key,
                         queued: false,
                     })
@@ -722,7 +788,7 @@ impl<S: IntakeStore, Q: InteractionQueue> IntakeService<S, Q> {
             match decide(form, &sub, meta, &req, &found) {
                 Decision::Replay { receipt, by_key } => {
                     results[i] = Some(Ok(IntakeOutcome::Accepted {
-                        receipt,
+                        receipt: replayed(receipt, by_key, meta),
                         replayed: by_key,
                         queued: false,
                     }))

@@ -407,7 +407,18 @@ async fn service_matches_on_second_submission_and_dedups_double_click() {
     else {
         panic!("{again:?}")
     };
-    assert_eq!(r1, r2);
+    // The same records; no receipt number: the public answer is a fresh random one, which says
+    // nothing about the first submission (no time, nothing to link the two by).
+    assert_eq!((r1.contact_id, r1.lead_id), (r2.contact_id, r2.lead_id));
+    assert!(r1.submission.is_some() && r2.submission.is_none());
+    let (p1, p2, p2_again) = (r1.public(), r2.public(), r2.public());
+    assert_ne!(p1.receipt, p2.receipt);
+    assert_ne!(p2.receipt, p2_again.receipt);
+    assert_eq!(p1.receipt, r1.public().receipt, "a receipt number names its submission");
+    assert!(
+        !p1.receipt.contains(&r1.submission.unwrap().to_string()[..8]),
+        "no time in it"
+    );
     let changed = svc
         .submit(&f, &body(json!({"email": "a@b.co", "last_name": "y"})), &meta(2))
         .await
@@ -567,4 +578,241 @@ async fn a_refused_packed_commit_sends_its_rows_one_by_one() {
         .all(|o| matches!(o, Ok(IntakeOutcome::Accepted { receipt, .. }) if receipt.contact == Resolution::Created)));
     let m = svc.store.inner.lock().unwrap();
     assert_eq!((m.contact_keys.len(), m.interactions), (3, 3));
+}
+
+fn body_error(raw: &[u8]) -> String {
+    parse_json(raw).unwrap_err().to_string()
+}
+
+#[test]
+fn json_duplicate_keys_are_refused_and_named() {
+    assert_eq!(
+        body_error(br#"{"email": "a@b.co", "last_name": "x", "email": "c@d.co"}"#),
+        r#"JSON body has the key "email" more than once"#
+    );
+    // The same key spelt with an escape is the same key.
+    assert_eq!(
+        body_error(br#"{"last_name": "x", "last_\u006eame": "y"}"#),
+        r#"JSON body has the key "last_name" more than once"#
+    );
+    // Null or not, a second value is a second value.
+    assert_eq!(
+        body_error(br#"{"company": null, "company": "Acme"}"#),
+        r#"JSON body has the key "company" more than once"#
+    );
+}
+
+#[test]
+fn json_duplicate_keys_in_nested_objects_are_refused() {
+    assert_eq!(
+        body_error(br#"{"email": "a@b.co", "extra": {"k": 1, "k": 2}}"#),
+        r#"JSON body has the key "k" more than once"#
+    );
+    assert_eq!(
+        body_error(br#"{"email": "a@b.co", "list": [{"k": 1}, {"k": {"deep": 1, "deep": 2}}]}"#),
+        r#"JSON body has the key "deep" more than once"#
+    );
+    // One key in several objects is no repeat.
+    let ok = parse_json(br#"{"k": {"k": 1}, "list": [{"k": 1}, {"k": 2}], "email": "a@b.co"}"#).unwrap();
+    assert_eq!(ok.text("email"), Some("a@b.co"));
+}
+
+#[test]
+fn json_values_read_as_before() {
+    use crate::submission::RawValue::{Compound, Null, Text};
+    let raw = parse_json(
+        br#"{"s": "t", "n": 1.5, "big": 12345678901234567890, "neg": -3, "e": 1e100, "b": true,
+            "z": null, "list": [1, {"a": 1}], "obj": {"a": [1]}}"#,
+    )
+    .unwrap();
+    let text = |t: &str| Text(t.to_owned());
+    // Key order, as serde_json's map gave them.
+    assert_eq!(
+        raw.fields,
+        vec![
+            ("b".to_owned(), text("true")),
+            ("big".to_owned(), text("12345678901234567890")),
+            ("e".to_owned(), text("1e+100")),
+            ("list".to_owned(), Compound),
+            ("n".to_owned(), text("1.5")),
+            ("neg".to_owned(), text("-3")),
+            ("obj".to_owned(), Compound),
+            ("s".to_owned(), text("t")),
+            ("z".to_owned(), Null),
+        ]
+    );
+    assert!(matches!(parse_json(br#"{"a": 1} x"#), Err(BodyError::MalformedJson(_))));
+    assert!(matches!(parse_json(br#"{"a": 1"#), Err(BodyError::MalformedJson(_))));
+    assert_eq!(parse_json(b"\"text\""), Err(BodyError::NotAnObject));
+    assert_eq!(parse_json(b"null"), Err(BodyError::NotAnObject));
+}
+
+const INVISIBLE_IN_EMAIL: &str = "must not contain control or invisible characters";
+
+#[test]
+fn control_or_invisible_characters_inside_an_email_are_refused() {
+    let f = form(json!({}));
+    for c in [
+        '\u{0}', '\t', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', '\u{200b}', '\u{200e}', '\u{202a}', '\u{202e}',
+        '\u{2060}', '\u{2066}', '\u{2069}', '\u{feff}',
+    ] {
+        for email in [
+            format!("taro{c}@example.jp"),
+            format!("{c}taro@example.jp"),
+            format!("taro@example.jp{c}"),
+        ] {
+            // A leading or trailing tab or NEL is white space around the address, trimmed.
+            if c.is_whitespace() && email.trim() != email {
+                continue;
+            }
+            let errs = errors_of(&f, json!({"email": email, "last_name": "x"}));
+            assert_eq!(
+                errs,
+                vec![("email".to_string(), INVISIBLE_IN_EMAIL.to_string())],
+                "{email:?}"
+            );
+        }
+    }
+    // The same through a urlencoded body: never stripped into taro@example.jp.
+    let raw = parse_urlencoded(b"email=taro%00%40example.jp&last_name=x").unwrap();
+    let errs = validate(&f, &raw).unwrap_err();
+    assert_eq!(
+        (errs[0].field.as_str(), errs[0].message.as_str()),
+        ("email", INVISIBLE_IN_EMAIL)
+    );
+    assert_eq!(errs.len(), 1);
+    // White space around an address is still only trimmed.
+    let s = valid(&f, json!({"email": "\t Taro@Example.JP \r\n", "last_name": "x"}));
+    assert_eq!(s.email.unwrap().as_str(), "taro@example.jp");
+}
+
+fn text_form() -> FormDefinition {
+    form(json!({"fields": [
+        {"name": "last_name", "required": true},
+        {"name": "topic", "kind": "select", "options": ["crm", "ma"]},
+        {"name": "note"},
+        {"name": "message", "kind": "textarea"}
+    ]}))
+}
+
+#[test]
+fn names_companies_and_titles_lose_bidi_and_zero_width_characters() {
+    let s = valid(
+        &text_form(),
+        json!({
+            "email": "a@b.co", "last_name": "山田\u{202E}\u{200B}太郎", "first_name": "\u{feff}花子\u{2066}",
+            "company": "Acme\u{200d} \u{2060}Corp\u{0}", "job_title": "部長\u{2069}\u{85}", "industry": "\u{202a}IT\u{202c}",
+            "country": "JP\u{9f}", "topic": "crm\u{200b}", "note": "\u{200f}メモ\u{2064}"
+        }),
+    );
+    assert_eq!(s.contact.last_name.as_deref(), Some("山田太郎"));
+    assert_eq!(s.contact.first_name.as_deref(), Some("花子"));
+    assert_eq!(s.contact.company.as_deref(), Some("Acme Corp"));
+    assert_eq!(s.contact.job_title.as_deref(), Some("部長"));
+    assert_eq!(s.contact.industry.as_deref(), Some("IT"));
+    assert_eq!(s.contact.country.as_deref(), Some("JP"));
+    assert_eq!(s.custom.get("topic").map(String::as_str), Some("crm"));
+    assert_eq!(s.custom.get("note").map(String::as_str), Some("メモ"));
+    // A value of nothing but invisible characters is no value.
+    let errs = errors_of(
+        &text_form(),
+        json!({"email": "a@b.co", "last_name": "\u{200b}\u{202e}"}),
+    );
+    assert_eq!(errs, vec![("last_name".to_string(), "is required".to_string())]);
+}
+
+#[test]
+fn a_textarea_keeps_its_line_breaks_and_other_fields_fold_them() {
+    let s = valid(
+        &text_form(),
+        json!({
+            "email": "a@b.co", "last_name": "x",
+            "message": "\r\n 一行目\u{200b} \r\n二行目\u{202e}\r三行目\n\n  ４行目\t\u{0}続き  \n\n",
+            "note": "一行目\r\n二行目"
+        }),
+    );
+    assert_eq!(
+        s.custom.get("message").map(String::as_str),
+        Some("一行目\n二行目\n三行目\n\n4行目 続き")
+    );
+    assert_eq!(s.custom.get("note").map(String::as_str), Some("一行目 二行目"));
+}
+
+/// A known person, submitted for on the public route and on an internal one.
+fn known_person_plan(route: Route, extra: serde_json::Value) -> IntakePlan {
+    let f = form(json!({"double_opt_in": false}));
+    let mut v =
+        json!({"email": "a@b.co", "last_name": "new", "company": "Other", "visitor_id": "vis-1", "consent": true});
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let s = valid(&f, v);
+    let m = SubmissionMeta { route, ..meta(0) };
+    let req = lookup_request(&f, &s, &m).unwrap();
+    let found = LookupResult {
+        contact: Some(ContactId::generate()),
+        lead: Some((LeadId::generate(), ContactId::generate())),
+        ..Default::default()
+    };
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
+        panic!()
+    };
+    *plan
+}
+
+#[test]
+fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
+    let plan = known_person_plan(Route::Public, json!({}));
+    let ContactWrite::Update {
+        blanks_only,
+        consent,
+        pending_consent,
+        ..
+    } = &plan.contact
+    else {
+        panic!()
+    };
+    assert!(blanks_only, "fills blanks only");
+    assert!(consent.is_none(), "no consent, though the form is single opt-in");
+    let pending = pending_consent.as_ref().unwrap();
+    assert!(pending.consent.as_ref().is_some_and(|c| c.opt_in));
+    assert_eq!(pending.changes["company"], "Other");
+    assert_eq!(pending.visitor_id.as_deref(), Some("vis-1"));
+    assert!(
+        !plan.interaction.properties.contains_key("visitor_id"),
+        "no browser linked"
+    );
+    assert_eq!(plan.interaction.properties[UNCONFIRMED], true);
+}
+
+#[test]
+fn an_internal_submission_is_trusted_as_before() {
+    let plan = known_person_plan(Route::Internal, json!({}));
+    let ContactWrite::Update {
+        blanks_only,
+        consent,
+        pending_consent,
+        ..
+    } = &plan.contact
+    else {
+        panic!()
+    };
+    assert!(!blanks_only);
+    assert!(matches!(consent, Some(ConsentWrite::Replace(c)) if c.opt_in));
+    assert!(pending_consent.is_none());
+    assert_eq!(plan.interaction.properties["visitor_id"], "vis-1");
+    assert!(!plan.interaction.properties.contains_key(UNCONFIRMED));
+}
+
+#[test]
+fn a_public_form_without_consent_wording_records_no_consent() {
+    let f: FormDefinition = serde_json::from_value(json!({"id": "plain", "name": "Plain"})).unwrap();
+    let s = valid(&f, json!({"email": "a@b.co", "consent": true}));
+    let m = meta(0);
+    let req = lookup_request(&f, &s, &m).unwrap();
+    let Decision::Write(plan) = decide(&f, &s, &m, &req, &LookupResult::default()) else {
+        panic!()
+    };
+    let ContactWrite::Create { contact, .. } = &plan.contact else {
+        panic!()
+    };
+    assert!(contact.consent.is_none() && contact.consent_pending.is_none());
 }

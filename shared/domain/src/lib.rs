@@ -1,6 +1,7 @@
 //! leadflow's domain: records, typed values, form validation, matching and the intake
 //! decision. Pure Rust with no AWS types; the outside world is reached through [`ports`].
 
+pub mod confirmation;
 pub mod digest;
 pub mod email;
 pub mod engagement;

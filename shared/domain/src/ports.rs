@@ -63,15 +63,16 @@ pub trait Unsubscribes: Send + Sync {
 }
 
 /// What a confirmation click did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Confirmation {
-    /// The pending opt-in is now consent, with the click's evidence.
-    Confirmed,
+    /// What the request asked is granted (consent with the click's evidence, the changes, the
+    /// browser); the interaction, kept in the outbox, is for scoring.
+    Confirmed(Box<crate::records::Interaction>),
     /// Nothing pending under that link (confirmed already, or replaced by a later request).
     NothingPending,
 }
 
-/// Turns a pending double opt-in into consent.
+/// Grants a pending confirmation request (see [`crate::confirmation`]).
 pub trait ConsentStore: Send + Sync {
     fn confirm(
         &self,

@@ -158,15 +158,48 @@ pub struct ConsentConfirmation {
     pub user_agent: Option<String>,
 }
 
-/// Consent given on a double opt-in form, waiting for the person's confirmation. Until then
-/// it grants nothing: no marketing email.
+/// What a submission asked for that only the address's owner can grant, waiting for their
+/// click on the emailed confirmation link: an opt-in (double opt-in), changes to what a known
+/// person gave (a public submission), and the browser it came from. Until then it grants
+/// nothing: no marketing email, no changed values, no browser linked. A later request replaces
+/// an earlier one (its link then confirms nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingConsent {
-    pub consent: Consent,
+    /// The opt-in asked for, if the submission asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
     /// The lead whose submission asked: the process sends the confirmation email for it.
     pub lead_id: LeadId,
     /// Names this request (the submission's id): a confirmation link confirms only its own.
     pub nonce: String,
+    /// Values the submission gave that differ from (or may differ from) the stored ones,
+    /// applied with field history when confirmed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, String>,
+    /// The submitting browser's visitor id, linked to the person when confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<String>,
+    /// The form it came through (field history names it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub form_id: String,
+}
+
+impl PendingConsent {
+    /// The changes that would still change something on `contact`.
+    pub fn effective_changes<'a>(&'a self, contact: &'a Contact) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.changes
+            .iter()
+            .filter(move |(k, v)| contact.fields.get(k) != Some(v.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether confirming would do anything for `contact`: an opt-in not yet in force, a
+    /// value that differs, or a browser to link.
+    pub fn asks_anything(&self, contact: &Contact) -> bool {
+        let opt_in = self.consent.as_ref().is_some_and(|c| c.opt_in);
+        let subscribed = contact.consent.as_ref().is_some_and(|c| c.opt_in) && contact.unsubscribed_at.is_none();
+        (opt_in && !subscribed) || self.visitor_id.is_some() || self.effective_changes(contact).next().is_some()
+    }
 }
 
 /// Why a contact may no longer be emailed.
@@ -194,6 +227,13 @@ pub struct Contact {
     pub suppressed: Option<Suppression>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// When the address's owner last clicked one of our confirmation links: the mailbox is
+    /// theirs. Until then nothing a public caller says about them counts towards sales-ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_confirmed_at: Option<DateTime<Utc>>,
+    /// When the last confirmation email went to this address (at most one a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation_sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -253,6 +293,16 @@ pub struct Lead {
     /// (possibly empty) so that an update can set one entry.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// A submission of an `on_submit` hand-off form (a demo request) asked for sales at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_requested: Option<HandoffRequest>,
+}
+
+/// A lead's own request for sales (an `on_submit` hand-off form), with that form's daily cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRequest {
+    pub at: DateTime<Utc>,
+    pub daily_cap: u32,
 }
 
 impl Contact {
@@ -267,9 +317,19 @@ impl Contact {
             unsubscribed_at: None,
             suppressed: None,
             owner: None,
+            address_confirmed_at: None,
+            confirmation_sent_at: None,
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+impl Contact {
+    /// Whether the address's owner has ever clicked one of our confirmation links (a confirmed
+    /// opt-in is such a click too).
+    pub fn address_confirmed(&self) -> bool {
+        self.address_confirmed_at.is_some() || self.consent.as_ref().is_some_and(|c| c.confirmed.is_some())
     }
 }
 
@@ -289,6 +349,7 @@ impl Lead {
             submissions: 1,
             nurture_enabled: true,
             fields: BTreeMap::new(),
+            handoff_requested: None,
         }
     }
 }
@@ -313,6 +374,9 @@ pub enum InteractionKind {
     EmailBounced,
     EmailComplained,
     Unsubscribed,
+    /// The address's owner clicked a confirmation link: what their unconfirmed submissions
+    /// earned now counts, and the browser they submitted from is linked.
+    AddressConfirmed,
     Custom(String),
 }
 
@@ -332,6 +396,7 @@ impl InteractionKind {
             InteractionKind::EmailBounced => "email_bounced",
             InteractionKind::EmailComplained => "email_complained",
             InteractionKind::Unsubscribed => "unsubscribed",
+            InteractionKind::AddressConfirmed => "address_confirmed",
             InteractionKind::Custom(name) => name,
         }
     }

@@ -1,10 +1,14 @@
 //! A submitted body, parsed (JSON or urlencoded) and validated against its form.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
 
-use crate::email::Email;
+use crate::email::{is_invisible, Email};
 use crate::form::{
     FieldKind, FieldSpec, FormDefinition, UnknownFieldPolicy, CONSENT, EMAIL, PSEUDO_CAMPAIGN, PSEUDO_FORM_ID,
     VISITOR_ID,
@@ -26,7 +30,7 @@ pub enum RawValue {
     Compound,
 }
 
-/// The fields of a body, in the order they arrived.
+/// The fields of a body, in the order they arrived (a JSON body's in key order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawSubmission {
     pub fields: Vec<(String, RawValue)>,
@@ -50,27 +54,120 @@ pub enum BodyError {
     NotAnObject,
     #[error("body is not valid UTF-8 / percent-encoding: {0}")]
     BadEncoding(String),
+    /// An object of the body (the body itself, or one nested in it) names a key twice:
+    /// refused, as a repeated urlencoded field is, rather than keeping one of the values.
+    #[error("JSON body has the key {0:?} more than once")]
+    DuplicateKey(String),
 }
 
+/// A JSON body: an object of field names to values, every key once (in nested objects too).
+///
+/// Fields come in key order, as they always have (see [`RawSubmission`]'s fields).
 pub fn parse_json(body: &[u8]) -> Result<RawSubmission, BodyError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson(e.to_string()))?;
-    let serde_json::Value::Object(map) = value else {
+    let duplicate = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = JsonNode { duplicate: &duplicate }
+        .deserialize(&mut de)
+        .and_then(|node| de.end().map(|()| node));
+    let node = read.map_err(|e| match duplicate.take() {
+        Some(key) => BodyError::DuplicateKey(key),
+        None => BodyError::MalformedJson(e.to_string()),
+    })?;
+    let Node::Object(mut fields) = node else {
         return Err(BodyError::NotAnObject);
     };
-    let fields = map
-        .into_iter()
-        .map(|(k, v)| {
-            let raw = match v {
-                serde_json::Value::String(s) => RawValue::Text(s),
-                serde_json::Value::Number(n) => RawValue::Text(n.to_string()),
-                serde_json::Value::Bool(b) => RawValue::Text(b.to_string()),
-                serde_json::Value::Null => RawValue::Null,
-                _ => RawValue::Compound,
-            };
-            (k, raw)
-        })
-        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(RawSubmission { fields })
+}
+
+/// One JSON value as the body's reader keeps it: an object's entries, or a single value.
+enum Node {
+    Object(Vec<(String, RawValue)>),
+    Value(RawValue),
+}
+
+impl Node {
+    fn into_raw(self) -> RawValue {
+        match self {
+            Node::Object(_) => RawValue::Compound,
+            Node::Value(v) => v,
+        }
+    }
+}
+
+/// Reads one JSON value with serde, refusing an object that names a key twice (serde_json
+/// keeps the last silently). Where the key was repeated is left in `duplicate`, so the
+/// error can name it.
+#[derive(Clone, Copy)]
+struct JsonNode<'a> {
+    duplicate: &'a RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonNode<'_> {
+    type Value = Node;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonNode<'_> {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                let shown: String = key.chars().take(MAX_FIELD_NAME_LEN).collect();
+                let error = serde::de::Error::custom(format_args!("the key {shown:?} is given more than once"));
+                *self.duplicate.borrow_mut() = Some(shown);
+                return Err(error);
+            }
+            let value = map.next_value_seed(self)?.into_raw();
+            entries.push((key, value));
+        }
+        Ok(Node::Object(entries))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(Node::Value(RawValue::Compound))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Text(v.to_owned())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Text(v)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Text(v.to_string())))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Text(v.to_string())))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Text(v.to_string())))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Node, E> {
+        // Written as serde_json writes a number it read (1.5, 1e+100), as the body was read before.
+        let text = serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string());
+        Ok(Node::Value(RawValue::Text(text)))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Value(RawValue::Null))
+    }
 }
 
 /// `application/x-www-form-urlencoded`, strictly: invalid UTF-8 after decoding is an error,
@@ -163,6 +260,29 @@ pub enum Validated {
     Spam,
 }
 
+/// The one cleaning a submitted value gets before it is checked and stored, by its field's
+/// kind:
+///
+/// - an address (`email` kind) is NFKC-folded and trimmed, and nothing is removed from it: a
+///   control or invisible character inside it is refused by [`Email::parse`], because removing
+///   it would make another address;
+/// - any other value loses the invisible characters ([`is_invisible`]: bidi controls,
+///   zero-width characters, the byte order mark) and is then [`clean_text`]ed (NFKC, control
+///   characters removed, white space trimmed and folded to one space);
+/// - a textarea keeps its line breaks: `\r\n` and a lone `\r` become `\n`, each line is cleaned
+///   as above, and blank lines at its start and end are dropped.
+pub fn clean_value(kind: FieldKind, raw: &str) -> String {
+    let clean_line = |line: &str| clean_text(&line.replace(is_invisible, ""));
+    match kind {
+        FieldKind::Email => raw.nfkc().collect::<String>().trim().to_owned(),
+        FieldKind::Textarea => {
+            let lines: Vec<String> = raw.replace("\r\n", "\n").split(['\n', '\r']).map(clean_line).collect();
+            lines.join("\n").trim_matches('\n').to_owned()
+        }
+        _ => clean_line(raw),
+    }
+}
+
 fn parse_consent(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "on" | "yes" | "1" | "y" | "checked" => Some(true),
@@ -236,7 +356,7 @@ pub fn validate(form: &FormDefinition, raw: &RawSubmission) -> Result<Validated,
             continue;
         };
         let text = match value {
-            RawValue::Text(t) => clean_text(t),
+            RawValue::Text(t) => clean_value(spec.kind, t),
             RawValue::Null => String::new(),
             RawValue::Compound => {
                 errors.push(FieldError::new(

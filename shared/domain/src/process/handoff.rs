@@ -244,6 +244,7 @@ mod tests {
             last_activity_at: now,
             submissions: 1,
             nurture_enabled: true,
+            handoff_requested: None,
             fields: Default::default(),
         };
         (contact, lead)

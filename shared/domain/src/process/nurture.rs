@@ -153,6 +153,14 @@ pub struct NurtureConfig {
     pub templates: BTreeMap<String, EmailTemplate>,
     /// A lead with no engagement for this many days is recycled back to nurture.
     pub recycle_after_days: u32,
+    /// At most one confirmation email per address in this many hours, however many
+    /// submissions name it (anyone can submit any address).
+    #[serde(default = "default_confirmation_hours")]
+    pub confirmation_every_hours: u32,
+}
+
+fn default_confirmation_hours() -> u32 {
+    24
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

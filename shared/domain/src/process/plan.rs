@@ -147,14 +147,13 @@ pub fn plan(view: &LeadView, cfg: &NurtureConfig, now: DateTime<Utc>) -> LeadPla
             | Stage::TelemarketingAcceptance
             | Stage::TelemarketingQualification
     );
-    if open && view.sales_ready && before_sales {
-        step(
-            Move::SalesReady,
-            format!("sales-ready: score {}", view.total),
-            &mut stage,
-            &mut status,
-            &mut moves,
-        );
+    if open && before_sales && (view.sales_ready || lead.handoff_requested.is_some()) {
+        let why = if view.sales_ready {
+            format!("sales-ready: score {}", view.total)
+        } else {
+            format!("hand-off requested on form {}", lead.form_id)
+        };
+        step(Move::SalesReady, why, &mut stage, &mut status, &mut moves);
     }
     let recycle_after = Duration::days(i64::from(cfg.recycle_after_days));
     let watched = matches!(

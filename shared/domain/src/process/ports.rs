@@ -66,6 +66,17 @@ pub enum MailError {
 
 /// Attempts at one nurture email before the lead moves on without it.
 pub const MAX_SEND_ATTEMPTS: u32 = 3;
+/// When a lead whose email SES could not take now is looked at again.
+pub const SEND_RETRY: chrono::Duration = chrono::Duration::minutes(5);
+
+/// An address's confirmation-email slot (at most one per interval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmationSlot {
+    /// Ours: the address's last confirmation email is now marked as sent now.
+    Taken,
+    /// The address had one at this time, inside the interval.
+    SentAt(DateTime<Utc>),
+}
 
 /// A frequency-cap slot to give back: the contact, the send record's version after the claim,
 /// and the sends as they were before it.
@@ -122,6 +133,22 @@ pub trait SendLedger: Send + Sync {
         lead: LeadId,
         key: &str,
         give_back: Option<SlotGiveBack>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes the address's confirmation slot unless it had a confirmation email after `since`:
+    /// one atomic conditional write on the contact, so two runs never both send.
+    fn claim_confirmation(
+        &self,
+        contact: ContactId,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ConfirmationSlot, StoreError>> + Send;
+    /// Gives a slot taken at `taken_at` back (the email did not go), restoring `before`,
+    /// unless another run took the slot meanwhile.
+    fn release_confirmation(
+        &self,
+        contact: ContactId,
+        taken_at: DateTime<Utc>,
+        before: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::handoff::{new_task, sla, RoutingConfig, Sla, Task, TaskStatus};
 use super::nurture::{mime, recent_sends, render, NurtureConfig, RenderedEmail};
 use super::plan::{after_send, plan, LeadView};
-use super::ports::{Audience, Claim, DueItem, LeadSave, MailError, Mailer, ProcessStore};
+use super::ports::{Audience, Claim, ConfirmationSlot, DueItem, LeadSave, MailError, Mailer, ProcessStore};
 use super::unsubscribe;
 use crate::ports::StoreError;
 use crate::records::{ContactId, LeadId};
@@ -20,7 +20,10 @@ pub struct RunConfig<'a> {
     pub nurture: &'a NurtureConfig,
     pub routing: &'a RoutingConfig,
     pub maps: &'a AttributeMaps,
-    pub unsubscribe_secret: &'a [u8],
+    /// Signs the unsubscribe links of nurture emails (never confirmation links).
+    pub unsubscribe_keys: &'a unsubscribe::Keyring,
+    /// Signs the opt-in confirmation links (never unsubscribe links).
+    pub confirm_keys: &'a unsubscribe::Keyring,
     /// The public base URL of the API (`https://…`), for unsubscribe links.
     pub public_url: &'a str,
     pub run_id: &'a str,
@@ -60,7 +63,7 @@ pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId, email_key: &str)
     format!(
         "{}/unsubscribe?token={}",
         cfg.public_url.trim_end_matches('/'),
-        unsubscribe::email_token(cfg.unsubscribe_secret, contact, email_key)
+        unsubscribe::email_token(cfg.unsubscribe_keys, contact, email_key)
     )
 }
 
@@ -170,9 +173,12 @@ fn describe(view: &LeadView) -> String {
     )
 }
 
-/// The double opt-in confirmation email, once per request, for the lead whose submission asked
-/// (transactional: untracked, no unsubscribe header, outside the send window and the cap).
-/// Returns when to try again if SES could not take it now.
+/// The confirmation email, once per request, for the lead whose submission asked (transactional:
+/// untracked, no unsubscribe header, outside the send window and the cap). Anyone can submit
+/// any address, so it is bounded and says nothing a submitter wrote: at most one per address
+/// per `confirmation_every_hours`, none to a suppressed or unsubscribed address, none when
+/// confirming would change nothing, a neutral greeting. Returns when to look again if it could
+/// not go now (SES refused, the address had one recently); never drops a request SES did not take.
 async fn send_confirmation(
     store: &impl ProcessStore,
     mailer: &impl Mailer,
@@ -182,51 +188,80 @@ async fn send_confirmation(
 ) -> Option<DateTime<Utc>> {
     let contact = &view.contact;
     let pending = contact.consent_pending.as_ref()?;
-    // Someone whose consent is already in force (a repeat submission) is not asked again.
-    let subscribed = contact.consent.as_ref().is_some_and(|c| c.opt_in) && contact.unsubscribed_at.is_none();
-    if pending.lead_id != view.lead.lead_id || contact.suppressed.is_some() || subscribed || report.throttled {
+    if pending.lead_id != view.lead.lead_id
+        || contact.suppressed.is_some()
+        || contact.unsubscribed_at.is_some()
+        || !pending.asks_anything(contact)
+    {
         return None;
     }
+    let retry = Some(cfg.now + super::ports::SEND_RETRY);
+    if report.throttled {
+        return retry;
+    }
     let to = contact.email.as_ref()?.as_str().to_owned();
+    let key = format!("confirm:{}", pending.nonce);
+    let every = chrono::Duration::hours(i64::from(cfg.nurture.confirmation_every_hours));
+    match store
+        .claim_confirmation(contact.contact_id, cfg.now, cfg.now - every)
+        .await
+    {
+        Ok(ConfirmationSlot::Taken) => {}
+        // The address had one recently: this request's email goes when the interval is over.
+        Ok(ConfirmationSlot::SentAt(at)) => return Some(at + every),
+        Err(e) => {
+            tracing::warn!(lead_id = %view.lead.lead_id, error = %e, "confirmation email not sent");
+            return retry;
+        }
+    }
     let url = format!(
         "{}/confirm?token={}",
         cfg.public_url.trim_end_matches('/'),
-        unsubscribe::confirm_token(cfg.unsubscribe_secret, contact.contact_id, &pending.nonce)
+        unsubscribe::confirm_token(cfg.confirm_keys, contact.contact_id, &pending.nonce)
     );
-    let name = super::nurture::salutation(contact);
     let text = format!(
-        "{name}\n\nメール配信のお申し込みありがとうございます。下のリンクを開いて登録を確認してください。\n\
-         確認されるまで、ご案内メールはお送りしません。お心当たりがない場合は、このメールを破棄してください。\n\n\
-         Thank you for signing up. Please open the link below to confirm; until you do, we send you no\n\
-         marketing email. If this was not you, ignore this message.\n\n{url}\n\n{}\n{}\n",
+        "お客様\n\nこのメールアドレスで当社のフォームからお申し込みがありました。ご本人の場合は、下のリンクを開いて確認してください。\n\
+         確認されるまで、ご案内メールの配信やご登録内容の変更は行いません。お心当たりがない場合は、このメールを破棄してください。\n\n\
+         Dear customer,\n\nA form on our site was submitted with this email address. If it was you, please open the link below\n\
+         to confirm; until you do, we send you no marketing email and change nothing we hold about you.\n\
+         If this was not you, ignore this message.\n\n{url}\n\n{}\n{}\n",
         cfg.nurture.footer.sender, cfg.nurture.footer.inquiry
     );
     let html = format!(
-        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre><p><a href=\"{}\">登録を確認する / Confirm</a></p>",
+        "<pre style=\"white-space:pre-wrap;word-break:break-all;font-family:sans-serif\">{}</pre><p><a href=\"{}\">確認する / Confirm</a></p>",
         crate::escape_html(&text),
         crate::escape_html(&url)
     );
     let email = RenderedEmail {
-        subject: "【ご確認】メール配信の登録 / Please confirm your subscription".into(),
+        subject: "【ご確認】お申し込みの確認 / Please confirm your request".into(),
         html,
         text,
     };
-    let key = format!("confirm:{}", pending.nonce);
     let recipient = Recipient {
         address: &to,
-        name: &name,
+        name: "",
         audience: Audience::Transactional,
     };
-    match send_once(store, mailer, cfg, view.lead.lead_id, &key, recipient, &email).await {
+    let sent = send_once(store, mailer, cfg, view.lead.lead_id, &key, recipient, &email).await;
+    if !matches!(sent, Ok(true)) {
+        // Not sent now (or this request's was sent before): the address's slot is given back.
+        if let Err(e) = store
+            .release_confirmation(contact.contact_id, cfg.now, contact.confirmation_sent_at)
+            .await
+        {
+            tracing::warn!(error = %e, "confirmation slot not given back; the next waits its interval");
+        }
+    }
+    match sent {
         Ok(_) => None,
         Err(e @ (MailError::Throttled(_) | MailError::Paused(_))) => {
             tracing::warn!(error = %e, "SES refuses to send now; sending stops for this run");
             report.throttled = true;
-            Some(cfg.now + chrono::Duration::minutes(5))
+            retry
         }
         Err(e @ MailError::Unavailable(_)) => {
             tracing::warn!(lead_id = %view.lead.lead_id, error = %e, "confirmation email not sent");
-            Some(cfg.now + chrono::Duration::minutes(5))
+            retry
         }
         Err(e) => {
             tracing::warn!(lead_id = %view.lead.lead_id, error = %e, "confirmation email rejected");
@@ -324,6 +359,30 @@ pub async fn run(
     Ok(report)
 }
 
+/// Whether a lead's own hand-off request (an `on_submit` form) may be honoured now: true when
+/// there is none to honour, or the score hands it off anyway; otherwise it takes one of the
+/// form's hand-offs for the day (Tokyo days), if any are left.
+async fn handoff_request_within_cap(
+    store: &impl ProcessStore,
+    cfg: &RunConfig<'_>,
+    view: &LeadView,
+) -> Result<bool, StoreError> {
+    let lead = &view.lead;
+    let open = matches!(lead.status, crate::records::LeadStatus::Open);
+    let Some(request) = lead.handoff_requested else {
+        return Ok(true);
+    };
+    if view.sales_ready || !open || lead.stage == crate::records::Stage::SalesAcceptance {
+        return Ok(true);
+    }
+    let day = cfg.now.with_timezone(&chrono_tz::Asia::Tokyo).format("%Y-%m-%d");
+    // A shared counter per form and day (the round-robin counters' kind): the value before ours.
+    let taken = store
+        .round_robin(&format!("handoff-cap#{}#{day}", lead.form_id))
+        .await?;
+    Ok(taken < u64::from(request.daily_cap))
+}
+
 #[tracing::instrument(name = "lead", skip_all, fields(lead_id = %lead_id))]
 async fn process_lead(
     store: &impl ProcessStore,
@@ -338,6 +397,13 @@ async fn process_lead(
         return Ok(());
     };
     report.leads += 1;
+    let mut view = view;
+    if !handoff_request_within_cap(store, cfg, &view).await? {
+        // Over the form's daily cap: the request waits for a later day's room (or the score).
+        view.lead.handoff_requested = None;
+        report.held += 1;
+        *report.skipped.entry("hand-off cap reached".into()).or_default() += 1;
+    }
     let confirm_retry = send_confirmation(store, mailer, cfg, &view, report).await;
     let p = plan(&view, cfg.nurture, cfg.now);
     report.moves += p.moves.len();
@@ -457,7 +523,19 @@ async fn process_lead(
         };
         if let Some(o) = chosen {
             let t = new_task(cfg.routing, &o, lead_id, cfg.now);
-            let email = owner_email(cfg, "handoff", &o, &describe(&view), &t, lead_id, &explain(&view));
+            let mut why = explain(&view);
+            if !view.sales_ready && !view.contact.address_confirmed() {
+                // Handed off on the form's say-so: the salesperson must know nobody vouched for it.
+                why = format!(
+                    "{}\n{why}",
+                    if o.locale == "ja" {
+                        "⚠ メールアドレス未確認: 公開フォームからの依頼で、アドレスの持ち主による確認はまだありません。なりすましの可能性があります。"
+                    } else {
+                        "⚠ Unconfirmed address: requested through a public form; the address's owner has not confirmed it. It may not be them."
+                    }
+                );
+            }
+            let email = owner_email(cfg, "handoff", &o, &describe(&view), &t, lead_id, &why);
             match send_once(
                 store,
                 mailer,

@@ -61,6 +61,7 @@ fn view(band: &str, stage: Stage, sales_ready: bool) -> LeadView {
             last_activity_at: now,
             submissions: 1,
             nurture_enabled: true,
+            handoff_requested: None,
             fields: Default::default(),
         },
         contact: c,

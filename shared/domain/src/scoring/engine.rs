@@ -19,6 +19,15 @@ pub struct Bucket {
     pub day: NaiveDate,
     pub count: u32,
     pub points: i64,
+    /// Of `points`, those earned by public submissions from an address nobody has confirmed:
+    /// they count in the score but are no evidence for sales-ready until the address's owner
+    /// confirms (then they are cleared here and count like the rest).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unconfirmed: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +135,7 @@ pub fn apply(model: &ScoringModel, ledger: &mut Ledger, event: &Event<'_>) -> Ve
                 day,
                 count: 1,
                 points,
+                unconfirmed: 0,
             }),
         }
         fired.push(Line {
@@ -137,6 +147,23 @@ pub fn apply(model: &ScoringModel, ledger: &mut Ledger, event: &Event<'_>) -> Ve
     }
     ledger.buckets.sort_by(|a, b| (a.day, &a.rule).cmp(&(b.day, &b.rule)));
     fired
+}
+
+/// Marks the points `fired` by an unconfirmed public submission on `day` as no evidence for
+/// sales-ready (see [`Bucket::unconfirmed`]).
+pub fn mark_unconfirmed(ledger: &mut Ledger, day: NaiveDate, fired: &[Line]) {
+    for line in fired {
+        if let Some(b) = ledger.buckets.iter_mut().find(|b| b.rule == line.rule && b.day == day) {
+            b.unconfirmed += line.points;
+        }
+    }
+}
+
+/// The address's owner confirmed: every point counts as evidence from now on.
+pub fn confirm_all(ledger: &mut Ledger) {
+    for b in &mut ledger.buckets {
+        b.unconfirmed = 0;
+    }
 }
 
 /// Drops buckets that can no longer count (outside the window and every cap period).
@@ -262,22 +289,25 @@ pub fn evaluate(
             points: fit - raw_fit,
         });
     }
-    let mut per_rule: BTreeMap<&str, (u32, f64)> = BTreeMap::new();
+    let mut per_rule: BTreeMap<&str, (u32, f64, f64)> = BTreeMap::new();
     for b in &ledger.buckets {
         let factor = decay_factor(model, b.day, now);
         if factor > 0.0 {
             let e = per_rule.entry(b.rule.as_str()).or_default();
             e.0 += b.count;
             e.1 += b.points as f64 * factor;
+            e.2 += b.unconfirmed as f64 * factor;
         }
     }
     let mut behaviour = 0;
+    let mut unconfirmed_total = 0;
     // Rules in the model's order, so explanations read the same way as the configuration.
     for rule in &model.behaviour_rules {
-        let Some((count, points)) = per_rule.get(rule.id.as_str()) else {
+        let Some((count, points, unconfirmed)) = per_rule.get(rule.id.as_str()) else {
             continue;
         };
         let points = points.round() as i64;
+        let unconfirmed = (unconfirmed.round() as i64).min(points);
         if points == 0 && *count == 0 {
             continue;
         }
@@ -288,7 +318,13 @@ pub fn evaluate(
         if let Ageing::HalfLife { days } = model.ageing {
             detail.push_str(&format!(", halved every {days} days"));
         }
+        if unconfirmed > 0 {
+            detail.push_str(&format!(
+                ", {unconfirmed} from an unconfirmed address (no evidence for sales-ready)"
+            ));
+        }
         behaviour += points;
+        unconfirmed_total += unconfirmed;
         explanation.push(Line {
             rule: rule.id.clone(),
             kind: LineKind::Behaviour,
@@ -305,7 +341,9 @@ pub fn evaluate(
         behaviour,
         grade: model.grade_of(fit).to_owned(),
         band: model.band_of(total).to_owned(),
-        sales_ready: total >= model.sales_ready_threshold && behaviour >= model.sales_ready_min_behaviour,
+        // Evidence is what the person did, not what anyone said in their name.
+        sales_ready: total >= model.sales_ready_threshold
+            && behaviour - unconfirmed_total >= model.sales_ready_min_behaviour,
         explanation,
         scored_at: now,
     }

@@ -5,9 +5,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::engine::{apply, evaluate, next_change, prune, Event, Ledger, Score};
+use super::engine::{apply, confirm_all, evaluate, mark_unconfirmed, next_change, prune, Event, Ledger, Score};
 use super::model::ScoringConfig;
-use crate::records::{Contact, InteractionId};
+use crate::records::{Contact, InteractionId, InteractionKind};
+
+/// Whether an interaction is a public submission: anyone may have sent it.
+fn unconfirmed(event: &Event<'_>) -> bool {
+    event.properties.get(crate::intake::UNCONFIRMED) == Some(&serde_json::Value::Bool(true))
+}
 
 /// Stored on the lead. `version` guards concurrent writers: a write succeeds only against the
 /// version it was computed from, so no update is ever lost.
@@ -87,7 +92,12 @@ pub fn rescore(
     for model in &config.models {
         let ledger = next.ledgers.entry(model.id.clone()).or_default();
         for input in inputs {
-            apply(model, ledger, &input.event);
+            let fired = apply(model, ledger, &input.event);
+            if input.event.kind == InteractionKind::AddressConfirmed.name() {
+                confirm_all(ledger);
+            } else if !contact.address_confirmed() && unconfirmed(&input.event) {
+                mark_unconfirmed(ledger, input.event.occurred_at.date_naive(), &fired);
+            }
         }
         prune(model, ledger, now);
         let score = evaluate(model, &config.maps, contact, ledger, now);

@@ -379,3 +379,69 @@ proptest! {
         prop_assert_eq!(evaluate(&m, &maps, &c, &ledger_of(&m, &evs), now()).total, evaluate(&m, &maps, &c, &ledger_of(&m, &rev), now()).total);
     }
 }
+
+#[test]
+fn points_from_an_unconfirmed_address_are_no_evidence_until_it_confirms() {
+    let config = ScoringConfig::defaults();
+    let who = contact(Some("IT"), Some("300"), Some("CEO"));
+    let mut public = Map::new();
+    public.insert(crate::intake::UNCONFIRMED.into(), true.into());
+    fn submit(props: &Map<String, serde_json::Value>, at: DateTime<Utc>) -> Input<'_> {
+        Input {
+            interaction_id: InteractionId::generate(),
+            event: Event {
+                kind: "form_submitted",
+                occurred_at: at,
+                properties: props,
+            },
+        }
+    }
+    let out = rescore(
+        &config,
+        &who,
+        &LeadScoring::default(),
+        &[submit(&public, now())],
+        "form",
+        now(),
+    );
+    let score = &out.scoring.scores["default"];
+    assert_eq!(
+        (score.total, score.sales_ready),
+        (55, false),
+        "counted, but no evidence"
+    );
+    let line = score.explanation.iter().find(|l| l.rule.contains("form")).unwrap();
+    assert!(line.detail.contains("5 from an unconfirmed address"), "{}", line.detail);
+    // The same from an address whose owner confirmed once is evidence.
+    let mut confirmed = who.clone();
+    confirmed.address_confirmed_at = Some(now());
+    let out2 = rescore(
+        &config,
+        &confirmed,
+        &LeadScoring::default(),
+        &[submit(&public, now())],
+        "form",
+        now(),
+    );
+    assert!(out2.scoring.sales_ready);
+    // The owner's confirmation turns the earlier points into evidence.
+    let none = Map::new();
+    let confirm = Input {
+        interaction_id: InteractionId::generate(),
+        event: Event {
+            kind: "address_confirmed",
+            occurred_at: now(),
+            properties: &none,
+        },
+    };
+    let out3 = rescore(
+        &config,
+        &confirmed,
+        &out.scoring,
+        &[confirm],
+        "address_confirmed",
+        now(),
+    );
+    assert_eq!((out3.scoring.total, out3.scoring.sales_ready), (55, true));
+    assert!(out3.became_sales_ready);
+}
