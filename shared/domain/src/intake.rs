@@ -79,7 +79,6 @@ impl Receipt {
             receipt,
         }
     }
-
 }
 
 /// The receipt a replay answers with: the first one for the caller's own `Idempotency-Key` and
