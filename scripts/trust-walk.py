@@ -184,8 +184,17 @@ for i in range(5):
 conf = confirmations(bomb)
 check("at most one confirmation per address per day", len(conf) == 1, len(conf))
 check("it says nothing the attacker wrote", conf and "phish" not in conf[0].as_string(), "")
-check("no nurture email to the victim from all this",
-      not [m for m in mails_to(victim) if m["List-Unsubscribe"] and "Attacker" in m.as_string()], "")
+
+print("== 1 (again). a stranger opts in someone who never subscribed")
+bystander = f"bystander-{RUN}@example.jp"
+call("POST", "/forms/import/submissions", {"email": bystander, "consent": True})
+call("POST", "/forms/demo/submissions", {"email": bystander, "last_name": "他人", "consent": True})
+wait_scored()
+process_run()
+process_run()
+marketing = [m for m in mails_to(bystander) if m["List-Unsubscribe"]]
+check("no nurture email to someone who never confirmed", not marketing, len(marketing))
+check("only the neutral confirmation", len(confirmations(bystander)) == 1, len(mails_to(bystander)))
 
 print("== 6. formulas in exports")
 csv = export_csv(["--band", "cold"]) + export_csv(["--band", "warm"]) + export_csv(["--band", "hot"])

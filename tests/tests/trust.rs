@@ -212,6 +212,8 @@ async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_ma
         assert!(!m.raw.contains(attacker_text));
     }
     assert!(m.text().starts_with("お客様"), "{}", m.text());
+    let to = m.header("To");
+    assert!(!to.contains('"') && to.contains("known2@example.jp"), "no display name: {to}");
 
     // The owner confirms: the changes apply, with field history naming the submission.
     click(&env, &confirmation_link("known2@example.jp").await).await;

@@ -329,9 +329,14 @@ pub fn mime(
     use mail_builder::headers::raw::Raw;
     use mail_builder::headers::url::URL;
     let mailto = format!("mailto:{}?subject=unsubscribe", config.footer.unsubscribe_mailto);
-    let mut b = mail_builder::MessageBuilder::new()
-        .from((display_name(&config.sender.from_name), config.sender.from_email.clone()))
-        .to((display_name(to_name), to.to_owned()))
+    let name = display_name(to_name);
+    let b = mail_builder::MessageBuilder::new().from((display_name(&config.sender.from_name), config.sender.from_email.clone()));
+    // No name (a confirmation greets nobody by a name a stranger may have typed): the bare address.
+    let b = match name.trim() {
+        "" => b.to(to.to_owned()),
+        _ => b.to((name, to.to_owned())),
+    };
+    let mut b = b
         .subject(header_text(&email.subject))
         .message_id(message_id)
         .text_body(email.text.as_str())

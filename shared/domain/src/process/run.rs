@@ -222,8 +222,8 @@ async fn send_confirmation(
     let text = format!(
         "お客様\n\nこのメールアドレスで当社のフォームからお申し込みがありました。ご本人の場合は、下のリンクを開いて確認してください。\n\
          確認されるまで、ご案内メールの配信やご登録内容の変更は行いません。お心当たりがない場合は、このメールを破棄してください。\n\n\
-         Dear customer,\n\nA form on our site was submitted with this email address. If it was you, please open the link below\n\
-         to confirm; until you do, we send you no marketing email and change nothing we hold about you.\n\
+         Dear customer,\n\nA form on our site was submitted with this email address. If it was you, please open the link below \
+         to confirm; until you do, we send you no marketing email and change nothing we hold about you. \
          If this was not you, ignore this message.\n\n{url}\n\n{}\n{}\n",
         cfg.nurture.footer.sender, cfg.nurture.footer.inquiry
     );
