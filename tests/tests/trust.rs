@@ -216,7 +216,14 @@ async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_ma
     assert!(!to.contains('"') && to.contains("known2@example.jp"), "no display name: {to}");
 
     // The owner confirms: the changes apply, with field history naming the submission.
-    click(&env, &confirmation_link("known2@example.jp").await).await;
+    let link = confirmation_link("known2@example.jp").await;
+    env.requests.take();
+    click(&env, &link).await;
+    assert_eq!(
+        env.requests.take(),
+        ["GetItem", "TransactWriteItems", "SendMessage"],
+        "the contact read, one atomic write, the scoring message"
+    );
     let c = contact(&env, &contact_id).await;
     assert_eq!(s(&c, "company"), "Evil Inc");
     assert_eq!(s(&c, "last_name"), "偽者");
