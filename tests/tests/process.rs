@@ -418,7 +418,7 @@ async fn a_hot_lead_gets_owner_task_and_owner_email_and_the_sla_reminds_then_esc
         "employees 300",
         "title = director",
         "= 50 (hot)",
-        &format!("リードを開く: https://console.example.jp/leads/{hot}"),
+        &format!("リードを開く: https://leadflow.test/sales/leads/{hot}?t=l1.k1."),
     ] {
         assert!(body.contains(line), "{line} in owner email: {body}");
     }

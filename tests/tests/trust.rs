@@ -213,7 +213,10 @@ async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_ma
     }
     assert!(m.text().starts_with("お客様"), "{}", m.text());
     let to = m.header("To");
-    assert!(!to.contains('"') && to.contains("known2@example.jp"), "no display name: {to}");
+    assert!(
+        !to.contains('"') && to.contains("known2@example.jp"),
+        "no display name: {to}"
+    );
 
     // The owner confirms: the changes apply, with field history naming the submission.
     let link = confirmation_link("known2@example.jp").await;

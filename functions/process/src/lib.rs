@@ -31,6 +31,8 @@ use leadflow_domain::process::stage::{apply, Actor, Move};
 use leadflow_domain::records::LeadId;
 use leadflow_domain::scoring::service::ScoringConfigSource;
 
+pub mod page;
+
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +54,9 @@ pub struct Process<S, M, O, Q, D, C> {
     pub unsubscribe_keys: Keyring,
     /// Signs the opt-in confirmation links.
     pub confirm_keys: Keyring,
+    /// Signs and verifies the links to lead pages; without it, no page answers and owners'
+    /// emails link to routing.json's `lead_url`.
+    pub lead_keys: Option<Keyring>,
     pub public_url: String,
     /// Stop taking new leads after this long (below the Lambda timeout).
     pub budget: Duration,
@@ -75,6 +80,9 @@ pub struct Settings {
     pub unsubscribe_keys_secret: String,
     /// The secret holding the confirmation links' keyring.
     pub confirm_keys_secret: String,
+    /// The secret holding the lead-page links' keyring (`LEAD_LINK_KEYS_SECRET_ARN`); unset:
+    /// no lead page.
+    pub lead_keys_secret: Option<String>,
     pub public_url: String,
     pub budget: Duration,
 }
@@ -90,6 +98,7 @@ impl Settings {
             configuration_set: env.optional("CONFIGURATION_SET"),
             unsubscribe_keys_secret: env.required("UNSUBSCRIBE_KEYS_SECRET_ARN")?,
             confirm_keys_secret: env.required("CONFIRM_KEYS_SECRET_ARN")?,
+            lead_keys_secret: env.optional("LEAD_LINK_KEYS_SECRET_ARN"),
             public_url: env.required("PUBLIC_URL")?,
             budget: Duration::from_secs(
                 env.optional("RUN_BUDGET_SECONDS")
@@ -119,6 +128,8 @@ pub enum ProcessError {
 pub struct LinkKeys {
     pub unsubscribe: Keyring,
     pub confirm: Keyring,
+    /// The lead pages' links, when configured.
+    pub lead: Option<Keyring>,
 }
 
 impl LinkKeys {
@@ -129,7 +140,15 @@ impl LinkKeys {
             &s.confirm_keys_secret,
         )
         .await?;
-        Ok(LinkKeys { unsubscribe, confirm })
+        let lead = match &s.lead_keys_secret {
+            Some(id) => Some(leadflow_aws::secrets::keyring(&clients.secretsmanager, id).await?),
+            None => None,
+        };
+        Ok(LinkKeys {
+            unsubscribe,
+            confirm,
+            lead,
+        })
     }
 }
 
@@ -145,6 +164,7 @@ impl AwsProcess {
             scoring_config: DynamoScoringConfig::new(clients.table(&s.config_table), CONFIG_CACHE_TTL),
             unsubscribe_keys: keys.unsubscribe,
             confirm_keys: keys.confirm,
+            lead_keys: keys.lead,
             public_url: s.public_url.clone(),
             budget: s.budget,
             clock: Utc::now,
@@ -243,6 +263,7 @@ where
             segments: &scoring.segments,
             unsubscribe_keys: &self.unsubscribe_keys,
             confirm_keys: &self.confirm_keys,
+            lead_keys: self.lead_keys.as_ref(),
             public_url: &self.public_url,
             run_id: &run_id,
             now,
@@ -278,6 +299,10 @@ where
 
     async fn route(&self, req: Request) -> Response<Body> {
         let path = req.uri().path().to_owned();
+        if page::is_page(&path) {
+            // The lead page's routes are the link's, never the IAM lead API's.
+            return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+        }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         // The route's last three segments (a stage name may precede them).
         let (lead, action) = match parts.as_slice() {
@@ -396,7 +421,7 @@ where
 
 impl<S, M, O, Q, D, C> Process<S, M, O, Q, D, C>
 where
-    S: ProcessStore + LeadApiStore + RoutineStore,
+    S: ProcessStore + LeadApiStore + RoutineStore + leadflow_domain::process::lead_page::LeadPageStore,
     M: Mailer,
     O: Outbox,
     Q: InteractionQueue,
@@ -407,7 +432,11 @@ where
     pub async fn handle(&self, event: Value) -> Result<Value, ProcessError> {
         if event.get("requestContext").is_some() && event.get("routeKey").is_some() {
             let req = lambda_http::request::from_str(&event.to_string()).map_err(ProcessError::NotHttp)?;
-            let response = self.http(req).await;
+            let response = if page::is_page(req.uri().path()) {
+                self.page(req).await
+            } else {
+                self.http(req).await
+            };
             return serde_json::to_value(to_gateway(response)).map_err(ProcessError::Response);
         }
         if let Some(which) = event.get("routine") {

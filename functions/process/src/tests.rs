@@ -269,6 +269,7 @@ fn app(nurture: bool) -> App {
         scoring_config: Config(None),
         unsubscribe_keys: keyring("unsubscribe-test-key-0123456789abcdef"),
         confirm_keys: keyring("confirm-test-key-0123456789abcdef0123"),
+        lead_keys: None,
         public_url: "https://leadflow.test".into(),
         budget: Duration::from_secs(60),
         clock: now,
@@ -523,4 +524,18 @@ async fn a_paused_account_stops_sending_for_the_run_without_using_up_attempts() 
     let r = app.run().await.unwrap();
     assert!(r.throttled, "{r:?}");
     assert_eq!(app.store.views.lock().unwrap()[&a].nurture.failed_attempts, 0);
+}
+
+#[tokio::test]
+async fn the_iam_lead_api_never_answers_the_lead_pages_routes() {
+    let app = app(true);
+    let id = lead(&app, Stage::SalesAcceptance, "hot", true);
+    let (status, body) = post(
+        &app,
+        &format!("/sales/leads/{id}/activities"),
+        r#"{"type":"phone","content":"called"}"#,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    assert!(app.store.activities.lock().unwrap().is_empty());
 }

@@ -518,3 +518,38 @@ impl RoutineStore for DynamoProcess {
         Ok(())
     }
 }
+
+impl leadflow_domain::process::lead_page::LeadPageStore for DynamoProcess {
+    /// The lead's tasks, newest activities and stage moves (one query each, its partition).
+    async fn lead_records(&self, lead: LeadId) -> Result<leadflow_domain::process::lead_page::LeadRecords, StoreError> {
+        use crate::keys::Index;
+        use crate::table::Query;
+        use leadflow_domain::process::lead_page::{LeadRecords, RECENT};
+        let part = || keys::lead_partition(lead);
+        let (tasks, activities, stages) = futures::future::join3(
+            self.table
+                .query(Query::partition(Index::Table, part()).begins_with(keys::TASK_PREFIX)),
+            self.table.query(
+                Query::partition(Index::Table, part())
+                    .begins_with(keys::ACTIVITY_PREFIX)
+                    .newest_first()
+                    .limit(RECENT),
+            ),
+            self.table.query(
+                Query::partition(Index::Table, part())
+                    .begins_with(keys::STAGE_PREFIX)
+                    .newest_first()
+                    .limit(RECENT),
+            ),
+        )
+        .await;
+        Ok(LeadRecords {
+            tasks: tasks?.into_iter().map(from_record).collect::<Result<_, _>>()?,
+            activities: activities?
+                .iter()
+                .filter_map(|i| attr::<Activity>(i, "activity").transpose())
+                .collect::<Result<_, _>>()?,
+            stages: stages?.into_iter().map(from_record).collect::<Result<_, _>>()?,
+        })
+    }
+}

@@ -60,6 +60,9 @@ pub struct RoutingConfig {
     /// to link to).
     #[serde(default)]
     pub lead_url: String,
+    /// How many days the links to a lead's page in owners' emails work (default 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_days: Option<u32>,
 }
 
 impl RoutingConfig {

@@ -2,6 +2,8 @@
 
 pub mod activity;
 pub mod handoff;
+pub mod lead_link;
+pub mod lead_page;
 pub mod nurture;
 pub mod plan;
 pub mod ports;

@@ -330,7 +330,8 @@ pub fn mime(
     use mail_builder::headers::url::URL;
     let mailto = format!("mailto:{}?subject=unsubscribe", config.footer.unsubscribe_mailto);
     let name = display_name(to_name);
-    let b = mail_builder::MessageBuilder::new().from((display_name(&config.sender.from_name), config.sender.from_email.clone()));
+    let b = mail_builder::MessageBuilder::new()
+        .from((display_name(&config.sender.from_name), config.sender.from_email.clone()));
     // No name (a confirmation greets nobody by a name a stranger may have typed): the bare address.
     let b = match name.trim() {
         "" => b.to(to.to_owned()),

@@ -24,6 +24,9 @@ pub struct RunConfig<'a> {
     pub unsubscribe_keys: &'a unsubscribe::Keyring,
     /// Signs the opt-in confirmation links (never unsubscribe links).
     pub confirm_keys: &'a unsubscribe::Keyring,
+    /// Signs the links to a lead's page in owners' emails ([`super::lead_link`]); without it
+    /// they link to routing.json's `lead_url`, if any.
+    pub lead_keys: Option<&'a unsubscribe::Keyring>,
     /// The public base URL of the API (`https://…`), for unsubscribe links.
     pub public_url: &'a str,
     pub run_id: &'a str,
@@ -68,6 +71,7 @@ pub fn unsubscribe_url(cfg: &RunConfig<'_>, contact: ContactId, email_key: &str)
 }
 
 /// An email to an owner or manager, in their language, with times in their time zone.
+#[allow(clippy::too_many_arguments)]
 fn owner_email(
     cfg: &RunConfig<'_>,
     kind: &str,
@@ -76,11 +80,25 @@ fn owner_email(
     task: &Task,
     lead_id: LeadId,
     explanation: &str,
+    contact: Option<&crate::records::Contact>,
 ) -> RenderedEmail {
     let zone: chrono_tz::Tz = to.time_zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
     let due = task.due_at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string();
-    let url =
-        (!cfg.routing.lead_url.is_empty()).then(|| cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string()));
+    // The lead's page, by a link only this recipient's (see lead_link); routing.json's
+    // `lead_url` only where no link keys are configured.
+    let url = match cfg.lead_keys {
+        Some(keys) => Some(super::lead_link::url(
+            cfg.public_url,
+            keys,
+            cfg.routing,
+            &to.id,
+            lead_id,
+            cfg.now,
+        )),
+        None => {
+            (!cfg.routing.lead_url.is_empty()).then(|| cfg.routing.lead_url.replace("{lead_id}", &lead_id.to_string()))
+        }
+    };
     let ja = to.locale == "ja";
     let (subject, opening) = match (kind, ja) {
         ("handoff", true) => (
@@ -126,6 +144,18 @@ fn owner_email(
             .owner(&task.owner)
             .map_or(task.owner.as_str(), |o| o.name.as_str()),
     );
+    if let Some(c) = contact {
+        let (phone, email) = if ja {
+            ("電話", "メール")
+        } else {
+            ("Phone", "Email")
+        };
+        text.push_str(&format!(
+            "{phone}: {}\n{email}: {}\n",
+            c.fields.phone.as_deref().filter(|p| !p.is_empty()).unwrap_or("—"),
+            c.email.as_ref().map_or("—", |e| e.as_str())
+        ));
+    }
     if !explanation.is_empty() {
         text.push_str(&format!("\n{}:\n{explanation}\n", labels[4]));
     }
@@ -535,7 +565,16 @@ async fn process_lead(
                     }
                 );
             }
-            let email = owner_email(cfg, "handoff", &o, &describe(&view), &t, lead_id, &why);
+            let email = owner_email(
+                cfg,
+                "handoff",
+                &o,
+                &describe(&view),
+                &t,
+                lead_id,
+                &why,
+                Some(&view.contact),
+            );
             match send_once(
                 store,
                 mailer,
@@ -613,7 +652,7 @@ async fn process_task(
             store.save_task(&task, None).await?;
         }
         Sla::Remind => {
-            let email = owner_email(cfg, "reminder", &owner, &line, &task, lead_id, "");
+            let email = owner_email(cfg, "reminder", &owner, &line, &task, lead_id, "", None);
             match send_once(
                 store,
                 mailer,
@@ -649,7 +688,7 @@ async fn process_task(
                 .and_then(|m| cfg.routing.owner(m))
                 .cloned()
                 .unwrap_or(owner.clone());
-            let email = owner_email(cfg, "escalation", &manager, &line, &task, lead_id, "");
+            let email = owner_email(cfg, "escalation", &manager, &line, &task, lead_id, "", None);
             match send_once(
                 store,
                 mailer,

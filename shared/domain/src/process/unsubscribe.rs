@@ -147,12 +147,12 @@ impl Keyring {
         self.keys.keys().map(String::as_str)
     }
 
-    fn key(&self, kid: &str) -> Option<&[u8]> {
+    pub(crate) fn key(&self, kid: &str) -> Option<&[u8]> {
         self.keys.get(kid).map(Vec::as_slice)
     }
 
     /// `<prefix>.<current kid>.<rest>.<sig>`.
-    fn sign(&self, prefix: &str, rest: &str) -> String {
+    pub(crate) fn sign(&self, prefix: &str, rest: &str) -> String {
         let key = self.key(&self.current).expect("the current key is in the keyring");
         let payload = format!("{prefix}.{}.{rest}", self.current);
         let sig = hex::encode(mac(key, &payload).finalize().into_bytes());
@@ -160,14 +160,14 @@ impl Keyring {
     }
 }
 
-fn mac(key: &[u8], payload: &str) -> HmacSha256 {
+pub(crate) fn mac(key: &[u8], payload: &str) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     m.update(payload.as_bytes());
     m
 }
 
 /// Whether `sig` (hex) is the HMAC of `payload` under `key` (checked in constant time).
-fn signed(key: &[u8], payload: &str, sig: &str) -> Option<()> {
+pub(crate) fn signed(key: &[u8], payload: &str, sig: &str) -> Option<()> {
     let sig = hex::decode(sig).ok()?;
     mac(key, payload).verify_slice(&sig).ok()
 }

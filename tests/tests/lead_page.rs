@@ -1,0 +1,424 @@
+//! The lead page behind the owner's hand-off email, through the real process function on the
+//! emulator: the link in the email opens it, its form records an activity as the owner (and
+//! stops the SLA timer), and a tampered, expired or other owner's link opens nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use leadflow_domain::escape_html;
+use leadflow_domain::process::lead_link;
+use leadflow_local::apigw::{http_api_event, match_route, HttpRequest};
+use leadflow_tests::{emails_to, s, Item, TestEnv};
+use serde_json::{json, Value};
+
+fn t0() -> DateTime<Utc> {
+    leadflow_tests::weekday_10am_tokyo()
+}
+fn t_due() -> DateTime<Utc> {
+    t0() + Duration::days(2) + Duration::hours(1)
+}
+
+struct Page {
+    status: u16,
+    headers: Value,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> &str {
+        self.headers[name].as_str().unwrap_or("")
+    }
+}
+
+/// A request through API Gateway's event shape to the real process function, answered as HTML.
+async fn call(env: &TestEnv, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Page {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (route, params) =
+        match_route(&env.routes, method, path).unwrap_or_else(|| panic!("no route for {method} {path}"));
+    assert_eq!(route.function, "ProcessFunction");
+    assert!(!route.iam, "the link is the authorisation: no IAM on {path}");
+    let req = HttpRequest {
+        method,
+        path,
+        query,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body,
+        source_ip: "203.0.113.7",
+    };
+    let out = env.process.handle(http_api_event(route, &params, &req)).await.unwrap();
+    Page {
+        status: out["statusCode"].as_u64().unwrap() as u16,
+        headers: out["headers"].clone(),
+        body: out["body"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
+async fn post_form(env: &TestEnv, target: &str, form: &[(&str, String)]) -> Page {
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    call(
+        env,
+        "POST",
+        target,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Every item, in key order, to see that nothing changed.
+async fn snapshot(env: &TestEnv) -> Vec<Item> {
+    let mut items = env.items().await;
+    items.sort_by_key(|i| (s(i, "pk"), s(i, "sk")));
+    items
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("the form's CSRF field") + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+fn assert_denied(p: &Page, secrets: &[&str], what: &str) {
+    assert_eq!(p.status, 403, "{what}: {}", p.body);
+    assert!(p.body.contains("このリンクは使えません"), "{what}: {}", p.body);
+    assert!(p.body.contains("This link cannot be used"), "{what}");
+    for s in secrets {
+        assert!(!p.body.contains(s), "{what}: the refusal shows {s}");
+    }
+    assert_eq!(p.header("cache-control"), "no-store", "{what}");
+}
+
+#[tokio::test]
+async fn the_handoff_emails_link_opens_the_lead_page_and_its_form_records_an_activity_as_the_owner() {
+    let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
+    env.process.clock = t0;
+    let r = env
+        .post_json(
+            "demo",
+            &json!({"email": "page-lead@example.jp", "last_name": "山田", "first_name": "太郎", "consent": true,
+                    "company": "アクメ株式会社", "job_title": "CEO", "industry": "IT", "employees": "300",
+                    "phone": "03-1234-5678"}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+    env.run_scoring().await;
+    let report = env.process.run().await.unwrap();
+    assert_eq!(report.handoffs, 1, "{report:?}");
+    let lead_item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    let owner = s(&lead_item, "owner");
+    let routing: Value = serde_json::from_str(
+        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/routing.json")).unwrap(),
+    )
+    .unwrap();
+    let owner_entry = routing["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == owner.as_str())
+        .unwrap()
+        .clone();
+    let address = owner_entry["email"].as_str().unwrap().to_owned();
+    let recorded_by = format!("記録者: {}", owner_entry["name"].as_str().unwrap());
+
+    // The hand-off email: the lead's phone and email, and a link for this owner to this lead.
+    let mail: Vec<_> = emails_to(&address)
+        .await
+        .into_iter()
+        .filter(|m| m.text().contains(&lead))
+        .collect();
+    assert_eq!(mail.len(), 1);
+    let text = mail[0].text();
+    for line in ["電話: 03-1234-5678", "メール: page-lead@example.jp"] {
+        assert!(text.contains(line), "{line} in: {text}");
+    }
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("リードを開く: "))
+        .expect("the link")
+        .trim()
+        .to_owned();
+    let target = url
+        .strip_prefix("https://leadflow.test")
+        .expect("on the public URL")
+        .to_owned();
+    assert!(target.starts_with(&format!("/sales/leads/{lead}?t=l1.")), "{target}");
+    assert!(mail[0].html().contains(&escape_html(&url)), "the HTML part links too");
+    assert!(!text.contains("console.example.jp"), "no placeholder link");
+
+    // GET shows the lead and changes nothing.
+    let before = snapshot(&env).await;
+    let page = call(&env, "GET", &target, &[], b"").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.header("content-type"), "text/html; charset=utf-8");
+    assert_eq!(page.header("cache-control"), "no-store");
+    assert_eq!(page.header("referrer-policy"), "no-referrer");
+    assert_eq!(page.header("x-robots-tag"), "noindex");
+    assert_eq!(page.header("x-content-type-options"), "nosniff");
+    assert_eq!(
+        page.header("content-security-policy"),
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    for shown in [
+        "山田 太郎 様",
+        "アクメ株式会社",
+        "CEO",
+        "href=\"tel:0312345678\"",
+        "03-1234-5678",
+        "href=\"mailto:page-lead@example.jp\"",
+        "name=\"viewport\"",
+        "ホットリードへの初回連絡",
+    ] {
+        assert!(page.body.contains(shown), "{shown} on the page: {}", page.body);
+    }
+    assert!(!page.body.contains("<script"), "no JavaScript");
+    let scoring = env.scoring_of(&lead).await;
+    let mut lines = 0;
+    for score in scoring["scores"].as_object().unwrap().values() {
+        for line in score["explanation"].as_array().unwrap() {
+            let detail = escape_html(line["detail"].as_str().unwrap());
+            let points = line["points"].as_i64().unwrap();
+            assert!(
+                page.body.contains(&format!("{points:+}</span> {detail}")),
+                "{points:+} {detail} on the page: {}",
+                page.body
+            );
+            lines += 1;
+        }
+    }
+    assert!(lines >= 3, "{scoring}");
+    assert_eq!(snapshot(&env).await, before, "a GET changes nothing");
+
+    // The form without its CSRF token, or with another link's, is refused and records nothing.
+    let csrf = csrf_of(&page.body);
+    let post_target = target.replacen(
+        &format!("/sales/leads/{lead}?"),
+        &format!("/sales/leads/{lead}/activities?"),
+        1,
+    );
+    let fields = |csrf: &str| {
+        [
+            ("csrf", csrf),
+            ("date", ""),
+            ("type", "phone"),
+            ("content", "電話で課題をヒアリング <b>"),
+            ("result", "continue"),
+            ("notes", "来週デモ"),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+    };
+    let none = post_form(&env, &post_target, &fields("")).await;
+    assert_denied(&none, &["山田"], "no CSRF token");
+    let keys = env.stack.link_keys.lead.clone().expect("the lead links' keyring");
+    let other_link = lead_link::sign(
+        &keys,
+        &owner,
+        leadflow_domain::records::LeadId::generate(),
+        t0() + Duration::days(1),
+    );
+    let other_csrf = lead_link::csrf(&keys, &other_link).unwrap();
+    let other = post_form(&env, &post_target, &fields(&other_csrf)).await;
+    assert_denied(&other, &["山田"], "another link's CSRF token");
+    assert_eq!(snapshot(&env).await, before, "refused forms change nothing");
+
+    // With it: recorded as the owner, through the lead API's code, then back to the page.
+    let done = post_form(&env, &post_target, &fields(&csrf)).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let back = done.header("location").to_owned();
+    assert_eq!(back, format!("{url}&done=1"));
+    let activities: Vec<_> = env
+        .items_of("activity")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "pk") == format!("LEAD#{lead}"))
+        .collect();
+    assert_eq!(activities.len(), 1);
+    let act = activities[0]["activity"].as_m().unwrap();
+    assert_eq!(act["actor"].as_s().unwrap(), &owner);
+    assert_eq!(act["type"].as_s().unwrap(), "phone");
+    let after = call(
+        &env,
+        "GET",
+        back.strip_prefix("https://leadflow.test").unwrap(),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(after.status, 200);
+    for shown in [
+        "活動を記録しました",
+        "電話で課題をヒアリング &lt;b&gt;",
+        "来週デモ",
+        "（活動記録済み）",
+        recorded_by.as_str(),
+    ] {
+        assert!(after.body.contains(shown), "{shown}: {}", after.body);
+    }
+
+    // The SLA timer stopped: at the due time, no reminder, the task is done.
+    env.process.clock = t_due;
+    let due = env.process.run().await.unwrap();
+    assert_eq!(due.reminders, 0, "{due:?}");
+    let task = env
+        .item(&format!("LEAD#{lead}"), &format!("TASK#first-contact-{lead}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "status"), "done");
+    assert!(emails_to(&address)
+        .await
+        .iter()
+        .all(|m| !(m.text().contains(&lead) && m.subject().contains("リマインド"))));
+
+    // Refused links: tampered, expired, another owner's; nothing about the lead, nothing changed.
+    let before = snapshot(&env).await;
+    let secrets = ["山田", "アクメ", "page-lead@example.jp", "03-1234-5678"];
+    let mut tampered = target.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert_denied(&call(&env, "GET", &tampered, &[], b"").await, &secrets, "tampered");
+    let lead_id = leadflow_domain::records::LeadId::parse(&lead).unwrap();
+    let expired = lead_link::sign(&keys, &owner, lead_id, t0() - Duration::days(1));
+    assert_denied(
+        &call(&env, "GET", &format!("/sales/leads/{lead}?t={expired}"), &[], b"").await,
+        &secrets,
+        "expired",
+    );
+    let colleague = if owner == "sato" { "suzuki" } else { "sato" };
+    let theirs = lead_link::sign(&keys, colleague, lead_id, t0() + Duration::days(14));
+    assert_denied(
+        &call(&env, "GET", &format!("/sales/leads/{lead}?t={theirs}"), &[], b"").await,
+        &secrets,
+        "another owner's",
+    );
+    let elsewhere = lead_link::sign(
+        &keys,
+        &owner,
+        leadflow_domain::records::LeadId::generate(),
+        t0() + Duration::days(14),
+    );
+    assert_denied(
+        &call(&env, "GET", &format!("/sales/leads/{lead}?t={elsewhere}"), &[], b"").await,
+        &secrets,
+        "another lead's link",
+    );
+    assert_denied(
+        &call(&env, "GET", &format!("/sales/leads/{lead}"), &[], b"").await,
+        &secrets,
+        "no link",
+    );
+    // A POST with a refused link, even carrying that link's own CSRF token, records nothing.
+    let theirs_csrf = lead_link::csrf(&keys, &theirs).unwrap();
+    let refused = post_form(
+        &env,
+        &format!("/sales/leads/{lead}/activities?t={theirs}"),
+        &fields(&theirs_csrf),
+    )
+    .await;
+    assert_denied(&refused, &secrets, "another owner's form");
+    let expired_csrf = lead_link::csrf(&keys, &expired).unwrap();
+    let refused = post_form(
+        &env,
+        &format!("/sales/leads/{lead}/activities?t={expired}"),
+        &fields(&expired_csrf),
+    )
+    .await;
+    assert_denied(&refused, &secrets, "an expired link's form");
+    assert_eq!(snapshot(&env).await, before, "refused links change nothing");
+
+    // The owner's manager may open it (the escalation email links there).
+    let manager = lead_link::sign(&keys, "tanaka", lead_id, t_due() + Duration::days(1));
+    let managed = call(&env, "GET", &format!("/sales/leads/{lead}?t={manager}"), &[], b"").await;
+    assert_eq!(managed.status, 200, "{}", managed.body);
+    assert!(managed.body.contains("山田 太郎 様"));
+}
+
+#[tokio::test]
+async fn the_local_stack_generates_the_lead_links_keyring_apart_from_the_others() {
+    let env = TestEnv::new().await;
+    let keys = &env.stack.link_keys;
+    let lead_keys = keys.lead.as_ref().expect("LeadLinkKeys is read at cold start");
+    assert_eq!(lead_keys.current(), "k1");
+    let lead = leadflow_domain::records::LeadId::generate();
+    let t = lead_link::sign(lead_keys, "sato", lead, Utc::now() + Duration::days(1));
+    assert!(lead_link::verify(lead_keys, &t, Utc::now()).is_ok());
+    assert!(
+        lead_link::verify(&keys.unsubscribe, &t, Utc::now()).is_err(),
+        "another keyring's key does not verify it"
+    );
+    assert!(lead_link::verify(&keys.confirm, &t, Utc::now()).is_err());
+}
+
+#[tokio::test]
+async fn an_english_speaking_owner_gets_the_page_in_english_in_their_time_zone() {
+    let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
+    env.process.clock = t0;
+    // The americas rule routes a US lead to lee (locale en, America/New_York).
+    let r = env
+        .post_json(
+            "demo",
+            &json!({"email": "us-lead@example.com", "last_name": "Smith", "first_name": "Jane", "consent": true,
+                    "company": "Acme Inc.", "job_title": "CEO", "industry": "IT", "employees": "300",
+                    "country": "US", "phone": "+1 212 555 0100"}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+    env.run_scoring().await;
+    assert_eq!(env.process.run().await.unwrap().handoffs, 1);
+    let mail: Vec<_> = emails_to("lee@example.com")
+        .await
+        .into_iter()
+        .filter(|m| m.text().contains(&lead))
+        .collect();
+    assert_eq!(mail.len(), 1);
+    let text = mail[0].text();
+    assert!(
+        text.contains("Phone: +1 212 555 0100") && text.contains("Email: us-lead@example.com"),
+        "{text}"
+    );
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Open the lead: "))
+        .expect("the link")
+        .trim()
+        .to_owned();
+    let page = call(
+        &env,
+        "GET",
+        url.strip_prefix("https://leadflow.test").unwrap(),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in [
+        "<html lang=\"en\">",
+        "<h1>Smith Jane</h1>",
+        "Acme Inc.",
+        "href=\"tel:+12125550100\"",
+        "Record an activity",
+        "Sales acceptance",
+        "Alex Lee",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    assert!(
+        page.body.contains(" EST") || page.body.contains(" EDT"),
+        "New York time: {}",
+        page.body
+    );
+    assert!(!page.body.contains("様"), "{}", page.body);
+}
