@@ -131,6 +131,8 @@ async fn finding_1_the_import_form_is_not_public_and_public_consent_is_always_do
 async fn finding_1_confirmed_consent_is_never_replaced_by_a_strangers_submission() {
     let mut env = TestEnv::new().await;
     env.process.clock = t0;
+    // Even a form that takes a ticked box as consent (on trusted routes).
+    env.single_opt_in("demo").await;
     // The person opts in and confirms from their mailbox.
     let r = env
         .post_public(
@@ -170,7 +172,7 @@ async fn finding_1_confirmed_consent_is_never_replaced_by_a_strangers_submission
 }
 
 #[tokio::test]
-async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_mailbox() {
+async fn finding_2_a_public_submission_changes_nothing_a_known_person_gave_until_the_mailbox_confirms() {
     let mut env = TestEnv::new().await;
     env.process.clock = t0;
     let (lead, contact_id) = known_person(&env, "known2@example.jp").await;
@@ -193,10 +195,10 @@ async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_ma
         ("job_title", "課長"),
         ("industry", "finance"),
         ("phone", "03-1111-2222"),
-        ("country", "JP"),
     ] {
         assert_eq!(s(&c, field), kept, "{field}");
     }
+    assert!(!c.contains_key("country"), "not even a blank is filled by a stranger");
     let pending = c["consent_pending"].as_m().unwrap();
     let changes = pending["changes"].as_m().unwrap();
     assert_eq!(changes["company"].as_s().unwrap(), "Evil Inc");
@@ -224,12 +226,13 @@ async fn finding_2_a_public_submission_fills_blanks_and_keeps_changes_for_the_ma
     click(&env, &link).await;
     assert_eq!(
         env.requests.take(),
-        ["GetItem", "TransactWriteItems", "SendMessage"],
-        "the contact read, one atomic write, the scoring message"
+        ["GetItem", "Query", "TransactWriteItems", "SendMessageBatch"],
+        "the contact read, the person's leads, one atomic write, the scoring messages"
     );
     let c = contact(&env, &contact_id).await;
     assert_eq!(s(&c, "company"), "Evil Inc");
     assert_eq!(s(&c, "last_name"), "偽者");
+    assert_eq!(s(&c, "country"), "JP");
     assert!(c.contains_key("address_confirmed_at"));
     assert!(!c.contains_key("consent"), "no opt-in was asked for");
     let history: Vec<_> = env
@@ -393,8 +396,6 @@ async fn finding_5_confirmation_emails_are_bounded_neutral_and_retried() {
     env.process.clock = || t0() + Duration::hours(26);
     env.process.run().await.unwrap();
     assert_eq!(confirmations(&emails_to("bomb@example.jp").await), 2);
-    // None to an unsubscribed address.
-    let _ = s;
 }
 
 #[tokio::test]
@@ -549,4 +550,131 @@ async fn finding_4_an_on_submit_form_hands_off_unconfirmed_requests_capped_and_s
         }
     }
     assert_eq!(warned, 2);
+    // The two held requests are looked at again on the next Tokyo day, within its room.
+    env.process.clock = || t0() + Duration::days(1);
+    let next_day = env.process.run().await.unwrap();
+    assert_eq!(next_day.handoffs, 2, "{next_day:?}");
+    // A handed-off lead that is recycled does not go straight back to sales on its old request.
+    let handed: Vec<_> = env
+        .items_of("lead")
+        .await
+        .into_iter()
+        .filter(|l| s(l, "stage") == "sales_acceptance")
+        .collect();
+    assert_eq!(handed.len(), 4);
+    assert!(
+        handed.iter().all(|l| !l.contains_key("handoff_requested")),
+        "requests consumed"
+    );
+    let lead = s(&handed[0], "lead_id");
+    let r = env
+        .send(
+            "POST",
+            &format!("/leads/{lead}/stage"),
+            &[("content-type", "application/json")],
+            json!({"move": "recycle", "reason": "not now"}).to_string().as_bytes(),
+        )
+        .await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    env.process.clock = || t0() + Duration::days(1) + Duration::hours(1);
+    let after = env.process.run().await.unwrap();
+    assert_eq!(after.handoffs, 0, "{after:?}");
+}
+
+#[tokio::test]
+async fn a_confirmed_subscriber_is_not_made_sales_ready_by_a_strangers_post() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    // The person subscribes and confirms themselves.
+    let r = env
+        .post_public(
+            "demo",
+            &json!({"email": "sub@example.jp", "last_name": "本人", "consent": true}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    env.run_scoring().await;
+    env.process.run().await.unwrap();
+    click(&env, &confirmation_link("sub@example.jp").await).await;
+    env.run_scoring().await;
+    // A stranger posts a top-fit profile in their name (their title, industry and size are blank).
+    let r = env.post_public("demo", &executive("sub@example.jp"), &[]).await;
+    assert_eq!(r.status, 201);
+    env.run_scoring().await;
+    let lead = lead_of(&env, "sub@example.jp").await;
+    let sc = env.scoring_of(&lead).await;
+    assert_eq!(sc["sales_ready"].as_bool(), Some(false), "{sc}");
+    let run = env.process.run().await.unwrap();
+    assert_eq!(run.handoffs, 0, "{run:?}");
+}
+
+#[tokio::test]
+async fn the_confirmation_page_shows_every_value_before_it_is_granted() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let (_, contact_id) = known_person(&env, "shown@example.jp").await;
+    let r = env
+        .post_public(
+            "demo",
+            &json!({"email": "shown@example.jp", "last_name": "本物", "company": "<b>Evil</b> Inc", "visitor_id": "vis-x", "consent": true}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    env.run_scoring().await;
+    env.process.run().await.unwrap();
+    let link = confirmation_link("shown@example.jp").await;
+    let page = env.send("GET", &link, &[], b"").await;
+    assert_eq!(page.status, 200);
+    let html = page.body.as_str().unwrap().to_owned();
+    assert!(
+        html.contains("&lt;b&gt;Evil&lt;/b&gt; Inc"),
+        "the stranger's value, escaped: {html}"
+    );
+    assert!(html.contains("メール配信の登録"), "{html}");
+    assert!(html.contains("ブラウザ"), "the browser link is named: {html}");
+    assert!(
+        !html.contains("本物」に変更"),
+        "a value that does not change is not listed: {html}"
+    );
+    // Opening the page grants nothing.
+    let c = contact(&env, &contact_id).await;
+    assert_eq!(s(&c, "company"), "正しい株式会社");
+    assert!(!c.contains_key("consent"));
+}
+
+#[tokio::test]
+async fn confirming_makes_the_persons_points_evidence_on_each_of_their_leads() {
+    let mut env = TestEnv::new().await;
+    env.process.clock = t0;
+    let mut def: Value = serde_json::from_str(
+        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/forms/demo.json")).unwrap(),
+    )
+    .unwrap();
+    def["id"] = json!("demo2");
+    env.put_form(def).await;
+    for form in ["demo", "demo2"] {
+        let r = env.post_public(form, &executive("two@example.jp"), &[]).await;
+        assert_eq!(r.status, 201);
+        env.run_scoring().await;
+    }
+    env.process.run().await.unwrap();
+    let leads: Vec<String> = env.items_of("lead").await.iter().map(|l| s(l, "lead_id")).collect();
+    assert_eq!(leads.len(), 2);
+    for lead in &leads {
+        assert_eq!(env.scoring_of(lead).await["sales_ready"].as_bool(), Some(false));
+    }
+    env.requests.take();
+    click(&env, &confirmation_link("two@example.jp").await).await;
+    let ops = env.requests.take();
+    assert_eq!(ops[..3], ["GetItem", "Query", "TransactWriteItems"], "{ops:?}");
+    env.run_scoring().await;
+    for lead in &leads {
+        assert_eq!(
+            env.scoring_of(lead).await["sales_ready"].as_bool(),
+            Some(true),
+            "{lead}"
+        );
+    }
 }

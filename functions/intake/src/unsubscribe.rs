@@ -71,15 +71,44 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
             );
         };
         match *req.method() {
-            Method::GET | Method::HEAD => page(
-                StatusCode::OK,
-                "お申し込みの確認 / Confirm your request",
-                &format!(
-                    "<h1>お申し込みの確認 / Confirm your request</h1><p>このメールアドレスで送られたお申し込みを、ご本人として確認します。<br>Please confirm that the request sent with this email address was yours.</p>\
+            Method::GET | Method::HEAD => {
+                // What confirming grants, so the mailbox's holder sees every value a submitter
+                // gave (anyone can send a request in their name) before granting it.
+                let contact = match self.service.store.contact(contact).await {
+                    Ok(c) => c,
+                    Err(e) => return crate::store_failure(&e),
+                };
+                let probe = leadflow_domain::records::ConsentConfirmation {
+                    at: (self.clock)(),
+                    ip: None,
+                    user_agent: None,
+                };
+                let grants = contact
+                    .as_ref()
+                    .and_then(|c| leadflow_domain::confirmation::confirm(c, &nonce, &probe))
+                    .map(|done| leadflow_domain::confirmation::describe(&done))
+                    .unwrap_or_default();
+                let list: String = grants
+                    .iter()
+                    .map(|(ja, en)| {
+                        format!(
+                            "<li>{}<br><small>{}</small></li>",
+                            leadflow_domain::escape_html(ja),
+                            leadflow_domain::escape_html(en)
+                        )
+                    })
+                    .collect();
+                let body = if grants.is_empty() {
+                    "<h1>お申し込みの確認 / Confirm your request</h1><p>確認が必要なお申し込みはありません。<br>There is nothing to confirm.</p>".to_owned()
+                } else {
+                    format!(
+                        "<h1>お申し込みの確認 / Confirm your request</h1><p>このメールアドレスで次のお申し込みがありました。ご本人のお申し込みで、内容に間違いがなければ確認してください。心当たりのない内容があれば、確認せずにこのページを閉じてください。<br>A request was sent with this email address. Confirm only if it was yours and everything below is right; otherwise just close this page.</p><ul>{list}</ul>\
 <form method=\"post\" action=\"?token={}\"><button type=\"submit\">確認する / Confirm</button></form>",
-                    leadflow_domain::escape_html(&token)
-                ),
-            ),
+                        leadflow_domain::escape_html(&token)
+                    )
+                };
+                page(StatusCode::OK, "お申し込みの確認 / Confirm your request", &body)
+            }
             Method::POST => {
                 let evidence = leadflow_domain::records::ConsentConfirmation {
                     at: (self.clock)(),
@@ -91,11 +120,16 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
                     Ok(outcome) => {
                         let confirmed = matches!(outcome, Confirmation::Confirmed(_));
                         tracing::info!(contact_id = %contact, confirmed, "address confirmation");
-                        if let Confirmation::Confirmed(ix) = outcome {
+                        if let Confirmation::Confirmed(interactions) = outcome {
                             // Durable already (in the outbox): a failed send is relayed later.
-                            let message = leadflow_domain::message::InteractionMessage::for_interaction(&ix);
-                            if let Err(e) = self.service.queue.publish(&message).await {
-                                tracing::warn!(error = %e, "confirmation not queued for scoring; left in the outbox");
+                            let messages: Vec<_> = interactions
+                                .iter()
+                                .map(leadflow_domain::message::InteractionMessage::for_interaction)
+                                .collect();
+                            for sent in self.service.queue.publish_all(&messages).await {
+                                if let Err(e) = sent {
+                                    tracing::warn!(error = %e, "confirmation not queued for scoring; left in the outbox");
+                                }
                             }
                         }
                         // The same page either way: a link says nothing about anyone's state.
@@ -108,7 +142,11 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
                     Err(e) => crate::store_failure(&e),
                 }
             }
-            _ => page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "<p>GET or POST</p>"),
+            _ => page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "<p>GET or POST</p>",
+            ),
         }
     }
 

@@ -117,6 +117,7 @@ impl SendLedger for Mem {
     async fn claim_confirmation(
         &self,
         _: ContactId,
+        _: &str,
         _: DateTime<Utc>,
         _: DateTime<Utc>,
     ) -> Result<leadflow_domain::process::ports::ConfirmationSlot, StoreError> {

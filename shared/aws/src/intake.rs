@@ -18,6 +18,9 @@ use crate::table::{
     attr, corrupt, from_record, n, plain_item, record_item, s, str_attr, to_av, Condition, Item, Packed, Table, Update,
 };
 
+/// Other leads of one person a confirmation reaches in its one transaction.
+const MAX_OTHER_LEADS: usize = 20;
+
 /// Intake's adapter: the records table.
 #[derive(Clone)]
 pub struct DynamoIntake {
@@ -96,22 +99,21 @@ impl DynamoIntake {
                 contact_id,
                 email,
                 fields,
-                blanks_only,
+                values_wait,
                 consent,
                 pending_consent,
                 add_key,
             } => {
                 let mut update = Update::new().set("updated_at", to_av(&now)?);
-                // A public caller fills only what is blank; what differs waits for the mailbox.
-                let put = |u: Update, name: &str, value: &str| match blanks_only {
-                    true => u.set_if_absent(name, s(value)),
-                    false => u.set(name, s(value)),
-                };
-                if let Some(e) = email {
-                    update = put(update, "email", e.as_str());
-                }
-                for (name, value) in fields.present() {
-                    update = put(update, name, value);
+                // A public caller changes nothing a known person gave, not even a blank: its values
+                // wait in the pending request for the mailbox's owner (the address is the identity).
+                if !values_wait {
+                    if let Some(e) = email {
+                        update = update.set("email", s(e.as_str()));
+                    }
+                    for (name, value) in fields.present() {
+                        update = update.set(name, s(value));
+                    }
                 }
                 match consent {
                     Some(ConsentWrite::Replace(c)) => update = update.set("consent", to_av(c)?),
@@ -175,7 +177,7 @@ impl DynamoIntake {
                     update = update.set_in("fields", name, s(value));
                 }
                 if let Some(r) = request_handoff {
-                    update = update.set_if_absent("handoff_requested", to_av(r)?);
+                    update = update.set("handoff_requested", to_av(r)?);
                 }
                 if *start_nurture {
                     update = update.set("nurture_enabled", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
@@ -443,6 +445,14 @@ impl Unsubscribes for DynamoIntake {
 }
 
 impl leadflow_domain::ports::ConsentStore for DynamoIntake {
+    async fn contact(&self, contact: ContactId) -> Result<Option<leadflow_domain::records::Contact>, StoreError> {
+        self.table
+            .get(keys::contact(contact))
+            .await?
+            .map(from_record)
+            .transpose()
+    }
+
     async fn confirm(
         &self,
         contact: ContactId,
@@ -487,8 +497,32 @@ impl leadflow_domain::ports::ConsentStore for DynamoIntake {
                     .put_tx(record_item(h, key, "field_history")?, Condition::absent())?,
             );
         }
+        // The person's other leads: their unconfirmed points count from now on too (a few at
+        // most; bounded so the write stays one transaction).
+        let others = self
+            .table
+            .query(
+                crate::table::Query::partition(keys::Index::Gsi1, keys::contact_partition(contact))
+                    .begins_with(keys::LEADS_OF_CONTACT_PREFIX)
+                    .newest_first()
+                    .limit(MAX_OTHER_LEADS),
+            )
+            .await?;
+        let mut interactions = vec![done.interaction.clone()];
+        for lead in others
+            .iter()
+            .filter_map(|i| str_attr(i, "lead_id").and_then(LeadId::parse))
+            .filter(|l| *l != done.lead_id)
+        {
+            let ix = done.on_lead(lead);
+            items.push(
+                self.table
+                    .put_tx(outboxed_interaction(&ix, done.at)?, Condition::absent())?,
+            );
+            interactions.push(ix);
+        }
         Ok(match self.table.transact(items, None).await? {
-            crate::table::Transact::Committed => Confirmation::Confirmed(Box::new(done.interaction)),
+            crate::table::Transact::Committed => Confirmation::Confirmed(interactions),
             _ => Confirmation::NothingPending,
         })
     }

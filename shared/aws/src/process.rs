@@ -265,6 +265,9 @@ impl LeaseStore for DynamoProcess {
         if let Some(o) = &w.owner {
             update = update.set("owner", s(o.clone()));
         }
+        if w.handoff_request_done {
+            update = update.remove("handoff_requested");
+        }
         if let Some(last) = w.moves.iter().rev().find(|m| m.to != m.from) {
             update = update.set("stage_changed_at", s(sortable_time(last.at)));
         }
@@ -363,23 +366,27 @@ impl SendLedger for DynamoProcess {
     async fn claim_confirmation(
         &self,
         contact: ContactId,
+        nonce: &str,
         now: DateTime<Utc>,
         since: DateTime<Utc>,
     ) -> Result<ConfirmationSlot, StoreError> {
         let update = Update::new().set("confirmation_sent_at", s(sortable_time(now))).when(
-            "attribute_exists(pk) AND (attribute_not_exists({confirmation_sent_at}) OR {confirmation_sent_at} <= :since)",
-            &[(":since", s(sortable_time(since)))],
+            "{consent_pending}.{nonce} = :nonce AND (attribute_not_exists({confirmation_sent_at}) OR {confirmation_sent_at} <= :since)",
+            &[(":since", s(sortable_time(since))), (":nonce", s(nonce))],
         );
         if self.table.update(keys::contact(contact), update).await?.is_some() {
             return Ok(ConfirmationSlot::Taken);
         }
-        // Rare: the address had one within the interval (or the contact is gone).
-        let at = self
-            .table
-            .get(keys::contact(contact))
-            .await?
-            .and_then(|i| crate::table::str_attr(&i, "confirmation_sent_at").map(str::to_owned))
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        // Rare: the address had one within the interval, or the request was replaced.
+        let Some(item) = self.table.get(keys::contact(contact)).await? else {
+            return Ok(ConfirmationSlot::Replaced);
+        };
+        let current = attr::<leadflow_domain::records::PendingConsent>(&item, "consent_pending")?;
+        if current.is_none_or(|p| p.nonce != nonce) {
+            return Ok(ConfirmationSlot::Replaced);
+        }
+        let at = crate::table::str_attr(&item, "confirmation_sent_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map_or(now, |t| t.with_timezone(&Utc));
         Ok(ConfirmationSlot::SentAt(at))
     }

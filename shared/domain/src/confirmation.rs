@@ -76,3 +76,62 @@ pub fn confirm(contact: &Contact, nonce: &str, evidence: &ConsentConfirmation) -
         at: evidence.at,
     })
 }
+
+impl Confirmed {
+    /// The `address_confirmed` interaction for another open lead of the same person: its
+    /// unconfirmed points count from now on too (no browser: that is linked to the request's lead).
+    pub fn on_lead(&self, lead: LeadId) -> Interaction {
+        let request = self
+            .interaction
+            .properties
+            .get("request")
+            .and_then(|r| r.as_str())
+            .unwrap_or("");
+        let mut properties = serde_json::Map::new();
+        properties.insert("request".into(), request.into());
+        Interaction {
+            interaction_id: InteractionId::derived(&["address_confirmed", request, &lead.to_string()]),
+            lead_id: lead,
+            properties,
+            ..self.interaction.clone()
+        }
+    }
+}
+
+/// What confirming will do, one line per grant in Japanese and English, for the confirmation
+/// page: the mailbox's holder sees every value a submitter gave before granting it (a stranger
+/// may have sent a request in their name).
+pub fn describe(done: &Confirmed) -> Vec<(String, String)> {
+    let mut lines = Vec::new();
+    if done.consent.is_some() {
+        lines.push((
+            "ご案内メールの受け取り（メール配信の登録）".to_owned(),
+            "Receiving our emails (subscription)".to_owned(),
+        ));
+    }
+    for (field, value) in &done.changes {
+        let (ja, en) = field_label(field);
+        lines.push((format!("{ja}を「{value}」に変更"), format!("{en} becomes \"{value}\"")));
+    }
+    if done.interaction.properties.contains_key("visitor_id") {
+        lines.push((
+            "このお申し込みを送ったブラウザでの閲覧を、あなたの記録に関連付け".to_owned(),
+            "Linking the browser this request was sent from (its visits count towards your record)".to_owned(),
+        ));
+    }
+    lines
+}
+
+fn field_label(field: &str) -> (&'static str, &'static str) {
+    match field {
+        "last_name" => ("姓", "Last name"),
+        "first_name" => ("名", "First name"),
+        "company" => ("会社名", "Company"),
+        "job_title" => ("役職", "Job title"),
+        "industry" => ("業種", "Industry"),
+        "employees" => ("従業員数", "Employees"),
+        "country" => ("国", "Country"),
+        "phone" => ("電話番号", "Phone"),
+        _ => ("その他の項目", "Another field"),
+    }
+}

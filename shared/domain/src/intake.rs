@@ -163,9 +163,10 @@ pub enum ContactWrite {
         email: Option<Email>,
         /// Only the non-empty submitted values: an empty value never blanks a stored one.
         fields: ContactFields,
-        /// A public submission: the values fill only blank fields (a differing value waits in
-        /// the pending confirmation); an internal one replaces them.
-        blanks_only: bool,
+        /// A public submission: its values change nothing the person gave, not even a blank field
+        /// (a stranger could otherwise supply a confirmed person's fit profile); they wait in the
+        /// pending request for the mailbox's owner. An internal one replaces them at once.
+        values_wait: bool,
         consent: Option<ConsentWrite>,
         /// A double opt-in waiting for confirmation (replaces any earlier pending one).
         pending_consent: Option<crate::records::PendingConsent>,
@@ -186,7 +187,7 @@ pub enum LeadWrite {
         /// The submission puts the lead in its nurture program (a person's own form, or an
         /// import with `--nurture`); never takes it out.
         start_nurture: bool,
-        /// An `on_submit` hand-off form: the lead asks for sales (the first request stands).
+        /// An `on_submit` hand-off form: the lead asks for sales (until a move to sales consumes it).
         request_handoff: Option<crate::records::HandoffRequest>,
     },
 }
@@ -424,7 +425,7 @@ pub fn decide(
                 contact_id,
                 email: sub.email.clone(),
                 fields: sub.contact.clone(),
-                blanks_only: public,
+                values_wait: public,
                 consent: consent.map(|c| {
                     if c.opt_in {
                         ConsentWrite::Replace(c)
@@ -453,9 +454,11 @@ pub fn decide(
     };
 
     let handoff_requested = match form.handoff {
-        crate::form::HandoffPolicy::OnSubmit { daily_cap } => {
-            Some(crate::records::HandoffRequest { at: now, daily_cap })
-        }
+        crate::form::HandoffPolicy::OnSubmit { daily_cap } => Some(crate::records::HandoffRequest {
+            at: now,
+            daily_cap,
+            unconfirmed: public,
+        }),
         crate::form::HandoffPolicy::Score => None,
     };
     let (lead_id, lead_res, lead) = match found.lead {

@@ -762,7 +762,7 @@ fn known_person_plan(route: Route, extra: serde_json::Value) -> IntakePlan {
 fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
     let plan = known_person_plan(Route::Public, json!({}));
     let ContactWrite::Update {
-        blanks_only,
+        values_wait,
         consent,
         pending_consent,
         ..
@@ -770,7 +770,7 @@ fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
     else {
         panic!()
     };
-    assert!(blanks_only, "fills blanks only");
+    assert!(values_wait, "changes nothing the person gave");
     assert!(consent.is_none(), "no consent, though the form is single opt-in");
     let pending = pending_consent.as_ref().unwrap();
     assert!(pending.consent.as_ref().is_some_and(|c| c.opt_in));
@@ -787,7 +787,7 @@ fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
 fn an_internal_submission_is_trusted_as_before() {
     let plan = known_person_plan(Route::Internal, json!({}));
     let ContactWrite::Update {
-        blanks_only,
+        values_wait,
         consent,
         pending_consent,
         ..
@@ -795,7 +795,7 @@ fn an_internal_submission_is_trusted_as_before() {
     else {
         panic!()
     };
-    assert!(!blanks_only);
+    assert!(!values_wait);
     assert!(matches!(consent, Some(ConsentWrite::Replace(c)) if c.opt_in));
     assert!(pending_consent.is_none());
     assert_eq!(plan.interaction.properties["visitor_id"], "vis-1");

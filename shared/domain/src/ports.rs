@@ -66,14 +66,20 @@ pub trait Unsubscribes: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Confirmation {
     /// What the request asked is granted (consent with the click's evidence, the changes, the
-    /// browser); the interaction, kept in the outbox, is for scoring.
-    Confirmed(Box<crate::records::Interaction>),
+    /// browser); the `address_confirmed` interactions (one per open lead of the person), kept in
+    /// the outbox, are for scoring.
+    Confirmed(Vec<crate::records::Interaction>),
     /// Nothing pending under that link (confirmed already, or replaced by a later request).
     NothingPending,
 }
 
 /// Grants a pending confirmation request (see [`crate::confirmation`]).
 pub trait ConsentStore: Send + Sync {
+    /// The contact a confirmation link names, to show what confirming would grant.
+    fn contact(
+        &self,
+        contact: ContactId,
+    ) -> impl Future<Output = Result<Option<crate::records::Contact>, StoreError>> + Send;
     fn confirm(
         &self,
         contact: ContactId,

@@ -227,8 +227,8 @@ pub struct Contact {
     pub suppressed: Option<Suppression>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// When the address's owner last clicked one of our confirmation links: the mailbox is
-    /// theirs. Until then nothing a public caller says about them counts towards sales-ready.
+    /// When the address's owner last clicked one of our confirmation links (evidence; each
+    /// public submission still needs its own confirmation to count towards sales-ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_confirmed_at: Option<DateTime<Utc>>,
     /// When the last confirmation email went to this address (at most one a day).
@@ -303,6 +303,9 @@ pub struct Lead {
 pub struct HandoffRequest {
     pub at: DateTime<Utc>,
     pub daily_cap: u32,
+    /// Made on the public route: anyone may have sent it (the owner's email says so).
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 impl Contact {
@@ -322,14 +325,6 @@ impl Contact {
             created_at: now,
             updated_at: now,
         }
-    }
-}
-
-impl Contact {
-    /// Whether the address's owner has ever clicked one of our confirmation links (a confirmed
-    /// opt-in is such a click too).
-    pub fn address_confirmed(&self) -> bool {
-        self.address_confirmed_at.is_some() || self.consent.as_ref().is_some_and(|c| c.confirmed.is_some())
     }
 }
 

@@ -29,6 +29,8 @@ pub struct LeadSave {
     pub owner: Option<String>,
     pub task: Option<Task>,
     pub next_due: Option<DateTime<Utc>>,
+    /// The lead's own hand-off request (an `on_submit` form) made its move to sales: cleared.
+    pub handoff_request_done: bool,
     /// The lead's segment memberships after the save.
     pub upkeep: crate::segment::Upkeep,
     /// What the save counts for reports (stages entered, closed, hand-offs).
@@ -76,6 +78,8 @@ pub enum ConfirmationSlot {
     Taken,
     /// The address had one at this time, inside the interval.
     SentAt(DateTime<Utc>),
+    /// The request was replaced meanwhile: its email is not sent (the newer one's is).
+    Replaced,
 }
 
 /// A frequency-cap slot to give back: the contact, the send record's version after the claim,
@@ -134,11 +138,13 @@ pub trait SendLedger: Send + Sync {
         key: &str,
         give_back: Option<SlotGiveBack>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Takes the address's confirmation slot unless it had a confirmation email after `since`:
-    /// one atomic conditional write on the contact, so two runs never both send.
+    /// Takes the address's confirmation slot unless it had a confirmation email after `since`,
+    /// or the request `nonce` is no longer the pending one (a run holding an older view): one
+    /// atomic conditional write on the contact, so two runs never both send.
     fn claim_confirmation(
         &self,
         contact: ContactId,
+        nonce: &str,
         now: DateTime<Utc>,
         since: DateTime<Utc>,
     ) -> impl Future<Output = Result<ConfirmationSlot, StoreError>> + Send;

@@ -233,10 +233,12 @@ async fn send_confirmation(
     let key = format!("confirm:{}", pending.nonce);
     let every = chrono::Duration::hours(i64::from(cfg.nurture.confirmation_every_hours));
     match store
-        .claim_confirmation(contact.contact_id, cfg.now, cfg.now - every)
+        .claim_confirmation(contact.contact_id, &pending.nonce, cfg.now, cfg.now - every)
         .await
     {
         Ok(ConfirmationSlot::Taken) => {}
+        // A newer request took its place: the lead it names is due and sends that one.
+        Ok(ConfirmationSlot::Replaced) => return None,
         // The address had one recently: this request's email goes when the interval is over.
         Ok(ConfirmationSlot::SentAt(at)) => return Some(at + every),
         Err(e) => {
@@ -398,7 +400,10 @@ async fn handoff_request_within_cap(
     view: &LeadView,
 ) -> Result<bool, StoreError> {
     let lead = &view.lead;
-    let open = matches!(lead.status, crate::records::LeadStatus::Open);
+    let open = matches!(
+        lead.status,
+        crate::records::LeadStatus::Open | crate::records::LeadStatus::Qualified
+    );
     let Some(request) = lead.handoff_requested else {
         return Ok(true);
     };
@@ -428,20 +433,22 @@ async fn process_lead(
     };
     report.leads += 1;
     let mut view = view;
+    let requested = view.lead.handoff_requested.is_some();
+    let mut cap_retry = None;
     if !handoff_request_within_cap(store, cfg, &view).await? {
-        // Over the form's daily cap: the request waits for a later day's room (or the score).
+        // Over the form's daily cap: the request waits for the next Tokyo day's room (or the score).
         view.lead.handoff_requested = None;
         report.held += 1;
         *report.skipped.entry("hand-off cap reached".into()).or_default() += 1;
+        cap_retry = Some(next_tokyo_day(cfg.now));
     }
     let confirm_retry = send_confirmation(store, mailer, cfg, &view, report).await;
     let p = plan(&view, cfg.nurture, cfg.now);
     report.moves += p.moves.len();
     let mut nurture = p.nurture.clone();
-    let mut next_due = match (p.next_due, confirm_retry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let mut next_due = [p.next_due, confirm_retry, cap_retry].into_iter().flatten().min();
+    // A request is consumed by the move to sales it made (a recycled lead does not go back).
+    let handoff_request_done = requested && p.moves.iter().any(|m| m.to == crate::records::Stage::SalesAcceptance);
     if let Some(why) = &p.held {
         report.held += 1;
         *report.skipped.entry(why.clone()).or_default() += 1;
@@ -554,7 +561,7 @@ async fn process_lead(
         if let Some(o) = chosen {
             let t = new_task(cfg.routing, &o, lead_id, cfg.now);
             let mut why = explain(&view);
-            if !view.sales_ready && !view.contact.address_confirmed() {
+            if !view.sales_ready && view.lead.handoff_requested.is_some_and(|r| r.unconfirmed) {
                 // Handed off on the form's say-so: the salesperson must know nobody vouched for it.
                 why = format!(
                     "{}\n{why}",
@@ -623,11 +630,22 @@ async fn process_lead(
             owner,
             task,
             next_due,
+            handoff_request_done,
             upkeep,
             tally,
             now: cfg.now,
         })
         .await
+}
+
+/// The start of the next day in Tokyo (the day a daily cap counts by).
+fn next_tokyo_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let tokyo = now.with_timezone(&chrono_tz::Asia::Tokyo).date_naive() + chrono::Duration::days(1);
+    chrono_tz::Asia::Tokyo
+        .from_local_datetime(&tokyo.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .earliest()
+        .map_or(now + chrono::Duration::days(1), |t| t.with_timezone(&Utc))
 }
 
 #[tracing::instrument(name = "task", skip_all, fields(lead_id = %lead_id, task_id = %task_id))]

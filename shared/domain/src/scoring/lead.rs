@@ -95,7 +95,7 @@ pub fn rescore(
             let fired = apply(model, ledger, &input.event);
             if input.event.kind == InteractionKind::AddressConfirmed.name() {
                 confirm_all(ledger);
-            } else if !contact.address_confirmed() && unconfirmed(&input.event) {
+            } else if unconfirmed(&input.event) {
                 mark_unconfirmed(ledger, input.event.occurred_at.date_naive(), &fired);
             }
         }

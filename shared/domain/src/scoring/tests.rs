@@ -381,7 +381,7 @@ proptest! {
 }
 
 #[test]
-fn points_from_an_unconfirmed_address_are_no_evidence_until_it_confirms() {
+fn points_from_a_public_submission_are_no_evidence_until_its_address_confirms() {
     let config = ScoringConfig::defaults();
     let who = contact(Some("IT"), Some("300"), Some("CEO"));
     let mut public = Map::new();
@@ -412,7 +412,7 @@ fn points_from_an_unconfirmed_address_are_no_evidence_until_it_confirms() {
     );
     let line = score.explanation.iter().find(|l| l.rule.contains("form")).unwrap();
     assert!(line.detail.contains("5 from an unconfirmed address"), "{}", line.detail);
-    // The same from an address whose owner confirmed once is evidence.
+    // Also from an address whose owner confirmed an earlier request: anyone may have sent this one.
     let mut confirmed = who.clone();
     confirmed.address_confirmed_at = Some(now());
     let out2 = rescore(
@@ -423,7 +423,18 @@ fn points_from_an_unconfirmed_address_are_no_evidence_until_it_confirms() {
         "form",
         now(),
     );
-    assert!(out2.scoring.sales_ready);
+    assert!(!out2.scoring.sales_ready);
+    // The same submission on a trusted route is evidence.
+    let trusted = Map::new();
+    let internal = rescore(
+        &config,
+        &who,
+        &LeadScoring::default(),
+        &[submit(&trusted, now())],
+        "form",
+        now(),
+    );
+    assert!(internal.scoring.sales_ready);
     // The owner's confirmation turns the earlier points into evidence.
     let none = Map::new();
     let confirm = Input {
