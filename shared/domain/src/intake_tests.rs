@@ -813,3 +813,24 @@ fn a_public_form_without_consent_wording_records_no_consent() {
     };
     assert!(contact.consent.is_none() && contact.consent_pending.is_none());
 }
+
+#[test]
+fn a_new_lead_of_a_known_person_tells_connected_systems_none_of_a_public_submissions_values() {
+    let f = form(json!({}));
+    let s = valid(&f, json!({"email": "a@b.co", "last_name": "stranger", "company": "Evil"}));
+    let found = LookupResult {
+        contact: Some(ContactId::generate()),
+        ..Default::default()
+    };
+    for (route, told) in [(Route::Public, false), (Route::Internal, true)] {
+        let m = SubmissionMeta { route, ..meta(0) };
+        let req = lookup_request(&f, &s, &m).unwrap();
+        let Decision::Write(plan) = decide(&f, &s, &m, &req, &found) else {
+            panic!()
+        };
+        let events = crate::events::of_intake(&plan);
+        assert_eq!(events.len(), 1, "lead.created");
+        let contact = &serde_json::to_value(&events[0]).unwrap()["data"]["contact"];
+        assert_eq!(contact.get("company").is_some(), told, "{route:?}: {contact}");
+    }
+}
