@@ -145,10 +145,11 @@ async fn lead_show_export_and_verified_erasure() {
     let other = env
         .post_json("demo", &json!({"email": "keep@example.jp", "last_name": "残"}), &[])
         .await;
-    // Two later public submissions change the company: nothing given before is lost.
+    // Two later submissions on the trusted route change the company: nothing given before is lost.
+    // (A public one changes nothing until the person confirms: tests/tests/trust.rs.)
     for company in ["Acme", "Evil Corp"] {
         let r = env
-            .post_public(
+            .post_json(
                 "demo",
                 &json!({"email": "privacy@example.jp", "last_name": "個人", "company": company}),
                 &[],

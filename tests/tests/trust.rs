@@ -202,6 +202,17 @@ async fn finding_2_a_public_submission_changes_nothing_a_known_person_gave_until
     let pending = c["consent_pending"].as_m().unwrap();
     let changes = pending["changes"].as_m().unwrap();
     assert_eq!(changes["company"].as_s().unwrap(), "Evil Inc");
+    // The operator's view says the same: what waits is no change (yet).
+    let shown = leadflow_cli::lead_show(&env.cli_target(), "known2@example.jp")
+        .await
+        .unwrap();
+    let changed: Vec<&Value> = shown["field_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["new"] == "Evil Inc")
+        .collect();
+    assert!(changed.is_empty(), "{}", shown["field_history"]);
 
     // The process asks the address's owner, in a neutral email with nothing the submitter wrote.
     env.run_scoring().await;

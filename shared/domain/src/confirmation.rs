@@ -50,6 +50,7 @@ pub fn confirm(contact: &Contact, nonce: &str, evidence: &ConsentConfirmation) -
             },
             contact: changes.clone(),
             lead: BTreeMap::new(),
+            pending: false,
         }),
         _ => None,
     };

@@ -33,6 +33,11 @@ pub struct FieldRecord {
     /// The lead's own form fields.
     #[serde(default)]
     pub lead: BTreeMap<String, String>,
+    /// The contact values were given on the public route for a known person: kept as evidence,
+    /// not applied (they wait for the person's confirmation, which records them again when it
+    /// applies them), so they are not changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// One change of one field: what it was, what it became, when and from where.
@@ -57,6 +62,7 @@ pub fn changes(records: &[FieldRecord]) -> Vec<FieldChange> {
         let given = r
             .contact
             .iter()
+            .filter(|_| !r.pending)
             .map(|(k, v)| (k.clone(), v))
             .chain(r.lead.iter().map(|(k, v)| (format!("lead.{k}"), v)));
         for (field, value) in given {
@@ -90,7 +96,16 @@ mod tests {
             },
             contact: BTreeMap::from([("company".into(), company.into()), ("last_name".into(), "山田".into())]),
             lead: BTreeMap::new(),
+            pending: false,
         }
+    }
+
+    #[test]
+    fn values_waiting_for_confirmation_are_not_changes() {
+        let mut stranger = record(200, "Evil Corp");
+        stranger.pending = true;
+        let c = changes(&[record(100, "Acme"), stranger]);
+        assert!(c.iter().all(|c| c.new != "Evil Corp"), "{c:?}");
     }
 
     #[test]

@@ -566,6 +566,7 @@ pub fn decide(
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         lead: sub.custom.clone(),
+        pending: matches!(contact, ContactWrite::Update { values_wait: true, .. }),
     };
     let dims = crate::report::Dims {
         form: form.id.clone(),
