@@ -817,7 +817,10 @@ fn a_public_form_without_consent_wording_records_no_consent() {
 #[test]
 fn a_new_lead_of_a_known_person_tells_connected_systems_none_of_a_public_submissions_values() {
     let f = form(json!({}));
-    let s = valid(&f, json!({"email": "a@b.co", "last_name": "stranger", "company": "Evil"}));
+    let s = valid(
+        &f,
+        json!({"email": "a@b.co", "last_name": "stranger", "company": "Evil"}),
+    );
     let found = LookupResult {
         contact: Some(ContactId::generate()),
         ..Default::default()
