@@ -254,6 +254,14 @@ fn form_id_of(req: &Request) -> Option<String> {
 
 /// The client's address: the trusted front's header when the request came through the front
 /// ([`front::Front::admit`]), else the one API Gateway saw.
+/// Whether API Gateway's IAM authorizer vouched for the caller (it passes the identity on).
+fn iam_signed(req: &Request) -> bool {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().is_some_and(|a| a.iam.is_some()),
+        _ => false,
+    }
+}
+
 pub(crate) fn source_ip(req: &Request) -> Option<String> {
     if let Some(front::TrustedClientIpHeader(name)) = req.extensions().get::<front::TrustedClientIpHeader>() {
         if let Some(ip) = header_str(req.headers(), name).and_then(front::viewer_address) {
@@ -321,6 +329,15 @@ impl<C: FormCatalog, T: SiteCatalog, S: crate::IntakeRecords, Q: InteractionQueu
 
     async fn route(&self, req: Request) -> Response<Body> {
         let path = req.raw_http_path().trim_end_matches('/').to_owned();
+        // The internal routes are trusted because API Gateway checked a SigV4 signature: without
+        // the IAM identity it passes on (a misconfigured route), they do not exist.
+        if path.starts_with("/internal/") && !iam_signed(&req) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; submit to /forms/{formId}/submissions",
+            );
+        }
         if path.ends_with("/internal/events") {
             return self.events(req, EventSender::Server).await;
         }
