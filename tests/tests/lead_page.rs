@@ -422,3 +422,250 @@ async fn an_english_speaking_owner_gets_the_page_in_english_in_their_time_zone()
     );
     assert!(!page.body.contains("様"), "{}", page.body);
 }
+
+/// A hot lead handed off to sales: its id, its owner, the owner's address, and the link from
+/// the hand-off email (the full URL and its path).
+async fn handed_off(env: &TestEnv, email: &str, last_name: &str) -> (String, String, String, String, String) {
+    let r = env
+        .post_json(
+            "demo",
+            &json!({"email": email, "last_name": last_name, "first_name": "花子", "consent": true,
+                    "company": "アクメ株式会社", "job_title": "CEO", "industry": "IT", "employees": "300",
+                    "phone": "03-1234-5678"}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let lead = r.body["lead_id"].as_str().unwrap().to_owned();
+    env.run_scoring().await;
+    let report = env.process.run().await.unwrap();
+    assert_eq!(report.handoffs, 1, "{report:?}");
+    let owner = s(&env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap(), "owner");
+    let routing: Value = serde_json::from_str(
+        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/routing.json")).unwrap(),
+    )
+    .unwrap();
+    let address = routing["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == owner.as_str())
+        .unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mail: Vec<_> = emails_to(&address)
+        .await
+        .into_iter()
+        .filter(|m| m.text().contains(&lead))
+        .collect();
+    assert_eq!(mail.len(), 1);
+    let url = mail[0]
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("リードを開く: "))
+        .expect("the link")
+        .trim()
+        .to_owned();
+    let target = url.strip_prefix("https://leadflow.test").unwrap().to_owned();
+    (lead, owner, address, url, target)
+}
+
+/// The page's `actions` form target for the link `target` opens.
+fn actions_of(target: &str, lead: &str) -> String {
+    target.replacen(
+        &format!("/sales/leads/{lead}?"),
+        &format!("/sales/leads/{lead}/actions?"),
+        1,
+    )
+}
+
+fn form<'a>(fields: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+    fields.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn the_pages_task_and_accept_actions_work_as_the_owner_and_the_sla_stops_reminding() {
+    let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
+    env.process.clock = t0;
+    let (lead, owner, address, url, target) = handed_off(&env, "act-lead@example.jp", "佐々木").await;
+    let task_id = format!("first-contact-{lead}");
+    let page = call(&env, "GET", &target, &[], b"").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let actions = actions_of(&target, &lead);
+    let action_attr = format!(
+        "action=\"{}\"",
+        escape_html(actions.strip_prefix("/sales/leads/").unwrap())
+    );
+    for shown in [
+        "タスクを完了にする",
+        "受け入れる（商談化）",
+        "失格にする",
+        "name=\"action\" value=\"complete\"",
+        "name=\"action\" value=\"accept\"",
+        "name=\"action\" value=\"disqualify\"",
+        action_attr.as_str(),
+    ] {
+        assert!(page.body.contains(shown), "{shown} on the page: {}", page.body);
+    }
+    let csrf = csrf_of(&page.body);
+
+    // Without the page's CSRF token, or with another link's: 403, nothing changed.
+    let keys = env.stack.link_keys.lead.clone().expect("the lead links' keyring");
+    let other_link = lead_link::sign(
+        &keys,
+        &owner,
+        leadflow_domain::records::LeadId::generate(),
+        t0() + Duration::days(1),
+    );
+    let other_csrf = lead_link::csrf(&keys, &other_link).unwrap();
+    let before = snapshot(&env).await;
+    for token in ["", other_csrf.as_str()] {
+        for fields in [
+            form(&[("csrf", token), ("action", "complete"), ("task", &task_id)]),
+            form(&[("csrf", token), ("action", "accept")]),
+            form(&[("csrf", token), ("action", "disqualify"), ("reason", "予算なし")]),
+        ] {
+            let refused = post_form(&env, &actions, &fields).await;
+            assert_denied(&refused, &["佐々木"], &format!("{fields:?}"));
+        }
+    }
+    assert_eq!(snapshot(&env).await, before, "refused actions change nothing");
+
+    // Complete the task: done, off the due index, 303 back with a notice.
+    let done = post_form(
+        &env,
+        &actions,
+        &form(&[("csrf", &csrf), ("action", "complete"), ("task", &task_id)]),
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), format!("{url}&done=task"));
+    let task = env
+        .item(&format!("LEAD#{lead}"), &format!("TASK#{task_id}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "status"), "done");
+    assert!(!task.contains_key("due_pk"), "no longer due: {task:?}");
+    let back = call(&env, "GET", &format!("{target}&done=task"), &[], b"").await;
+    assert_eq!(back.status, 200);
+    for shown in ["タスクを完了にしました。", "未完了のタスクはありません"] {
+        assert!(back.body.contains(shown), "{shown}: {}", back.body);
+    }
+    assert!(!back.body.contains("タスクを完了にする"), "no task left to complete");
+    let again = post_form(
+        &env,
+        &actions,
+        &form(&[("csrf", &csrf), ("action", "complete"), ("task", &task_id)]),
+    )
+    .await;
+    assert_eq!(again.status, 409, "a done task is not done twice: {}", again.body);
+
+    // The process run at the reminder time sends no reminder for it.
+    env.process.clock = t_due;
+    let due = env.process.run().await.unwrap();
+    assert_eq!(due.reminders, 0, "{due:?}");
+    assert!(emails_to(&address)
+        .await
+        .iter()
+        .all(|m| !(m.text().contains(&lead) && m.subject().contains("リマインド"))));
+    let task = env
+        .item(&format!("LEAD#{lead}"), &format!("TASK#{task_id}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "status"), "done");
+    assert!(!task.contains_key("reminded_at"), "{task:?}");
+
+    // Accept: the move the stage machine calls acceptance by sales (convert), by the owner.
+    let accepted = post_form(&env, &actions, &form(&[("csrf", &csrf), ("action", "accept")])).await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    assert_eq!(accepted.header("location"), format!("{url}&done=accepted"));
+    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    assert_eq!(s(&item, "status"), "converted");
+    let moves: Vec<_> = env
+        .items_of("stage_change")
+        .await
+        .into_iter()
+        .filter(|h| s(h, "pk") == format!("LEAD#{lead}") && s(h, "to_status") == "converted")
+        .collect();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0]["by"].as_m().unwrap()["id"].as_s().unwrap(), &owner);
+    assert_eq!(moves[0]["by"].as_m().unwrap()["kind"].as_s().unwrap(), "user");
+
+    // Accepting again: the stage machine's reason on the page (409), nothing changed.
+    let before = snapshot(&env).await;
+    let twice = post_form(&env, &actions, &form(&[("csrf", &csrf), ("action", "accept")])).await;
+    assert_eq!(twice.status, 409, "{}", twice.body);
+    assert!(twice.body.contains("この操作はできません"), "{}", twice.body);
+    assert!(twice.body.contains("a closed lead cannot move"), "{}", twice.body);
+    assert!(twice.body.contains("佐々木 花子 様"), "the page itself: {}", twice.body);
+    assert!(
+        !twice.body.contains("受け入れる（商談化）"),
+        "no accept on a converted lead"
+    );
+    assert_eq!(snapshot(&env).await, before, "an illegal move changes nothing");
+}
+
+#[tokio::test]
+async fn the_pages_disqualify_action_needs_a_reason_and_records_it_as_the_owner() {
+    let mut env = TestEnv::new().await;
+    env.single_opt_in("demo").await;
+    env.process.clock = t0;
+    let (lead, owner, _address, url, target) = handed_off(&env, "dq-lead@example.jp", "高橋").await;
+    let page = call(&env, "GET", &target, &[], b"").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let actions = actions_of(&target, &lead);
+
+    // Without a reason (or blank): refused with the page (422), nothing changed.
+    let before = snapshot(&env).await;
+    for reason in [None, Some("   ")] {
+        let mut fields = form(&[("csrf", &csrf), ("action", "disqualify")]);
+        if let Some(r) = reason {
+            fields.push(("reason", r.to_owned()));
+        }
+        let refused = post_form(&env, &actions, &fields).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert!(refused.body.contains("入力内容を確認してください"), "{}", refused.body);
+        assert!(
+            refused.body.contains("高橋 花子 様"),
+            "the page itself: {}",
+            refused.body
+        );
+    }
+    let unknown = post_form(&env, &actions, &form(&[("csrf", &csrf), ("action", "delete")])).await;
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert_eq!(snapshot(&env).await, before, "refused forms change nothing");
+
+    // With one: disqualified through the lead API's move, the reason kept, the owner as actor.
+    let done = post_form(
+        &env,
+        &actions,
+        &form(&[("csrf", &csrf), ("action", "disqualify"), ("reason", "予算がない <b>")]),
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), format!("{url}&done=disqualified"));
+    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    assert_eq!(s(&item, "status"), "disqualified");
+    let moves: Vec<_> = env
+        .items_of("stage_change")
+        .await
+        .into_iter()
+        .filter(|h| s(h, "pk") == format!("LEAD#{lead}") && s(h, "to_status") == "disqualified")
+        .collect();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(s(&moves[0], "reason"), "予算がない <b>");
+    assert_eq!(moves[0]["by"].as_m().unwrap()["id"].as_s().unwrap(), &owner);
+    let back = call(&env, "GET", &format!("{target}&done=disqualified"), &[], b"").await;
+    assert!(back.body.contains("リードを失格にしました。"), "{}", back.body);
+    assert!(!back.body.contains("失格にする</button>"), "nothing left to disqualify");
+
+    // Accepting a disqualified lead: the domain's reason, nothing changed.
+    let before = snapshot(&env).await;
+    let refused = post_form(&env, &actions, &form(&[("csrf", &csrf), ("action", "accept")])).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("a closed lead cannot move"), "{}", refused.body);
+    assert_eq!(snapshot(&env).await, before, "an illegal move changes nothing");
+}

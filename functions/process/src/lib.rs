@@ -24,12 +24,14 @@ use leadflow_domain::ports::{InteractionQueue, StoreError};
 use leadflow_domain::process::activity::{Activity, ActivityRequest, Recorded, ACTIVITY_FIELDS};
 use leadflow_domain::process::handoff::RoutingConfig;
 use leadflow_domain::process::nurture::NurtureConfig;
+use leadflow_domain::process::plan::LeadView;
 use leadflow_domain::process::ports::{LeadApiStore, Mailer, ProcessConfigSource, ProcessStore};
 use leadflow_domain::process::routine::{RoutineReport, RoutineRun, RoutineStore};
 use leadflow_domain::process::run::{run, RunConfig, RunReport};
-use leadflow_domain::process::stage::{apply, Actor, Move};
+use leadflow_domain::process::stage::{apply, Actor, IllegalMove, Move, StageChange};
 use leadflow_domain::records::LeadId;
 use leadflow_domain::scoring::service::ScoringConfigSource;
+use leadflow_domain::segment::Segment;
 
 pub mod page;
 
@@ -381,41 +383,71 @@ where
                 )
             }
         };
-        let change = match apply(
-            view.lead.stage,
-            view.lead.status,
+        match manual_move(
+            &self.store,
+            &view,
+            &config.segments,
             &mv,
             &reason,
             Actor::User(caller),
             now,
-        ) {
-            Ok(c) => c,
-            Err(e) => return error(StatusCode::CONFLICT, "illegal_move", e.to_string()),
-        };
-        let mut moved = view.lead.clone();
-        (moved.stage, moved.status) = (change.to, change.to_status);
-        let upkeep = view.upkeep(
-            &config.segments,
-            &moved,
-            view.owner.as_deref(),
-            &view.marks,
-            &view.segments,
-            now,
-        );
-        let tally = leadflow_domain::report::Tally::new(now, leadflow_domain::report::Dims::of(&view.lead))
-            .moves(std::slice::from_ref(&change), view.stage_since);
-        match self.store.move_lead(lead, &change, &upkeep, &tally).await {
-            Ok(true) => json_response(
+        )
+        .await
+        {
+            Ok(change) => json_response(
                 StatusCode::OK,
                 &json!({"lead_id": lead, "from": change.from, "to": change.to, "status": change.to_status}),
             ),
-            Ok(false) => error(
+            Err(ManualMove::Illegal(e)) => error(StatusCode::CONFLICT, "illegal_move", e.to_string()),
+            Err(ManualMove::MovedMeanwhile) => error(
                 StatusCode::CONFLICT,
                 "moved_meanwhile",
                 "the lead changed while this request ran; read it again",
             ),
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            Err(ManualMove::Store(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         }
+    }
+}
+
+/// Why a manual move was not made.
+#[derive(Debug)]
+pub enum ManualMove {
+    /// The stage machine does not allow it (why).
+    Illegal(IllegalMove),
+    /// The lead changed while the request ran.
+    MovedMeanwhile,
+    Store(StoreError),
+}
+
+/// A move asked for by a person (`POST /leads/{leadId}/stage` and the lead page's actions):
+/// [`apply`] from where the lead is, its segments kept up, counted, and written conditional on
+/// the stage read in `view`.
+pub async fn manual_move<S: LeadApiStore>(
+    store: &S,
+    view: &LeadView,
+    segments: &[Segment],
+    mv: &Move,
+    reason: &str,
+    by: Actor,
+    now: DateTime<Utc>,
+) -> Result<StageChange, ManualMove> {
+    let change = apply(view.lead.stage, view.lead.status, mv, reason, by, now).map_err(ManualMove::Illegal)?;
+    let mut moved = view.lead.clone();
+    (moved.stage, moved.status) = (change.to, change.to_status);
+    let upkeep = view.upkeep(
+        segments,
+        &moved,
+        view.owner.as_deref(),
+        &view.marks,
+        &view.segments,
+        now,
+    );
+    let tally = leadflow_domain::report::Tally::new(now, leadflow_domain::report::Dims::of(&view.lead))
+        .moves(std::slice::from_ref(&change), view.stage_since);
+    match store.move_lead(view.lead.lead_id, &change, &upkeep, &tally).await {
+        Ok(true) => Ok(change),
+        Ok(false) => Err(ManualMove::MovedMeanwhile),
+        Err(e) => Err(ManualMove::Store(e)),
     }
 }
 

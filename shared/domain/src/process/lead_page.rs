@@ -1,7 +1,7 @@
 //! The lead page a capability link opens ([`super::lead_link`]): the lead as its salesperson
 //! needs it, server-rendered HTML in the viewer's language and time zone, readable on a phone,
-//! without JavaScript; and its activity form, read into the same [`ActivityRequest`] the IAM
-//! lead API takes.
+//! without JavaScript; its activity form, read into the same [`ActivityRequest`] the IAM
+//! lead API takes; and its actions form ([`ActionForm`]: complete a task, accept, disqualify).
 
 use std::future::Future;
 
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::activity::{Activity, ActivityRequest, ActivityResult, ActivityType};
 use super::handoff::{Owner, RoutingConfig, Task, TaskStatus};
 use super::plan::LeadView;
-use super::stage::{Actor, StageChange};
+use super::stage::{Actor, Move, StageChange};
 use crate::escape_html as esc;
 use crate::ports::StoreError;
 use crate::records::{LeadId, LeadStatus, Stage};
@@ -330,8 +330,9 @@ pub fn render(p: &PageInput<'_>) -> String {
         }
     }
 
-    // The activity form.
+    // The activity form, then the task, acceptance and disqualification.
     b.push_str(&activity_form(p, &w, lead, zone));
+    b.push_str(&action_forms(p, &w, lead, &open));
 
     // What happened.
     b.push_str(&format!("<h2>{}</h2>", w.t("活動履歴", "Activities")));
@@ -476,6 +477,110 @@ fn activity_form(p: &PageInput<'_>, w: &Words, lead: LeadId, zone: Tz) -> String
     )
 }
 
+/// The page's other actions, each a form to `{lead}/actions` with the page's CSRF token:
+/// complete each open task, accept the lead (the move the stage machine calls acceptance by
+/// sales: [`Move::Convert`], offered while the lead is in sales acceptance), disqualify with a
+/// reason (required).
+fn action_forms(p: &PageInput<'_>, w: &Words, lead: LeadId, open: &[&Task]) -> String {
+    let token = esc(p.token);
+    let csrf = esc(p.csrf);
+    let form = |action: &str, fields: &str, button: &str| {
+        format!(
+            "<form method=\"post\" action=\"{lead}/actions?t={token}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action\" value=\"{action}\">\
+{fields}<button type=\"submit\">{button}</button></form>"
+        )
+    };
+    let mut b = String::new();
+    for t in open {
+        b.push_str(&form(
+            "complete",
+            &format!("<input type=\"hidden\" name=\"task\" value=\"{}\">", esc(&t.task_id)),
+            w.t("タスクを完了にする", "Mark the task done"),
+        ));
+    }
+    let (stage, status) = (p.view.lead.stage, p.view.lead.status);
+    if super::stage::next(stage, status, &Move::Convert).is_ok() {
+        b.push_str(&form(
+            "accept",
+            "",
+            w.t("受け入れる（商談化）", "Accept (to an opportunity)"),
+        ));
+    }
+    if super::stage::next(stage, status, &Move::Disqualify).is_ok() {
+        b.push_str(&form(
+            "disqualify",
+            &format!(
+                "<label for=\"reason\">{}</label><textarea id=\"reason\" name=\"reason\" rows=\"2\" maxlength=\"2000\" required></textarea>",
+                w.t("失格の理由（必須）", "Why it is disqualified (required)")
+            ),
+            w.t("失格にする", "Disqualify"),
+        ));
+    }
+    if b.is_empty() {
+        return b;
+    }
+    format!("<h2>{}</h2>{b}", w.t("対応", "Actions"))
+}
+
+/// An action the page's `actions` form asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageAction {
+    /// The open task (its id) is done.
+    Complete(String),
+    /// Sales accepts the lead: [`Move::Convert`].
+    Accept,
+    /// [`Move::Disqualify`], with the reason given.
+    Disqualify(String),
+}
+
+/// The `actions` form as posted.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub task: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl ActionForm {
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        serde_urlencoded::from_bytes(body).map_err(|e| format!("the form: {e}"))
+    }
+
+    /// What it asks for, or why it cannot be done (a disqualification needs its reason).
+    pub fn action(&self) -> Result<PageAction, String> {
+        match self.action.trim() {
+            "complete" if !self.task.trim().is_empty() => Ok(PageAction::Complete(self.task.trim().to_owned())),
+            "complete" => Err("task: which task".into()),
+            "accept" => Ok(PageAction::Accept),
+            "disqualify" => match self.reason.trim() {
+                "" => Err("reason: required to disqualify".into()),
+                r => Ok(PageAction::Disqualify(r.chars().take(MAX_TEXT).collect())),
+            },
+            _ => Err("action: complete, accept or disqualify".into()),
+        }
+    }
+}
+
+/// The line shown on the page after the form (`done=`) that sent the owner back to it.
+pub fn done_notice(ja: bool, done: &str) -> &'static str {
+    match (done, ja) {
+        ("task", true) => "タスクを完了にしました。",
+        ("task", false) => "The task is done.",
+        ("accepted", true) => "リードを受け入れました（商談化）。",
+        ("accepted", false) => "The lead was accepted (now an opportunity).",
+        ("disqualified", true) => "リードを失格にしました。",
+        ("disqualified", false) => "The lead was disqualified.",
+        (_, true) => "活動を記録しました。",
+        (_, false) => "The activity was recorded.",
+    }
+}
+
 /// The activity form as posted (`application/x-www-form-urlencoded`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ActivityForm {
@@ -589,6 +694,24 @@ mod tests {
         let (req, at) = past.request(zone, now).unwrap();
         assert_eq!(req.result, ActivityResult::Opportunity);
         assert!(at < now);
+    }
+
+    #[test]
+    fn the_actions_form_reads_into_actions_and_a_disqualification_needs_its_reason() {
+        let form = |b: &str| ActionForm::parse(b.as_bytes()).unwrap().action();
+        assert_eq!(
+            form("csrf=x&action=complete&task=first-contact-1"),
+            Ok(PageAction::Complete("first-contact-1".into()))
+        );
+        assert_eq!(form("csrf=x&action=accept"), Ok(PageAction::Accept));
+        assert_eq!(
+            form("csrf=x&action=disqualify&reason=%E7%AB%B6%E5%90%88"),
+            Ok(PageAction::Disqualify("競合".into()))
+        );
+        assert!(form("csrf=x&action=disqualify&reason=+++").is_err());
+        assert!(form("csrf=x&action=disqualify").is_err());
+        assert!(form("csrf=x&action=complete").is_err());
+        assert!(form("csrf=x&action=delete").is_err());
     }
 
     #[test]
