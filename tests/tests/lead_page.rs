@@ -533,6 +533,12 @@ async fn the_pages_task_and_accept_actions_work_as_the_owner_and_the_sla_stops_r
     }
     assert_eq!(snapshot(&env).await, before, "refused actions change nothing");
 
+    // A process run that read the task before the click (to remind) and saves after it.
+    let lead_id = leadflow_domain::records::LeadId::parse(&lead).unwrap();
+    let (mut stale, _) = leadflow_domain::process::ports::TaskStore::task(&env.process.store, lead_id, &task_id)
+        .await
+        .unwrap()
+        .expect("the open task");
     // Complete the task: done, off the due index, 303 back with a notice.
     let done = post_form(
         &env,
@@ -548,6 +554,21 @@ async fn the_pages_task_and_accept_actions_work_as_the_owner_and_the_sla_stops_r
         .unwrap();
     assert_eq!(s(&task, "status"), "done");
     assert!(!task.contains_key("due_pk"), "no longer due: {task:?}");
+    // The run's late save of its open copy never reopens it.
+    stale.reminded_at = Some(t_due());
+    leadflow_domain::process::ports::TaskStore::save_task(
+        &env.process.store,
+        &stale,
+        Some(t_due() + Duration::days(1)),
+    )
+    .await
+    .unwrap();
+    let task = env
+        .item(&format!("LEAD#{lead}"), &format!("TASK#{task_id}"))
+        .await
+        .unwrap();
+    assert_eq!(s(&task, "status"), "done", "a stale save does not reopen the task");
+    assert!(!task.contains_key("due_pk"));
     let back = call(&env, "GET", &format!("{target}&done=task"), &[], b"").await;
     assert_eq!(back.status, 200);
     for shown in ["タスクを完了にしました。", "未完了のタスクはありません"] {

@@ -464,7 +464,12 @@ impl TaskStore for DynamoProcess {
             item.insert(DUE_PK.into(), s(dpk));
             item.insert(DUE_SK.into(), s(dsk));
         }
-        self.table.put(item, Condition::none()).await?;
+        // A task only ever goes from open to done: a save over a done task (a run's reminder
+        // racing the salesperson's "done" on the lead page) is dropped, never reopening it.
+        let open = Condition::expr("attribute_not_exists(pk) OR {status} = :open", &[(":open", s("open"))]);
+        if !self.table.put(item, open).await? {
+            tracing::info!(lead_id = %task.lead_id, task_id = %task.task_id, "task already done; save dropped");
+        }
         Ok(())
     }
 }
