@@ -237,8 +237,9 @@ impl TestEnv {
         self.requests.take();
     }
 
-    /// Sends a request through API Gateway's event shape to the real handler.
-    pub async fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    /// The route a request matches and the API Gateway (payload 2.0) event it makes, as the
+    /// gateway would pass it to the function (with the IAM identity on IAM routes).
+    pub fn api_event(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (Route, Value) {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let (route, params) = match match_route(&self.routes, method, path) {
             Some(m) => m,
@@ -252,7 +253,21 @@ impl TestEnv {
             body,
             source_ip: "203.0.113.7",
         };
-        let event = http_api_event(route, &params, &req);
+        (route.clone(), http_api_event(route, &params, &req))
+    }
+
+    /// The intake function's answer to an API Gateway event.
+    pub async fn intake_answers(&self, event: &Value) -> lambda_http::Response<lambda_http::Body> {
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        match self.intake.handle(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Sends a request through API Gateway's event shape to the real handler.
+    pub async fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let (route, event) = self.api_event(method, target, headers, body);
         if route.function == "ProcessFunction" {
             let out = self.process.handle(event).await.unwrap();
             let body = out["body"].as_str().unwrap_or("null");
@@ -262,11 +277,7 @@ impl TestEnv {
                 body: serde_json::from_str(body).unwrap_or(Value::Null),
             };
         }
-        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = match self.intake.handle(request).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
+        let response = self.intake_answers(&event).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = match response.body() {

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 use leadflow_domain::escape_html;
 use leadflow_domain::process::lead_link;
-use leadflow_local::apigw::{http_api_event, match_route, HttpRequest};
 use leadflow_tests::{emails_to, s, Item, TestEnv};
 use serde_json::{json, Value};
 
@@ -30,20 +29,10 @@ impl Page {
 
 /// A request through API Gateway's event shape to the real process function, answered as HTML.
 async fn call(env: &TestEnv, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Page {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let (route, params) =
-        match_route(&env.routes, method, path).unwrap_or_else(|| panic!("no route for {method} {path}"));
+    let (route, event) = env.api_event(method, target, headers, body);
     assert_eq!(route.function, "ProcessFunction");
-    assert!(!route.iam, "the link is the authorisation: no IAM on {path}");
-    let req = HttpRequest {
-        method,
-        path,
-        query,
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        body,
-        source_ip: "203.0.113.7",
-    };
-    let out = env.process.handle(http_api_event(route, &params, &req)).await.unwrap();
+    assert!(!route.iam, "the link is the authorisation: no IAM on {target}");
+    let out = env.process.handle(event).await.unwrap();
     Page {
         status: out["statusCode"].as_u64().unwrap() as u16,
         headers: out["headers"].clone(),
@@ -52,19 +41,7 @@ async fn call(env: &TestEnv, method: &str, target: &str, headers: &[(&str, &str)
 }
 
 async fn post_form(env: &TestEnv, target: &str, form: &[(&str, String)]) -> Page {
-    let enc = |v: &str| {
-        v.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body = serde_urlencoded::to_string(form).unwrap();
     call(
         env,
         "POST",

@@ -693,29 +693,17 @@ async fn confirming_makes_the_persons_points_evidence_on_each_of_their_leads() {
 #[tokio::test]
 async fn an_internal_route_without_the_iam_identity_does_not_exist() {
     let env = TestEnv::new().await;
-    let path = "/internal/forms/demo/submissions";
-    let (route, params) = leadflow_local::apigw::match_route(&env.routes, "POST", path).unwrap();
+    let body = json!({"email": "unsigned@example.jp", "last_name": "署名なし"}).to_string();
+    let (route, mut event) = env.api_event(
+        "POST",
+        "/internal/forms/demo/submissions",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
     assert!(route.iam);
     // The same request as API Gateway would pass it on if the route lost its IAM authorizer.
-    let unsigned = leadflow_local::template::Route {
-        iam: false,
-        ..route.clone()
-    };
-    let body = json!({"email": "unsigned@example.jp", "last_name": "署名なし"}).to_string();
-    let req = leadflow_local::apigw::HttpRequest {
-        method: "POST",
-        path,
-        query: "",
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.as_bytes(),
-        source_ip: "203.0.113.7",
-    };
-    let event = leadflow_local::apigw::http_api_event(&unsigned, &params, &req);
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = match env.intake.handle(request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
+    event["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    let response = env.intake_answers(&event).await;
     assert_eq!(response.status().as_u16(), 404);
     assert!(env.items_of("contact").await.is_empty(), "nothing stored");
     // Signed, it is the trusted route.
