@@ -141,6 +141,12 @@ impl Intercept for RequestLog {
     }
 }
 
+/// A form as shipped in `config/forms/`, to configure a variant of it.
+pub fn shipped_form(form: &str) -> Value {
+    let path = leadflow_local::workspace_root().join(format!("config/forms/{form}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 pub struct Reply {
     pub status: u16,
     pub headers: lambda_http::http::HeaderMap,
@@ -291,8 +297,7 @@ impl TestEnv {
     /// Makes a configured form single opt-in (consent counts at once), for tests about what
     /// happens after consent rather than about how it is confirmed.
     pub async fn single_opt_in(&self, form: &str) {
-        let path = leadflow_local::workspace_root().join(format!("config/forms/{form}.json"));
-        let mut def: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut def = shipped_form(form);
         def["double_opt_in"] = Value::Bool(false);
         self.put_form(def).await;
     }

@@ -68,10 +68,8 @@ async fn a_person_submits_both_forms_and_the_nurture_email_reaches_the_mailbox()
     });
     tokio::spawn(leadflow_local::server::serve(listener, front, std::future::pending()));
     // The page is served from a port of this test's own: let the demo form accept that origin.
-    let mut demo: leadflow_domain::form::FormDefinition = serde_json::from_str(
-        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/forms/demo.json")).unwrap(),
-    )
-    .unwrap();
+    let mut demo: leadflow_domain::form::FormDefinition =
+        serde_json::from_value(leadflow_tests::shipped_form("demo")).unwrap();
     demo.allowed_origins.push(site.clone());
     env.stack.forms().unwrap().put(&demo).await.unwrap();
 

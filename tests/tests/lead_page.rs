@@ -457,6 +457,17 @@ fn actions_of(target: &str, lead: &str) -> String {
     )
 }
 
+/// The lead, now at `status`, and the stage moves that put it there.
+async fn moved_to(env: &TestEnv, lead: &str, status: &str) -> Vec<Item> {
+    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
+    assert_eq!(s(&item, "status"), status);
+    env.items_of("stage_change")
+        .await
+        .into_iter()
+        .filter(|h| s(h, "pk") == format!("LEAD#{lead}") && s(h, "to_status") == status)
+        .collect()
+}
+
 fn form<'a>(fields: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
     fields.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
@@ -579,14 +590,7 @@ async fn the_pages_task_and_accept_actions_work_as_the_owner_and_the_sla_stops_r
     let accepted = post_form(&env, &actions, &form(&[("csrf", &csrf), ("action", "accept")])).await;
     assert_eq!(accepted.status, 303, "{}", accepted.body);
     assert_eq!(accepted.header("location"), format!("{url}&done=accepted"));
-    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
-    assert_eq!(s(&item, "status"), "converted");
-    let moves: Vec<_> = env
-        .items_of("stage_change")
-        .await
-        .into_iter()
-        .filter(|h| s(h, "pk") == format!("LEAD#{lead}") && s(h, "to_status") == "converted")
-        .collect();
+    let moves = moved_to(&env, &lead, "converted").await;
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0]["by"].as_m().unwrap()["id"].as_s().unwrap(), &owner);
     assert_eq!(moves[0]["by"].as_m().unwrap()["kind"].as_s().unwrap(), "user");
@@ -645,14 +649,7 @@ async fn the_pages_disqualify_action_needs_a_reason_and_records_it_as_the_owner(
     .await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.header("location"), format!("{url}&done=disqualified"));
-    let item = env.item(&format!("LEAD#{lead}"), "LEAD").await.unwrap();
-    assert_eq!(s(&item, "status"), "disqualified");
-    let moves: Vec<_> = env
-        .items_of("stage_change")
-        .await
-        .into_iter()
-        .filter(|h| s(h, "pk") == format!("LEAD#{lead}") && s(h, "to_status") == "disqualified")
-        .collect();
+    let moves = moved_to(&env, &lead, "disqualified").await;
     assert_eq!(moves.len(), 1);
     assert_eq!(s(&moves[0], "reason"), "予算がない <b>");
     assert_eq!(moves[0]["by"].as_m().unwrap()["id"].as_s().unwrap(), &owner);

@@ -793,7 +793,7 @@ async fn an_import_fills_a_list_that_is_shown_exported_shrunk_and_forgets_an_era
 async fn csv_exports_neutralise_formulas_for_excel_and_raw_writes_them_as_stored() {
     let env = TestEnv::new().await;
     // A campaign a report groups by, and a person who came through its form.
-    let mut form: Value = serde_json::from_str(include_str!("../../config/forms/demo.json")).unwrap();
+    let mut form: Value = leadflow_tests::shipped_form("demo");
     form["id"] = json!("formula");
     form["campaign"] = json!("=1+2");
     form["redirect"] = Value::Null;

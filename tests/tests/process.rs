@@ -870,7 +870,7 @@ async fn the_email_report_counts_sends_deliveries_unique_opens_clicks_and_bounce
     assert_eq!(r.rates["bounce"], Some(0.5));
     let text = leadflow_cli::render_email(&rows);
     assert!(text.contains("50.0%"), "{text}");
-    let csv = String::from_utf8(leadflow_cli::email_csv(&rows).unwrap()).unwrap();
+    let csv = String::from_utf8(leadflow_cli::email_csv(&rows, leadflow_cli::Cells::FormulaSafe).unwrap()).unwrap();
     assert!(csv.starts_with('\u{feff}'), "Excel reads the BOM");
     assert!(
         csv.lines().next().unwrap().ends_with("complaint_rate,unsubscribe_rate"),

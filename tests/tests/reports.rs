@@ -30,7 +30,7 @@ async fn stage(env: &TestEnv, lead: &str, body: Value) {
 #[tokio::test]
 async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     let env = TestEnv::new().await;
-    let mut seminar: Value = serde_json::from_str(include_str!("../../config/forms/demo.json")).unwrap();
+    let mut seminar: Value = leadflow_tests::shipped_form("demo");
     seminar["id"] = json!("seminar");
     seminar["campaign"] = json!("Seminar");
     seminar["redirect"] = Value::Null;
@@ -230,7 +230,7 @@ async fn the_funnel_counts_a_known_mix_exactly_and_duplicates_change_nothing() {
     let text = render_funnel(&all);
     assert!(text.lines().next().unwrap().starts_with("group"), "{text}");
     assert!(text.contains("all") && text.contains("100.0%"), "{text}");
-    let csv = String::from_utf8(funnel_csv(&all).unwrap()).unwrap();
+    let csv = String::from_utf8(funnel_csv(&all, leadflow_cli::Cells::FormulaSafe).unwrap()).unwrap();
     assert!(csv.starts_with('\u{feff}') && csv.contains("inquiry_to_mql"), "{csv}");
 }
 

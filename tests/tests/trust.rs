@@ -100,12 +100,7 @@ async fn finding_1_the_import_form_is_not_public_and_public_consent_is_always_do
     let mails = emails_to("victim1@example.jp").await;
     assert_eq!(mails.len(), 1, "only the confirmation");
     assert_eq!(confirmations(&mails), 1);
-    let c = env
-        .items_of("contact")
-        .await
-        .into_iter()
-        .find(|c| s(c, "email") == "victim1@example.jp")
-        .unwrap();
+    let c = contact_by_email(&env, "victim1@example.jp").await;
     assert!(!c.contains_key("consent"), "no consent in force before the click");
 
     // A form without consent wording asks nobody anything: a public "consent" records nothing.
@@ -115,12 +110,7 @@ async fn finding_1_the_import_form_is_not_public_and_public_consent_is_always_do
         .post_public("plain", &json!({"email": "nowording@example.jp", "consent": true}), &[])
         .await;
     assert_eq!(r.status, 201);
-    let c = env
-        .items_of("contact")
-        .await
-        .into_iter()
-        .find(|c| s(c, "email") == "nowording@example.jp")
-        .unwrap();
+    let c = contact_by_email(&env, "nowording@example.jp").await;
     assert!(
         !c.contains_key("consent") && !c.contains_key("consent_pending"),
         "{c:?}"
@@ -145,12 +135,7 @@ async fn finding_1_confirmed_consent_is_never_replaced_by_a_strangers_submission
     env.run_scoring().await;
     env.process.run().await.unwrap();
     click(&env, &confirmation_link("owner@example.jp").await).await;
-    let before = env
-        .items_of("contact")
-        .await
-        .into_iter()
-        .find(|c| s(c, "email") == "owner@example.jp")
-        .unwrap();
+    let before = contact_by_email(&env, "owner@example.jp").await;
     let consent_before = before["consent"].clone();
     assert!(consent_before.as_m().unwrap().contains_key("confirmed"));
     // A stranger submits the same address with a "yes" and a browser of his own.
@@ -363,14 +348,18 @@ async fn finding_4_five_anonymous_posts_buy_no_hand_off() {
     assert_eq!(sc["sales_ready"].as_bool(), Some(true), "{sc}");
 }
 
-/// The lead of the contact with this address (one lead each in these tests).
-async fn lead_of(env: &TestEnv, email: &str) -> String {
-    let contact = env
-        .items_of("contact")
+/// The contact with this address.
+async fn contact_by_email(env: &TestEnv, email: &str) -> leadflow_tests::Item {
+    env.items_of("contact")
         .await
         .into_iter()
         .find(|c| s(c, "email") == email)
-        .expect("the contact");
+        .expect("the contact")
+}
+
+/// The lead of the contact with this address (one lead each in these tests).
+async fn lead_of(env: &TestEnv, email: &str) -> String {
+    let contact = contact_by_email(env, email).await;
     let lead = env
         .items_of("lead")
         .await
@@ -526,10 +515,7 @@ async fn finding_7_a_double_click_replay_tells_nothing_about_the_first_submissio
 async fn finding_4_an_on_submit_form_hands_off_unconfirmed_requests_capped_and_says_so() {
     let mut env = TestEnv::new().await;
     env.process.clock = t0;
-    let mut def: Value = serde_json::from_str(
-        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/forms/demo.json")).unwrap(),
-    )
-    .unwrap();
+    let mut def = leadflow_tests::shipped_form("demo");
     def["id"] = json!("demo-request");
     def["handoff"] = json!({"when": "on_submit", "daily_cap": 2});
     env.put_form(def).await;
@@ -659,10 +645,7 @@ async fn the_confirmation_page_shows_every_value_before_it_is_granted() {
 async fn confirming_makes_the_persons_points_evidence_on_each_of_their_leads() {
     let mut env = TestEnv::new().await;
     env.process.clock = t0;
-    let mut def: Value = serde_json::from_str(
-        &std::fs::read_to_string(leadflow_local::workspace_root().join("config/forms/demo.json")).unwrap(),
-    )
-    .unwrap();
+    let mut def = leadflow_tests::shipped_form("demo");
     def["id"] = json!("demo2");
     env.put_form(def).await;
     for form in ["demo", "demo2"] {

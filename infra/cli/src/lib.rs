@@ -22,8 +22,7 @@ pub use lead::{lead_show, render_lead};
 pub use list::{list_add, list_add_named, list_create, list_ls, list_name, list_remove, list_show};
 pub use person::{person_erase, person_export, Erasure};
 pub use report::{
-    email_csv, email_csv_with, funnel_csv, funnel_csv_with, render_email, render_funnel, render_stages, report_email,
-    report_funnel, report_stages,
+    email_csv, funnel_csv, render_email, render_funnel, render_stages, report_email, report_funnel, report_stages,
 };
 pub use segment::{render_explanation, render_segment, segment_explain, segment_ls, segment_marks, segment_show};
 pub use target::Target;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use leadflow_aws::config::{emulator_sdk_config, Clients};
 use leadflow_aws::config_dir;
 use leadflow_cli::{
-    activity_add, dlq_list, dlq_replay, email_csv_with, funnel_csv_with, import_contacts, lead_show, leads_export,
+    activity_add, dlq_list, dlq_replay, email_csv, funnel_csv, import_contacts, lead_show, leads_export,
     list_add_named, list_create, list_ls, list_name, list_remove, list_show, person_erase, person_export, render_email,
     render_explanation, render_funnel, render_lead, render_segment, render_stages, report_email, report_funnel,
     report_stages, segment_explain, segment_ls, segment_marks, segment_show, Cells, CsvEncoding, ExportFrom,
@@ -651,7 +651,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else if csv {
                 use std::io::Write;
                 std::io::stdout()
-                    .write_all(&funnel_csv_with(&rows, Cells::raw(raw)).map_err(s)?)
+                    .write_all(&funnel_csv(&rows, Cells::raw(raw)).map_err(s)?)
                     .map_err(|e| e.to_string())?;
             } else {
                 println!("funnel {from} – {to} (JST)");
@@ -687,7 +687,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if csv {
                 use std::io::Write;
                 std::io::stdout()
-                    .write_all(&email_csv_with(&rows, Cells::raw(raw)).map_err(s)?)
+                    .write_all(&email_csv(&rows, Cells::raw(raw)).map_err(s)?)
                     .map_err(|e| e.to_string())?;
             } else if json {
                 let v = serde_json::json!({"from": from, "to": to, "rows": rows});

@@ -78,13 +78,9 @@ pub fn render_funnel(rows: &[FunnelRow]) -> String {
 }
 
 /// The funnel as CSV (UTF-8 with BOM, for Excel), formula-safe.
-pub fn funnel_csv(rows: &[FunnelRow]) -> Result<Vec<u8>, Error> {
-    funnel_csv_with(rows, Cells::FormulaSafe)
-}
-
 /// The funnel as CSV: the group (a campaign, source or form name, from data; `-` without a
 /// campaign) is text, neutralised unless [`Cells::Raw`]; counts, rates and medians are numbers.
-pub fn funnel_csv_with(rows: &[FunnelRow], cells: Cells) -> Result<Vec<u8>, Error> {
+pub fn funnel_csv(rows: &[FunnelRow], cells: Cells) -> Result<Vec<u8>, Error> {
     let cols = funnel_columns();
     let mut w = CsvOut::new(Vec::new(), cells);
     let mut header = vec!["group".to_owned()];
@@ -125,13 +121,9 @@ const EMAIL_RATES: [&str; 6] = ["delivery", "open", "click", "bounce", "complain
 
 /// The email report as CSV (UTF-8 with BOM, for Excel), formula-safe: program, step, the
 /// counts, the rates.
-pub fn email_csv(rows: &[EmailRow]) -> Result<Vec<u8>, Error> {
-    email_csv_with(rows, Cells::FormulaSafe)
-}
-
 /// The email report as CSV: program and step are text, neutralised unless [`Cells::Raw`];
 /// counts and rates are numbers.
-pub fn email_csv_with(rows: &[EmailRow], cells: Cells) -> Result<Vec<u8>, Error> {
+pub fn email_csv(rows: &[EmailRow], cells: Cells) -> Result<Vec<u8>, Error> {
     let mut w = CsvOut::new(Vec::new(), cells);
     let mut header = vec!["program".to_owned(), "step".to_owned()];
     header.extend(EMAIL_COUNTS.iter().map(|k| (*k).to_owned()));
