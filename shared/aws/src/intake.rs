@@ -99,21 +99,16 @@ impl DynamoIntake {
                 contact_id,
                 email,
                 fields,
-                values_wait,
                 consent,
                 pending_consent,
                 add_key,
             } => {
                 let mut update = Update::new().set("updated_at", to_av(&now)?);
-                // A public caller changes nothing a known person gave, not even a blank: its values
-                // wait in the pending request for the mailbox's owner (the address is the identity).
-                if !values_wait {
-                    if let Some(e) = email {
-                        update = update.set("email", s(e.as_str()));
-                    }
-                    for (name, value) in fields.present() {
-                        update = update.set(name, s(value));
-                    }
+                if let Some(e) = email {
+                    update = update.set("email", s(e.as_str()));
+                }
+                for (name, value) in fields.present() {
+                    update = update.set(name, s(value));
                 }
                 match consent {
                     Some(ConsentWrite::Replace(c)) => update = update.set("consent", to_av(c)?),

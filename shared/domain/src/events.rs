@@ -99,11 +99,9 @@ pub fn of_intake(plan: &IntakePlan) -> Vec<DomainEvent> {
     let LeadWrite::Create { lead, .. } = &plan.lead else {
         return Vec::new();
     };
-    let unapplied = crate::records::ContactFields::default();
+    // An update carries only the values applied (a public submission's wait for the mailbox).
     let (email, fields) = match &plan.contact {
         ContactWrite::Create { contact, .. } => (contact.email.as_ref(), &contact.fields),
-        // A public submission's values wait for the mailbox: a connected system is not told them.
-        ContactWrite::Update { values_wait: true, .. } => (None, &unapplied),
         ContactWrite::Update { email, fields, .. } => (email.as_ref(), fields),
     };
     let mut contact = serde_json::Map::new();

@@ -160,13 +160,13 @@ pub enum ContactWrite {
     },
     Update {
         contact_id: ContactId,
+        /// The address as written (trusted routes only).
         email: Option<Email>,
-        /// Only the non-empty submitted values: an empty value never blanks a stored one.
+        /// Only the non-empty submitted values: an empty value never blanks a stored one. None
+        /// from a public submission: its values change nothing the person gave, not even a blank
+        /// field (a stranger could otherwise supply a confirmed person's fit profile); they wait in
+        /// the pending request for the mailbox's owner.
         fields: ContactFields,
-        /// A public submission: its values change nothing the person gave, not even a blank field
-        /// (a stranger could otherwise supply a confirmed person's fit profile); they wait in the
-        /// pending request for the mailbox's owner. An internal one replaces them at once.
-        values_wait: bool,
         consent: Option<ConsentWrite>,
         /// A double opt-in waiting for confirmation (replaces any earlier pending one).
         pending_consent: Option<crate::records::PendingConsent>,
@@ -423,9 +423,12 @@ pub fn decide(
             };
             let write = ContactWrite::Update {
                 contact_id,
-                email: sub.email.clone(),
-                fields: sub.contact.clone(),
-                values_wait: public,
+                email: sub.email.clone().filter(|_| !public),
+                fields: if public {
+                    ContactFields::default()
+                } else {
+                    sub.contact.clone()
+                },
                 consent: consent.map(|c| {
                     if c.opt_in {
                         ConsentWrite::Replace(c)
@@ -566,7 +569,7 @@ pub fn decide(
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         lead: sub.custom.clone(),
-        pending: matches!(contact, ContactWrite::Update { values_wait: true, .. }),
+        pending: public && matches!(contact, ContactWrite::Update { .. }),
     };
     let dims = crate::report::Dims {
         form: form.id.clone(),

@@ -758,15 +758,21 @@ fn known_person_plan(route: Route, extra: serde_json::Value) -> IntakePlan {
     *plan
 }
 
-/// What a plan writes to a known person: whether its values wait, the consent, the pending request.
+/// What a plan writes to a known person: whether it writes any of their values, the consent,
+/// the pending request.
 fn contact_update(plan: &IntakePlan) -> (bool, &Option<ConsentWrite>, &Option<crate::records::PendingConsent>) {
     match &plan.contact {
         ContactWrite::Update {
-            values_wait,
+            email,
+            fields,
             consent,
             pending_consent,
             ..
-        } => (*values_wait, consent, pending_consent),
+        } => (
+            email.is_some() || fields.present().next().is_some(),
+            consent,
+            pending_consent,
+        ),
         ContactWrite::Create { .. } => panic!("a known person is updated"),
     }
 }
@@ -774,8 +780,8 @@ fn contact_update(plan: &IntakePlan) -> (bool, &Option<ConsentWrite>, &Option<cr
 #[test]
 fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
     let plan = known_person_plan(Route::Public, json!({}));
-    let (values_wait, consent, pending_consent) = contact_update(&plan);
-    assert!(values_wait, "changes nothing the person gave");
+    let (writes_values, consent, pending_consent) = contact_update(&plan);
+    assert!(!writes_values, "changes nothing the person gave");
     assert!(consent.is_none(), "no consent, though the form is single opt-in");
     let pending = pending_consent.as_ref().unwrap();
     assert!(pending.consent.as_ref().is_some_and(|c| c.opt_in));
@@ -791,8 +797,8 @@ fn a_public_submission_asks_the_mailbox_for_what_only_its_owner_can_grant() {
 #[test]
 fn an_internal_submission_is_trusted_as_before() {
     let plan = known_person_plan(Route::Internal, json!({}));
-    let (values_wait, consent, pending_consent) = contact_update(&plan);
-    assert!(!values_wait);
+    let (writes_values, consent, pending_consent) = contact_update(&plan);
+    assert!(writes_values);
     assert!(matches!(consent, Some(ConsentWrite::Replace(c)) if c.opt_in));
     assert!(pending_consent.is_none());
     assert_eq!(plan.interaction.properties["visitor_id"], "vis-1");
